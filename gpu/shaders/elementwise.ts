@@ -1,0 +1,201 @@
+/**
+ * Elementwise WGSL: one generator for every map over 1-3 inputs with broadcasting, and the table
+ * of scalar expressions that names each unary, binary and ternary op.
+ * @module
+ */
+
+import {
+  BUILTINS,
+  contiguousStrides,
+  type DType,
+  linearIndex,
+  NAN_HELPERS,
+  offsetFromIndex,
+  u32,
+} from "./common.ts";
+
+/** Scalar WGSL expressions of unary ops over `x` (f32 in, f32 out). */
+export const UNARY_EXPR = {
+  neg: "-x",
+  exp: "exp(x)",
+  log: "log(x)",
+  sqrt: "sqrt(x)",
+  abs: "abs(x)",
+  sign: "select(select(0.0, -1.0, x < 0.0), 1.0, x > 0.0)",
+  tanh: "tanh_safe(x)",
+  sigmoid: "sigmoid(x)",
+  relu: "select(x, 0.0, x < 0.0)",
+  sin: "sin(x)",
+  cos: "cos(x)",
+  recip: "1.0 / x",
+  square: "x * x",
+  isnan: "select(0.0, 1.0, is_nan(x))",
+  isinf: "select(0.0, 1.0, is_inf(x))",
+  floor: "floor(x)",
+} as const;
+
+/** Name of a unary op. */
+export type UnaryOp = keyof typeof UNARY_EXPR;
+
+/** Scalar WGSL expressions of binary ops over `x`, `y` (f32 in, f32 out). */
+export const BINARY_EXPR = {
+  add: "x + y",
+  sub: "x - y",
+  mul: "x * y",
+  div: "x / y",
+  pow: "pow_signed(x, y)",
+  maximum: "select(select(y, x, x >= y), x, is_nan(x))",
+  minimum: "select(select(y, x, x <= y), x, is_nan(x))",
+  eq: "select(0.0, 1.0, x == y)",
+  ne: "select(0.0, 1.0, x != y)",
+  lt: "select(0.0, 1.0, x < y)",
+  le: "select(0.0, 1.0, x <= y)",
+  gt: "select(0.0, 1.0, x > y)",
+  ge: "select(0.0, 1.0, x >= y)",
+} as const;
+
+/** Name of a binary op. */
+export type BinaryOp = keyof typeof BINARY_EXPR;
+
+/** Scalar helper functions the expressions above may call. */
+const HELPERS = `${NAN_HELPERS}
+fn sigmoid(x: f32) -> f32 {
+  // Stable for large |x|: never evaluates exp of a large positive number.
+  let e = exp(-abs(x));
+  return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
+}
+fn tanh_safe(x: f32) -> f32 {
+  if (is_nan(x)) { return x; }
+  let e = exp(-2.0 * abs(x));
+  return sign(x) * (1.0 - e) / (1.0 + e);
+}
+fn pow_signed(x: f32, y: f32) -> f32 {
+  // pow() of a negative base is undefined in WGSL; follow IEEE for integral exponents.
+  if (x >= 0.0 || is_nan(x)) { return pow(x, y); }
+  let r = pow(-x, y);
+  if (floor(y) != y) { return bitcast<f32>(0x7fc00000u); }
+  return select(r, -r, (i32(y) & 1) == 1);
+}`;
+
+/** One input of a map kernel: its element type and its strides in output coordinates. */
+export interface MapInput {
+  /** Element type. */
+  dtype: DType;
+  /** Strides (in elements) per output dimension; 0 where the input is broadcast. */
+  strides: number[];
+  /** Element offset of the first element read (views such as slices); default 0. */
+  offset?: number;
+}
+
+/**
+ * Collapses adjacent output dimensions whose strides are contiguous in every input (and in the
+ * output), so that index arithmetic stays short.
+ */
+export function collapseDims(
+  shape: readonly number[],
+  inputs: readonly number[][],
+): { shape: number[]; inputs: number[][] } {
+  const outStrides = contiguousStrides(shape);
+  const all = [outStrides, ...inputs];
+  const s: number[] = [];
+  const st: number[][] = all.map(() => []);
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
+    const last = s.length - 1;
+    const mergeable = last >= 0 &&
+      all.every((strides, k) => st[k][last] === strides[d] * shape[d]);
+    if (mergeable) {
+      s[last] *= shape[d];
+      all.forEach((strides, k) => (st[k][last] = strides[d]));
+    } else {
+      s.push(shape[d]);
+      all.forEach((strides, k) => st[k].push(strides[d]));
+    }
+  }
+  return { shape: s, inputs: st.slice(1) };
+}
+
+/**
+ * WGSL for `out[i] = expr(x0, x1, x2)` over a broadcast output of `shape`. In `expr`, inputs are
+ * named `x`, `y`, `z` (in order) and the output dtype is `outDtype`.
+ */
+export function mapShader(
+  expr: string,
+  shape: readonly number[],
+  inputs: MapInput[],
+  outDtype: DType,
+  nx: number,
+): string {
+  const c = collapseDims(shape, inputs.map((i) => i.strides));
+  const n = shape.reduce((a, b) => a * b, 1);
+  const names = ["x", "y", "z"];
+  const decl = inputs.map((inp, k) =>
+    `@group(0) @binding(${k}) var<storage, read> in${k}: array<${inp.dtype}>;`
+  );
+  decl.push(
+    `@group(0) @binding(${inputs.length}) var<storage, read_write> out: array<${outDtype}>;`,
+  );
+  const loads = inputs.map((inp, k) => {
+    const st = c.inputs[k];
+    const contiguous = st.length === c.shape.length &&
+      st.every((v, d) => v === contiguousStrides(c.shape)[d]);
+    const base = inp.offset ? ` + ${u32(inp.offset)}` : "";
+    if (contiguous) return `let ${names[k]} = in${k}[i${base}];`;
+    return `${offsetFromIndex(`o${k}`, "i", c.shape, st)}\n  let ${names[k]} = in${k}[o${k}${base}];`;
+  });
+  return `${decl.join("\n")}
+${HELPERS}
+@compute @workgroup_size(64)
+fn main(${BUILTINS}) {
+  let i = ${linearIndex(nx)};
+  if (i >= ${u32(n)}) { return; }
+  ${loads.join("\n  ")}
+  out[i] = ${expr};
+}`;
+}
+
+/**
+ * WGSL writing a contiguous input (binding 0) into a strided region of the output (binding 1):
+ * `out[offset + Σ coord_d * outStrides[d]] = in[i]`. Used by pad and concat.
+ */
+export function placeShader(
+  shape: readonly number[],
+  outStrides: readonly number[],
+  offset: number,
+  dtype: DType,
+  nx: number,
+): string {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return `@group(0) @binding(0) var<storage, read> src: array<${dtype}>;
+@group(0) @binding(1) var<storage, read_write> out: array<${dtype}>;
+@compute @workgroup_size(64)
+fn main(${BUILTINS}) {
+  let i = ${linearIndex(nx)};
+  if (i >= ${u32(n)}) { return; }
+  ${offsetFromIndex("o", "i", shape, outStrides)}
+  out[o + ${u32(offset)}] = src[i];
+}`;
+}
+
+/** WGSL filling `n` elements of the output (binding 0) with a constant WGSL expression. */
+export function fillShader(n: number, dtype: DType, value: string, nx: number): string {
+  return `@group(0) @binding(0) var<storage, read_write> out: array<${dtype}>;
+@compute @workgroup_size(64)
+fn main(${BUILTINS}) {
+  let i = ${linearIndex(nx)};
+  if (i >= ${u32(n)}) { return; }
+  out[i] = ${value};
+}`;
+}
+
+/** WGSL: out[i] = out[i] + src[i] over n contiguous elements (in-place gradient accumulation). */
+export function accumulateShader(n: number, nx: number): string {
+  return `@group(0) @binding(0) var<storage, read> src: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(64)
+fn main(${BUILTINS}) {
+  let i = ${linearIndex(nx)};
+  if (i >= ${u32(n)}) { return; }
+  out[i] = out[i] + src[i];
+}`;
+}

@@ -1,0 +1,132 @@
+/**
+ * Reduction WGSL (sum, max, argmax) over any set of axes of a contiguous input.
+ *
+ * Two variants: one thread per output (many outputs or short rows), and one 64-thread workgroup
+ * per output with a shared-memory tree (few outputs, long rows). Max propagates NaN and starts from
+ * the row's first element, so no infinite literal is needed.
+ * @module
+ */
+
+import { BUILTINS, contiguousStrides, linearIndex, NAN_HELPERS, u32 } from "./common.ts";
+
+/** Reduction operator. */
+export type ReduceOp = "sum" | "max" | "argmax";
+
+/** A reduction split into kept (output) dims and reduced dims, each with input strides. */
+export interface ReducePlan {
+  /** Kept dimensions (output shape after collapsing). */
+  keepShape: number[];
+  /** Input strides of the kept dimensions. */
+  keepStrides: number[];
+  /** Reduced dimensions (collapsed). */
+  redShape: number[];
+  /** Input strides of the reduced dimensions. */
+  redStrides: number[];
+}
+
+/** Splits `shape` into kept and reduced dimensions, merging adjacent dims of the same kind. */
+export function planReduce(shape: readonly number[], axes: readonly number[]): ReducePlan {
+  const strides = contiguousStrides(shape);
+  const plan: ReducePlan = { keepShape: [], keepStrides: [], redShape: [], redStrides: [] };
+  let lastKind: "keep" | "red" | null = null;
+  for (let d = 0; d < shape.length; d++) {
+    if (shape[d] === 1) continue;
+    const kind = axes.includes(d) ? "red" : "keep";
+    const s = kind === "red" ? plan.redShape : plan.keepShape;
+    const st = kind === "red" ? plan.redStrides : plan.keepStrides;
+    if (kind === lastKind && st[st.length - 1] === strides[d] * shape[d]) {
+      s[s.length - 1] *= shape[d];
+      st[st.length - 1] = strides[d];
+    } else {
+      s.push(shape[d]);
+      st.push(strides[d]);
+    }
+    lastKind = kind;
+  }
+  return plan;
+}
+
+function offsetCode(name: string, idx: string, shape: number[], strides: number[]): string {
+  if (shape.length === 0) return `let ${name} = 0u;`;
+  if (shape.length === 1) return `let ${name} = ${idx} * ${u32(strides[0])};`;
+  const lines = [`var ${name} = 0u;`, `{ var r = ${idx};`];
+  for (let d = shape.length - 1; d >= 0; d--) {
+    lines.push(`${name} += ${d === 0 ? "r" : `(r % ${u32(shape[d])})`} * ${u32(strides[d])};`);
+    if (d > 0) lines.push(`r = r / ${u32(shape[d])};`);
+  }
+  lines.push("}");
+  return lines.join(" ");
+}
+
+function combine(op: ReduceOp): string {
+  if (op === "sum") return "acc = acc + v;";
+  // NaN wins; otherwise strictly greater replaces (first maximum kept for argmax).
+  return "if (!is_nan(acc) && (is_nan(v) || v > acc)) { acc = v; best = r; }";
+}
+
+/**
+ * WGSL reducing the input (bound at 0) into the output (binding 1).
+ * @param perGroup use one 64-thread workgroup per output (long rows) instead of one thread.
+ */
+export function reduceShader(op: ReduceOp, plan: ReducePlan, nx: number, perGroup: boolean): string {
+  const nOut = plan.keepShape.reduce((a, b) => a * b, 1);
+  const nRed = plan.redShape.reduce((a, b) => a * b, 1);
+  const outType = op === "argmax" ? "i32" : "f32";
+  const result = op === "argmax" ? "i32(best)" : "acc";
+  const init = op === "sum" ? "0.0" : "x[base]";
+  const head = `@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read_write> out: array<${outType}>;
+${NAN_HELPERS}`;
+  if (!perGroup) {
+    return `${head}
+@compute @workgroup_size(64)
+fn main(${BUILTINS}) {
+  let o = ${linearIndex(nx)};
+  if (o >= ${u32(nOut)}) { return; }
+  ${offsetCode("base", "o", plan.keepShape, plan.keepStrides)}
+  var acc: f32 = ${init};
+  var best = 0u;
+  for (var r = 0u; r < ${u32(nRed)}; r++) {
+    ${offsetCode("off", "r", plan.redShape, plan.redStrides)}
+    let v = x[base + off];
+    ${combine(op)}
+  }
+  out[o] = ${result};
+}`;
+  }
+  // One workgroup per output: strided partial reductions, then a tree in shared memory.
+  const merge = op === "sum"
+    ? "sacc[lid] = sacc[lid] + sacc[lid + s];"
+    : `{ let a = sacc[lid]; let v = sacc[lid + s];
+      if (!is_nan(a) && (is_nan(v) || v > a || (v == a && sbest[lid + s] < sbest[lid]))) {
+        sacc[lid] = v; sbest[lid] = sbest[lid + s]; } }`;
+  return `${head}
+var<workgroup> sacc: array<f32, 64>;
+var<workgroup> sbest: array<u32, 64>;
+@compute @workgroup_size(64)
+fn main(${BUILTINS}) {
+  let o = wid.x + wid.y * ${u32(nx)};
+  let live = o < ${u32(nOut)};
+  let oc = min(o, ${u32(nOut - 1)});
+  ${offsetCode("base", "oc", plan.keepShape, plan.keepStrides)}
+  var acc: f32 = ${init};
+  var best = 0u;
+  for (var r = lid; r < ${u32(nRed)}; r += 64u) {
+    ${offsetCode("off", "r", plan.redShape, plan.redStrides)}
+    let v = x[base + off];
+    ${combine(op)}
+  }
+  sacc[lid] = acc;
+  sbest[lid] = best;
+  workgroupBarrier();
+  for (var s = 32u; s > 0u; s = s >> 1u) {
+    if (lid < s) { ${merge} }
+    workgroupBarrier();
+  }
+  if (lid == 0u && live) {
+    let acc = sacc[0];
+    let best = sbest[0];
+    out[o] = ${result};
+  }
+}`;
+}

@@ -1,0 +1,106 @@
+/**
+ * autoloss: learned optimization schedules (AutoLoss, Xu et al., ICLR 2019) on a from-scratch
+ * autodiff tensor library running WGSL compute shaders on Deno's WebGPU.
+ *
+ * Importing this module has no side effects: no GPU is acquired until `await init()`.
+ *
+ * ```ts
+ * import { init, tensor } from "./mod.ts";
+ * await init();
+ * const w = tensor([[1, 2], [3, 4]]).requiresGrad_();
+ * const loss = w.matmul(w).sum();
+ * loss.backward();
+ * console.log(await w.grad!.array());
+ * ```
+ * @module
+ */
+
+// Engine: runtime and adapter.
+export { adapterInfo, type AdapterReport, getDevice, NoAdapterError } from "./gpu/device.ts";
+export {
+  type Backend,
+  type BackendStats,
+  backend,
+  type Binding,
+  type Grid,
+  init,
+  type Kernel,
+  type Storage,
+  WebGPUBackend,
+} from "./gpu/backend.ts";
+export type { BufferRef } from "./gpu/kernels/buffer_ref.ts";
+export { bind } from "./gpu/kernels/buffer_ref.ts";
+export { Generator } from "./gpu/kernels/random.ts";
+export type { DType } from "./gpu/shaders/common.ts";
+
+// Tensors and autodiff.
+export {
+  type HostArray,
+  isGradEnabled,
+  keep,
+  type Node,
+  noGrad,
+  readMany,
+  Tensor,
+  type TensorContainer,
+  tidy,
+} from "./tensor/tensor.ts";
+export {
+  accumulate_,
+  argmax,
+  assign_,
+  binary,
+  cast,
+  categorical,
+  concat,
+  defaultGenerator,
+  empty,
+  expand,
+  fill_,
+  gatherRows,
+  manualSeed,
+  matmul,
+  max,
+  pad,
+  permute,
+  pick,
+  reshape,
+  scalarOp,
+  scatterAddRows,
+  slice,
+  sum,
+  unary,
+  where,
+} from "./tensor/ops.ts";
+export {
+  add,
+  arange,
+  bernoulli,
+  clamp,
+  compare,
+  detach,
+  div,
+  full,
+  leakyRelu,
+  logSoftmax,
+  logsumexp,
+  maximum,
+  mean,
+  minimum,
+  mul,
+  type NestedArray,
+  ones,
+  type Operand,
+  pow,
+  rand,
+  randn,
+  softmax,
+  squeeze,
+  sub,
+  tensor,
+  transpose,
+  unsqueeze,
+  variance,
+  zeros,
+} from "./tensor/functional.ts";
+export { backward, GRAD_RULES, type GradRule, unbroadcast } from "./tensor/autograd.ts";

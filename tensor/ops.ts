@@ -1,0 +1,478 @@
+/**
+ * Primitive ops: each one runs one kernel (or none, for reshape) and records an autograd node.
+ * Everything else in the library is a composition of these (see functional.ts). The gradient of
+ * each primitive is one entry of the rule table in autograd.ts.
+ * @module
+ */
+
+import { backend } from "../gpu/backend.ts";
+import { type DType, contiguousStrides, f32 as lit, numel } from "../gpu/shaders/common.ts";
+import { BINARY_EXPR, type BinaryOp, UNARY_EXPR, type UnaryOp } from "../gpu/shaders/elementwise.ts";
+import { runAccumulate, runFill, runMap, runPlace } from "../gpu/kernels/elementwise.ts";
+import { runReduce } from "../gpu/kernels/reduce.ts";
+import { runMatmul } from "../gpu/kernels/matmul.ts";
+import { Generator, runCategorical, runRandom } from "../gpu/kernels/random.ts";
+import { runGatherRows, runPick, runScatterAddRows, runUnpick } from "../gpu/kernels/gather.ts";
+import { isGradEnabled, Tensor } from "./tensor.ts";
+
+/** Allocates an uninitialized tensor. */
+export function empty(shape: readonly number[], dtype: DType = "f32", createdBy = "empty"): Tensor {
+  for (const d of shape) {
+    if (!Number.isInteger(d) || d < 0) {
+      throw new Error(`${createdBy}: invalid shape [${shape.join(",")}] (dims must be integers >= 0)`);
+    }
+  }
+  return new Tensor(backend().alloc(numel(shape) * 4), shape, dtype, 0, createdBy);
+}
+
+/** Records an autograd node on `out` when grad is enabled and some input requires grad. */
+function record(out: Tensor, op: string, inputs: Tensor[], params: Record<string, unknown> = {}): Tensor {
+  if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
+    out.requiresGrad = true;
+    out.node = { op, inputs, params };
+  }
+  return out;
+}
+
+function requireF32(op: string, ...ts: Tensor[]): void {
+  for (const t of ts) {
+    if (t.dtype !== "f32") throw new Error(`${op}: expects f32 tensors, got ${t.describe()}`);
+  }
+}
+
+/** Normalizes a possibly negative axis; throws naming the op and shape when out of range. */
+export function normAxis(op: string, axis: number, ndim: number): number {
+  const a = axis < 0 ? axis + ndim : axis;
+  if (!Number.isInteger(a) || a < 0 || a >= Math.max(ndim, 1)) {
+    throw new Error(`${op}: axis ${axis} is out of range for a tensor with ${ndim} dims`);
+  }
+  return a;
+}
+
+/** Broadcast shape of two shapes (NumPy rules); throws naming the op and both shapes. */
+export function broadcastShapes(op: string, a: readonly number[], b: readonly number[]): number[] {
+  const n = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const da = a[a.length - n + i] ?? 1;
+    const db = b[b.length - n + i] ?? 1;
+    if (da !== db && da !== 1 && db !== 1) {
+      throw new Error(
+        `${op}: shapes [${a.join(",")}] and [${b.join(",")}] cannot be broadcast together ` +
+          `(dim ${i} of the result: ${da} vs ${db})`,
+      );
+    }
+    out.push(da === 1 ? db : da);
+  }
+  return out;
+}
+
+/** Strides that read a tensor of `shape` broadcast to `outShape` (0 on broadcast dims). */
+export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
+  const st = contiguousStrides(shape);
+  const lead = outShape.length - shape.length;
+  return outShape.map((d, i) => {
+    const j = i - lead;
+    if (j < 0 || shape[j] === 1) return 0;
+    return st[j];
+  });
+}
+
+// ---------------------------------------------------------------- elementwise
+
+/** Applies a unary op from the table (`exp`, `relu`, ...). */
+export function unary(op: UnaryOp, x: Tensor): Tensor {
+  requireF32(op, x);
+  const out = empty(x.shape, "f32", op);
+  runMap(backend(), op, UNARY_EXPR[op], x.shape, [{
+    ref: x.refFor(op),
+    dtype: "f32",
+    strides: contiguousStrides(x.shape),
+  }], out.refFor(op), "f32");
+  return record(out, op, [x]);
+}
+
+/** Scalar-parameter unary ops, with the scalar baked into the kernel. */
+const SCALAR_EXPR = {
+  add_scalar: (c: number) => `x + ${lit(c)}`,
+  mul_scalar: (c: number) => `x * ${lit(c)}`,
+  pow_scalar: (c: number) => `pow_signed(x, ${lit(c)})`,
+  leaky_relu: (c: number) => `select(x, x * ${lit(c)}, x < 0.0)`,
+  clamp_min: (c: number) => `select(x, ${lit(c)}, x < ${lit(c)})`,
+  clamp_max: (c: number) => `select(x, ${lit(c)}, x > ${lit(c)})`,
+  step: (c: number) => `select(0.0, 1.0, x > ${lit(c)})`,
+} as const;
+
+/** Name of a scalar-parameter op. */
+export type ScalarOp = keyof typeof SCALAR_EXPR;
+
+/** Applies `op` with the constant `c` (e.g. `x * c`, `leakyRelu(x, c)`). */
+export function scalarOp(op: ScalarOp, x: Tensor, c: number): Tensor {
+  requireF32(op, x);
+  const out = empty(x.shape, "f32", op);
+  runMap(backend(), op, SCALAR_EXPR[op](c), x.shape, [{
+    ref: x.refFor(op),
+    dtype: "f32",
+    strides: contiguousStrides(x.shape),
+  }], out.refFor(op), "f32");
+  return record(out, op, [x], { c });
+}
+
+/** Applies a binary op from the table with broadcasting (`add`, `mul`, `lt`, ...). */
+export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
+  requireF32(op, a, b);
+  const shape = broadcastShapes(op, a.shape, b.shape);
+  const out = empty(shape, "f32", op);
+  runMap(backend(), op, BINARY_EXPR[op], shape, [
+    { ref: a.refFor(op), dtype: "f32", strides: broadcastStrides(a.shape, shape) },
+    { ref: b.refFor(op), dtype: "f32", strides: broadcastStrides(b.shape, shape) },
+  ], out.refFor(op), "f32");
+  return record(out, op, [a, b]);
+}
+
+/** `cond ? a : b` elementwise with broadcasting (cond is nonzero = true). */
+export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
+  requireF32("where", cond, a, b);
+  const shape = broadcastShapes("where", broadcastShapes("where", cond.shape, a.shape), b.shape);
+  const out = empty(shape, "f32", "where");
+  runMap(backend(), "where", "select(z, y, x != 0.0)", shape, [cond, a, b].map((t) => ({
+    ref: t.refFor("where"),
+    dtype: "f32" as DType,
+    strides: broadcastStrides(t.shape, shape),
+  })), out.refFor("where"), "f32");
+  return record(out, "where", [cond, a, b]);
+}
+
+/** Converts between f32, i32 and u32 (float to int truncates toward zero). */
+export function cast(x: Tensor, dtype: DType): Tensor {
+  if (x.dtype === dtype) return x.view(x.shape, "cast");
+  const out = empty(x.shape, dtype, "cast");
+  runMap(backend(), "cast", `${dtype}(x)`, x.shape, [{
+    ref: x.refFor("cast"),
+    dtype: x.dtype,
+    strides: contiguousStrides(x.shape),
+  }], out.refFor("cast"), dtype);
+  return out;
+}
+
+// ---------------------------------------------------------------- reductions
+
+function reduceAxes(op: string, x: Tensor, axis?: number | number[]): number[] {
+  if (axis === undefined) return x.shape.map((_, i) => i);
+  const list = Array.isArray(axis) ? axis : [axis];
+  return [...new Set(list.map((a) => normAxis(op, a, x.ndim)))].sort((p, q) => p - q);
+}
+
+function reducedShape(shape: readonly number[], axes: number[], keepdim: boolean): number[] {
+  return keepdim
+    ? shape.map((d, i) => (axes.includes(i) ? 1 : d))
+    : shape.filter((_, i) => !axes.includes(i));
+}
+
+/** Sum over `axis` (all axes when omitted). */
+export function sum(x: Tensor, axis?: number | number[], keepdim = false): Tensor {
+  requireF32("sum", x);
+  const axes = reduceAxes("sum", x, axis);
+  const out = empty(reducedShape(x.shape, axes, keepdim), "f32", "sum");
+  if (x.size === 0) runFill(backend(), out.refFor("sum"), "f32", "0.0");
+  else runReduce(backend(), "sum", x.refFor("sum"), x.shape, axes, out.refFor("sum"));
+  return record(out, "sum", [x], { axes, keepdim });
+}
+
+/** Maximum over `axis` (all axes when omitted); NaN propagates. */
+export function max(x: Tensor, axis?: number | number[], keepdim = false): Tensor {
+  requireF32("max", x);
+  const axes = reduceAxes("max", x, axis);
+  if (x.size === 0) throw new Error(`max: ${x.describe()} is empty`);
+  const out = empty(reducedShape(x.shape, axes, keepdim), "f32", "max");
+  runReduce(backend(), "max", x.refFor("max"), x.shape, axes, out.refFor("max"));
+  return record(out, "max", [x], { axes, keepdim });
+}
+
+/** Index (i32) of the first maximum along `axis`. Not differentiable. */
+export function argmax(x: Tensor, axis = -1, keepdim = false): Tensor {
+  requireF32("argmax", x);
+  const a = normAxis("argmax", axis, x.ndim);
+  const out = empty(reducedShape(x.shape, [a], keepdim), "i32", "argmax");
+  runReduce(backend(), "argmax", x.refFor("argmax"), x.shape, [a], out.refFor("argmax"));
+  return out;
+}
+
+// ---------------------------------------------------------------- matmul
+
+/**
+ * Matrix product with NumPy semantics for batch dims: `a` [..., M, K] @ `b` [..., K, N]
+ * (1-D operands are promoted as in NumPy). `transA`/`transB` read an operand transposed without
+ * copying it.
+ */
+export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Tensor {
+  requireF32("matmul", a, b);
+  if (a.ndim === 0 || b.ndim === 0) throw new Error("matmul: operands must have at least 1 dim");
+  if (a.ndim === 1) {
+    return reshapeOut(matmul(reshape(a, [1, a.shape[0]]), b, false, transB), -2);
+  }
+  if (b.ndim === 1) {
+    return reshapeOut(matmul(a, reshape(b, [b.shape[0], 1]), transA, false), -1);
+  }
+  const [ar, ac] = a.shape.slice(-2);
+  const [br, bc] = b.shape.slice(-2);
+  const m = transA ? ac : ar;
+  const k = transA ? ar : ac;
+  const kb = transB ? bc : br;
+  const n = transB ? br : bc;
+  if (k !== kb) {
+    throw new Error(
+      `matmul: inner dimensions differ: [${a.shape.join(",")}]${transA ? "^T" : ""} @ ` +
+        `[${b.shape.join(",")}]${transB ? "^T" : ""} (${k} vs ${kb})`,
+    );
+  }
+  const batchShape = broadcastShapes("matmul", a.shape.slice(0, -2), b.shape.slice(0, -2));
+  const batch = numel(batchShape);
+  const aBatch = numel(a.shape.slice(0, -2));
+  const bBatch = numel(b.shape.slice(0, -2));
+  // Batch broadcasting is supported when an operand has all its batch dims or none.
+  if ((aBatch !== batch && aBatch !== 1) || (bBatch !== batch && bBatch !== 1)) {
+    throw new Error(
+      `matmul: batch dims [${a.shape.slice(0, -2)}] and [${b.shape.slice(0, -2)}] must match or ` +
+        "one side must have none",
+    );
+  }
+  const out = empty([...batchShape, m, n], "f32", "matmul");
+  runMatmul(backend(), a.refFor("matmul"), b.refFor("matmul"), out.refFor("matmul"), {
+    batch,
+    m,
+    k,
+    n,
+    transA,
+    transB,
+    batchStrideA: aBatch === 1 ? 0 : m * k,
+    batchStrideB: bBatch === 1 ? 0 : k * n,
+  });
+  return record(out, "matmul", [a, b], { transA, transB });
+}
+
+function reshapeOut(t: Tensor, dropAxis: number): Tensor {
+  const shape = [...t.shape];
+  shape.splice(shape.length + dropAxis, 1);
+  return reshape(t, shape);
+}
+
+// ---------------------------------------------------------------- movement
+
+/** Same data, new shape (no copy). One dim may be -1. */
+export function reshape(x: Tensor, shape: readonly number[]): Tensor {
+  const s = [...shape];
+  const hole = s.indexOf(-1);
+  if (hole >= 0) {
+    const rest = numel(s.filter((_, i) => i !== hole));
+    s[hole] = rest === 0 ? 0 : x.size / rest;
+  }
+  if (numel(s) !== x.size || s.some((d) => !Number.isInteger(d) || d < 0)) {
+    throw new Error(`reshape: cannot reshape ${x.describe()} (${x.size} elements) to [${shape}]`);
+  }
+  const out = x.view(s, "reshape");
+  return record(out, "reshape", [x], { from: x.shape });
+}
+
+/** Reorders dimensions: output dim i is input dim `perm[i]`. */
+export function permute(x: Tensor, perm: readonly number[]): Tensor {
+  const p = perm.map((a) => normAxis("permute", a, x.ndim));
+  if (p.length !== x.ndim || new Set(p).size !== p.length) {
+    throw new Error(`permute: [${perm}] is not a permutation of the ${x.ndim} dims of ${x.describe()}`);
+  }
+  const st = contiguousStrides(x.shape);
+  const shape = p.map((a) => x.shape[a]);
+  const out = empty(shape, x.dtype, "permute");
+  runMap(backend(), "permute", "x", shape, [{
+    ref: x.refFor("permute"),
+    dtype: x.dtype,
+    strides: p.map((a) => st[a]),
+  }], out.refFor("permute"), x.dtype);
+  return record(out, "permute", [x], { perm: p });
+}
+
+/** Copies `x` broadcast to `shape` (NumPy rules). */
+export function expand(x: Tensor, shape: readonly number[]): Tensor {
+  const s = broadcastShapes("expand", x.shape, shape);
+  if (s.length !== shape.length || s.some((d, i) => d !== shape[i])) {
+    throw new Error(`expand: cannot expand ${x.describe()} to [${shape}]`);
+  }
+  const out = empty(shape, x.dtype, "expand");
+  runMap(backend(), "expand", "x", shape, [{
+    ref: x.refFor("expand"),
+    dtype: x.dtype,
+    strides: broadcastStrides(x.shape, shape),
+  }], out.refFor("expand"), x.dtype);
+  return record(out, "expand", [x], { from: x.shape });
+}
+
+/** The sub-block `starts[d] <= i < ends[d]` of every dim (negative values count from the end). */
+export function slice(x: Tensor, starts: readonly number[], ends: readonly number[]): Tensor {
+  if (starts.length !== x.ndim || ends.length !== x.ndim) {
+    throw new Error(`slice: need ${x.ndim} starts and ends for ${x.describe()}, got ${starts.length}/${ends.length}`);
+  }
+  const lo = starts.map((s, d) => Math.min(Math.max(s < 0 ? s + x.shape[d] : s, 0), x.shape[d]));
+  const hi = ends.map((e, d) => Math.min(Math.max(e < 0 ? e + x.shape[d] : e, lo[d]), x.shape[d]));
+  const shape = lo.map((l, d) => hi[d] - l);
+  const st = contiguousStrides(x.shape);
+  const out = empty(shape, x.dtype, "slice");
+  runMap(backend(), "slice", "x", shape, [{
+    ref: x.refFor("slice"),
+    dtype: x.dtype,
+    strides: st,
+    offset: lo.reduce((acc, l, d) => acc + l * st[d], 0),
+  }], out.refFor("slice"), x.dtype);
+  return record(out, "slice", [x], { lo, from: x.shape });
+}
+
+/** Pads with zeros: `pads[d] = [before, after]`. */
+export function pad(x: Tensor, pads: readonly (readonly [number, number])[]): Tensor {
+  if (pads.length !== x.ndim || pads.some(([a, b]) => a < 0 || b < 0)) {
+    throw new Error(`pad: need ${x.ndim} non-negative [before, after] pairs for ${x.describe()}`);
+  }
+  const shape = x.shape.map((d, i) => d + pads[i][0] + pads[i][1]);
+  const out = empty(shape, x.dtype, "pad");
+  const be = backend();
+  runFill(be, out.refFor("pad"), x.dtype, x.dtype === "f32" ? "0.0" : `${x.dtype}(0)`);
+  const st = contiguousStrides(shape);
+  runPlace(
+    be,
+    x.refFor("pad"),
+    x.shape,
+    out.refFor("pad"),
+    st,
+    pads.reduce((acc, [b], d) => acc + b * st[d], 0),
+    x.dtype,
+  );
+  return record(out, "pad", [x], { pads });
+}
+
+/** Joins tensors along `axis` (all other dims must agree). */
+export function concat(xs: readonly Tensor[], axis = 0): Tensor {
+  if (xs.length === 0) throw new Error("concat: needs at least one tensor");
+  const a = normAxis("concat", axis, xs[0].ndim);
+  for (const t of xs) {
+    if (t.ndim !== xs[0].ndim || t.shape.some((d, i) => i !== a && d !== xs[0].shape[i])) {
+      throw new Error(
+        `concat: shapes must agree except on axis ${a}: ${xs.map((t) => `[${t.shape}]`).join(" ")}`,
+      );
+    }
+  }
+  const shape = [...xs[0].shape];
+  shape[a] = xs.reduce((acc, t) => acc + t.shape[a], 0);
+  const out = empty(shape, xs[0].dtype, "concat");
+  const st = contiguousStrides(shape);
+  let at = 0;
+  for (const t of xs) {
+    runPlace(backend(), t.refFor("concat"), t.shape, out.refFor("concat"), st, at * st[a], t.dtype);
+    at += t.shape[a];
+  }
+  return record(out, "concat", [...xs], { axis: a, sizes: xs.map((t) => t.shape[a]) });
+}
+
+// ---------------------------------------------------------------- indexing
+
+/** Rows of `table` [rows, dim] picked by i32 `idx` (any shape): result [...idx.shape, dim]. */
+export function gatherRows(table: Tensor, idx: Tensor): Tensor {
+  requireF32("gatherRows", table);
+  if (table.ndim !== 2) throw new Error(`gatherRows: table must be 2-D, got ${table.describe()}`);
+  if (idx.dtype !== "i32") throw new Error(`gatherRows: indices must be i32, got ${idx.describe()}`);
+  const [rows, dim] = table.shape;
+  const out = empty([...idx.shape, dim], "f32", "gatherRows");
+  runGatherRows(backend(), table.refFor("gatherRows"), idx.refFor("gatherRows"), out.refFor("gatherRows"), rows, dim, idx.size);
+  return record(out, "gatherRows", [table, idx], { rows });
+}
+
+/** Adds rows of `src` [n, dim] into a new zero table [rows, dim] at i32 `idx` [n]. */
+export function scatterAddRows(src: Tensor, idx: Tensor, rows: number): Tensor {
+  requireF32("scatterAddRows", src);
+  const dim = src.shape[src.ndim - 1];
+  const n = idx.size;
+  if (src.size !== n * dim) {
+    throw new Error(`scatterAddRows: ${src.describe()} does not hold ${n} rows of ${dim}`);
+  }
+  const out = zerosLike([rows, dim]);
+  runScatterAddRows(backend(), src.refFor("scatterAddRows"), idx.refFor("scatterAddRows"), out.refFor("scatterAddRows"), rows, dim, n);
+  return record(out, "scatterAddRows", [src, idx], {});
+}
+
+/** `x[r, idx[r]]` for x [rows, k] and i32 idx [rows]; out-of-range indices give 0. */
+export function pick(x: Tensor, idx: Tensor): Tensor {
+  requireF32("pick", x);
+  if (x.ndim !== 2 || idx.dtype !== "i32" || idx.size !== x.shape[0]) {
+    throw new Error(`pick: expects x [rows, k] and i32 idx [rows], got ${x.describe()} and ${idx.describe()}`);
+  }
+  const out = empty([x.shape[0]], "f32", "pick");
+  runPick(backend(), x.refFor("pick"), idx.refFor("pick"), out.refFor("pick"), x.shape[0], x.shape[1]);
+  return record(out, "pick", [x, idx], { k: x.shape[1] });
+}
+
+/** Adjoint of {@link pick}: out [rows, k] with g[r] at column idx[r] and zeros elsewhere. */
+export function unpick(g: Tensor, idx: Tensor, k: number): Tensor {
+  const rows = g.size;
+  const out = empty([rows, k], "f32", "unpick");
+  runUnpick(backend(), g.refFor("unpick"), idx.refFor("unpick"), out.refFor("unpick"), rows, k);
+  return record(out, "unpick", [g, idx], { k });
+}
+
+// ---------------------------------------------------------------- in place and factories
+
+function zerosLike(shape: readonly number[]): Tensor {
+  const out = empty(shape, "f32", "zeros");
+  runFill(backend(), out.refFor("zeros"), "f32", "0.0");
+  return out;
+}
+
+/** Fills `x` in place with a constant (no autograd). */
+export function fill_(x: Tensor, value: number): Tensor {
+  const v = x.dtype === "f32" ? lit(value) : `${x.dtype}(${Math.trunc(value)})`;
+  runFill(backend(), x.refFor("fill_"), x.dtype, v);
+  return x;
+}
+
+/** Copies `src` into `dst` in place (same element count; no autograd). */
+export function assign_(dst: Tensor, src: Tensor): Tensor {
+  if (dst.size !== src.size || dst.dtype !== src.dtype) {
+    throw new Error(`assign_: cannot copy ${src.describe()} into ${dst.describe()}`);
+  }
+  runPlace(backend(), src.refFor("assign_"), [src.size], dst.refFor("assign_"), [1], 0, src.dtype);
+  return dst;
+}
+
+/** `dst += src` in place (same element count; no autograd). Used for gradient accumulation. */
+export function accumulate_(dst: Tensor, src: Tensor): Tensor {
+  if (dst.size !== src.size) {
+    throw new Error(`accumulate_: cannot add ${src.describe()} into ${dst.describe()}`);
+  }
+  runAccumulate(backend(), src.refFor("accumulate_"), dst.refFor("accumulate_"));
+  return dst;
+}
+
+/** The default random generator (seed 0 until {@link manualSeed}). */
+export const defaultGenerator: Generator = new Generator(0);
+
+/** Seeds the default generator. */
+export function manualSeed(seed: number): void {
+  defaultGenerator.setState({ seed, counter: 0 });
+}
+
+/** A tensor of i.i.d. draws: uniform in [a, b), normal(mean a, std b), or bernoulli(p = a). */
+export function random(
+  kind: "uniform" | "normal" | "bernoulli",
+  shape: readonly number[],
+  a: number,
+  b: number,
+  gen: Generator = defaultGenerator,
+): Tensor {
+  const out = empty(shape, "f32", kind);
+  runRandom(backend(), gen, kind, out.refFor(kind), a, b);
+  return out;
+}
+
+/** One category (i32) per row of non-negative weights `probs` [rows, k]. */
+export function categorical(probs: Tensor, gen: Generator = defaultGenerator): Tensor {
+  if (probs.ndim !== 2) throw new Error(`categorical: probs must be [rows, k], got ${probs.describe()}`);
+  const out = empty([probs.shape[0]], "i32", "categorical");
+  runCategorical(backend(), gen, probs.refFor("categorical"), probs.shape[0], probs.shape[1], out.refFor("categorical"));
+  return out;
+}

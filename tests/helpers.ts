@@ -1,0 +1,121 @@
+/**
+ * Test helpers: backend setup, a central-difference gradient checker that batches every perturbed
+ * evaluation into one readback, and approximate comparisons.
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { init } from "../gpu/backend.ts";
+import { readMany, type Tensor, tidy } from "../tensor/tensor.ts";
+import { tensor } from "../tensor/functional.ts";
+
+/** Initializes the GPU backend (idempotent). */
+export async function setup(): Promise<void> {
+  await init();
+}
+
+/** A deterministic pseudo-random generator for test data (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** Random f32 data in [lo, hi), optionally kept at least `gap` away from 0 (for kinks). */
+export function randomData(n: number, seed: number, lo = -1, hi = 1, gap = 0): Float32Array {
+  const r = rng(seed);
+  return Float32Array.from({ length: n }, () => {
+    let v = lo + (hi - lo) * r();
+    if (gap > 0 && Math.abs(v) < gap) v = v < 0 ? v - gap : v + gap;
+    return v;
+  });
+}
+
+/** Asserts |a - b| <= atol + rtol |b| elementwise, with a message naming the first failure. */
+export function assertClose(
+  actual: ArrayLike<number>,
+  expected: ArrayLike<number>,
+  atol = 1e-5,
+  rtol = 1e-4,
+  what = "",
+): void {
+  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  for (let i = 0; i < actual.length; i++) {
+    const a = actual[i];
+    const e = expected[i];
+    if (Number.isNaN(e) && Number.isNaN(a)) continue;
+    if (a === e) continue;
+    const ok = Math.abs(a - e) <= atol + rtol * Math.abs(e);
+    if (!ok) {
+      assert.fail(`${what}: element ${i}: got ${a}, expected ${e} (atol ${atol}, rtol ${rtol})`);
+    }
+  }
+}
+
+/** An input for {@link gradCheck}: data and shape (and optionally no gradient check for it). */
+export interface GradInput {
+  /** Values. */
+  data: Float32Array | Int32Array;
+  /** Shape. */
+  shape: number[];
+  /** i32 inputs (indices) are passed through and not differentiated. */
+  dtype?: "f32" | "i32";
+}
+
+/**
+ * Checks the autograd gradient of `fn` against central differences of the scalar
+ * `sum(fn(x) * w)` for fixed random `w`. All perturbed evaluations are read in one round trip.
+ */
+export async function gradCheck(
+  name: string,
+  fn: (...xs: Tensor[]) => Tensor,
+  inputs: GradInput[],
+  { eps = 1e-2, atol = 2e-2, rtol = 2e-2 } = {},
+): Promise<void> {
+  const make = (data: Float32Array | Int32Array, i: number) =>
+    tensor(data, inputs[i].shape, inputs[i].dtype ?? "f32");
+  // Analytic gradients.
+  const leaves = inputs.map((inp, i) => make(inp.data, i));
+  for (const [i, l] of leaves.entries()) if ((inputs[i].dtype ?? "f32") === "f32") l.requiresGrad_();
+  const out = fn(...leaves);
+  const w = tensor(randomData(out.size, 99), [...out.shape]);
+  const loss = out.mul(w).sum();
+  loss.backward();
+  const gradTensors = leaves.filter((l) => l.requiresGrad).map((l) => l.grad!);
+  // Numeric gradients: every perturbed loss recorded, then one readback.
+  const perturbed: Tensor[] = tidy(() => {
+    const losses: Tensor[] = [];
+    inputs.forEach((inp, i) => {
+      if ((inp.dtype ?? "f32") !== "f32") return;
+      for (let j = 0; j < inp.data.length; j++) {
+        for (const sgn of [1, -1]) {
+          const d = Float32Array.from(inp.data);
+          d[j] += sgn * eps;
+          const xs = inputs.map((other, k) => (k === i ? make(d, k) : make(other.data, k)));
+          losses.push(fn(...xs).mul(w).sum());
+        }
+      }
+    });
+    return losses;
+  });
+  const values = await readMany([...gradTensors, ...perturbed]);
+  const analytic = values.slice(0, gradTensors.length);
+  const lossValues = values.slice(gradTensors.length).map((v) => v[0]);
+  let at = 0;
+  let g = 0;
+  inputs.forEach((inp, i) => {
+    if ((inp.dtype ?? "f32") !== "f32") return;
+    const numeric = new Float32Array(inp.data.length);
+    for (let j = 0; j < inp.data.length; j++) {
+      numeric[j] = (lossValues[at] - lossValues[at + 1]) / (2 * eps);
+      at += 2;
+    }
+    assertClose(analytic[g++], numeric, atol, rtol, `${name}: d/dinput${i}`);
+  });
+  for (const t of [...leaves, out, w, loss, ...perturbed, ...gradTensors]) t.dispose();
+}
