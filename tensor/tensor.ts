@@ -110,8 +110,7 @@ export class Tensor {
   readonly shape: readonly number[];
   /** Element type. */
   readonly dtype: DType;
-  /** Byte offset into the storage (non-zero only for views into flat buffers; 256-aligned). */
-  readonly offset: number;
+  #offset: number;
   /** Whether gradients flow to this tensor. */
   requiresGrad = false;
   /** Accumulated gradient (set by `backward()` on tensors with `requiresGrad`). */
@@ -132,9 +131,25 @@ export class Tensor {
     this.#storage = storage;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
-    this.offset = offset;
+    this.#offset = offset;
     this.#createdBy = createdBy;
     scopes[scopes.length - 1]?.add(this);
+  }
+
+  /** Byte offset into the storage (non-zero only for views into flat buffers; 256-aligned). */
+  get offset(): number {
+    return this.#offset;
+  }
+
+  /**
+   * Moves this tensor onto another storage region (same shape), releasing its old storage. The
+   * caller transfers one reference on `storage`. Used to pack a model's parameters into one flat
+   * buffer; not for general use.
+   */
+  rebind(storage: Storage, offset: number): void {
+    if (this.#storage) backend().release(this.#storage);
+    this.#storage = storage;
+    this.#offset = offset;
   }
 
   /** Number of elements. */
