@@ -1,0 +1,68 @@
+/** Bad input gets a clear error naming the op, the shapes and the fix. */
+
+import assert from "node:assert/strict";
+import { tensor, zeros } from "../tensor/functional.ts";
+import * as ops from "../tensor/ops.ts";
+import { tidy } from "../tensor/tensor.ts";
+import { backend, numberLines } from "../gpu/backend.ts";
+import { setup } from "./helpers.ts";
+
+await setup();
+
+Deno.test("shape mismatch names the op and both shapes", () => {
+  const a = zeros([2, 3]);
+  const b = zeros([4, 3]);
+  assert.throws(() => a.add(b), /add: shapes \[2,3\] and \[4,3\] cannot be broadcast/);
+  assert.throws(() => a.matmul(b), /matmul: inner dimensions differ: \[2,3\] @ \[4,3\] \(3 vs 4\)/);
+  assert.throws(() => a.reshape([5]), /reshape: cannot reshape Tensor\[2,3\] f32 \(6 elements\) to \[5\]/);
+  assert.throws(() => ops.concat([a, zeros([2, 2, 1])], 0), /concat: shapes must agree/);
+  assert.throws(() => a.sum(2), /sum: axis 2 is out of range for a tensor with 2 dims/);
+  assert.throws(() => tensor([1, 2, 3], [2, 2]), /3 values do not fill shape \[2,2\]/);
+});
+
+Deno.test("using a disposed tensor says so", () => {
+  const a = zeros([2, 3]);
+  a.dispose();
+  assert.throws(() => a.exp(), /exp: Tensor\[2,3\] f32 \(made by 'full'\) was disposed/);
+  const kept = tidy(() => {
+    const inner = zeros([2]);
+    return { leaked: inner.add(1), gone: inner };
+  });
+  assert.ok(!kept.leaked.isDisposed);
+  const inner = tidy(() => zeros([3]).exp());
+  assert.ok(!inner.isDisposed, "returned tensors survive the scope");
+  const lost = { t: null as null | ReturnType<typeof zeros> };
+  tidy(() => {
+    lost.t = zeros([3]);
+  });
+  assert.throws(() => lost.t!.neg(), /was disposed/);
+});
+
+Deno.test("backward on a non-scalar or no-grad tensor explains why", () => {
+  const a = zeros([2]).requiresGrad_();
+  assert.throws(() => a.exp().backward(), /is not a scalar/);
+  assert.throws(() => zeros([1]).exp().backward(), /does not require grad/);
+});
+
+Deno.test("a WGSL error is reported with the numbered shader source", async () => {
+  assert.equal(numberLines("a\nb"), "   1| a\n   2| b");
+  const be = backend();
+  const out = zeros([4]);
+  const code = `@group(0) @binding(0) var<storage, read_write> out: array<f32>;
+@compute @workgroup_size(1)
+fn main() { out[0] = undefined_name; }`;
+  be.run({ code, name: "broken" }, [{ storage: out.storageFor("t"), access: "read_write" }], [1, 1, 1]);
+  await assert.rejects(
+    async () => {
+      await be.sync();
+      await out.data();
+    },
+    (err: Error) => {
+      assert.match(err.message, /WGSL kernel 'broken' failed to compile/);
+      assert.match(err.message, /   3\| fn main\(\) \{ out\[0\] = undefined_name; \}/);
+      return true;
+    },
+  );
+  // The device stays usable afterwards.
+  assert.equal(await tensor([2]).mul(3).item(), 6);
+});
