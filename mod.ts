@@ -18,9 +18,10 @@
 // Engine: runtime and adapter.
 export { adapterInfo, type AdapterReport, getDevice, NoAdapterError } from "./gpu/device.ts";
 export {
+  type Access,
   type Backend,
-  type BackendStats,
   backend,
+  type BackendStats,
   type Binding,
   type Grid,
   init,
@@ -32,6 +33,7 @@ export type { BufferRef } from "./gpu/kernels/buffer_ref.ts";
 export { bind } from "./gpu/kernels/buffer_ref.ts";
 export { Generator } from "./gpu/kernels/random.ts";
 export type { DType } from "./gpu/shaders/common.ts";
+export type { BinaryOp, UnaryOp } from "./gpu/shaders/elementwise.ts";
 
 // Tensors and autodiff.
 export {
@@ -66,6 +68,7 @@ export {
   pick,
   reshape,
   scalarOp,
+  type ScalarOp,
   scatterAddRows,
   slice,
   sum,

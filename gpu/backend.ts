@@ -259,9 +259,13 @@ export class WebGPUBackend implements Backend {
   run(kernel: Kernel, bindings: Binding[], grid: Grid): void {
     this.#checkErrors();
     for (const b of bindings) {
-      if (b.storage.refs <= 0) throw new Error(`kernel '${kernel.name}': a bound storage was released`);
+      if (b.storage.refs <= 0) {
+        throw new Error(`kernel '${kernel.name}': a bound storage was released`);
+      }
       if ((b.offset ?? 0) % OFFSET_ALIGN !== 0) {
-        throw new Error(`kernel '${kernel.name}': binding offset ${b.offset} is not ${OFFSET_ALIGN}-aligned`);
+        throw new Error(
+          `kernel '${kernel.name}': binding offset ${b.offset} is not ${OFFSET_ALIGN}-aligned`,
+        );
       }
     }
     const pipeline = this.#pipeline(kernel);
@@ -312,7 +316,9 @@ export class WebGPUBackend implements Backend {
     this.#pending = [];
   }
 
-  async read(regions: { storage: Storage; offset: number; bytes: number }[]): Promise<ArrayBuffer[]> {
+  async read(
+    regions: { storage: Storage; offset: number; bytes: number }[],
+  ): Promise<ArrayBuffer[]> {
     this.#checkErrors();
     let total = 0;
     const starts: number[] = [];
@@ -331,7 +337,9 @@ export class WebGPUBackend implements Backend {
     this.#encoder ??= this.device.createCommandEncoder();
     regions.forEach((r, i) => {
       const n = Math.ceil(r.bytes / 4) * 4;
-      if (n > 0) this.#encoder!.copyBufferToBuffer(r.storage.buffer, r.offset, staging, starts[i], n);
+      if (n > 0) {
+        this.#encoder!.copyBufferToBuffer(r.storage.buffer, r.offset, staging, starts[i], n);
+      }
     });
     this.flush();
     this.stats.hostSyncs++;

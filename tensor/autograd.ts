@@ -98,12 +98,18 @@ export const GRAD_RULES: Record<string, GradRule> = {
   maximum: (g, n) => {
     const m = ops.binary("ge", n.inputs[0], n.inputs[1]);
     const notM = ops.scalarOp("add_scalar", scale(m, -1), 1);
-    return [unbroadcast(mul(g, m), n.inputs[0].shape), unbroadcast(mul(g, notM), n.inputs[1].shape)];
+    return [
+      unbroadcast(mul(g, m), n.inputs[0].shape),
+      unbroadcast(mul(g, notM), n.inputs[1].shape),
+    ];
   },
   minimum: (g, n) => {
     const m = ops.binary("le", n.inputs[0], n.inputs[1]);
     const notM = ops.scalarOp("add_scalar", scale(m, -1), 1);
-    return [unbroadcast(mul(g, m), n.inputs[0].shape), unbroadcast(mul(g, notM), n.inputs[1].shape)];
+    return [
+      unbroadcast(mul(g, m), n.inputs[0].shape),
+      unbroadcast(mul(g, notM), n.inputs[1].shape),
+    ];
   },
   eq: zeroGrad(2),
   ne: zeroGrad(2),

@@ -97,7 +97,9 @@ export function bernoulli(shape: readonly number[], p: number, gen?: Generator):
 
 /** `[0, 1, ..., n-1]` as f32 (or i32). */
 export function arange(n: number, dtype: DType = "f32"): Tensor {
-  const data = dtype === "f32" ? Float32Array.from({ length: n }, (_, i) => i) : Int32Array.from({ length: n }, (_, i) => i);
+  const data = dtype === "f32"
+    ? Float32Array.from({ length: n }, (_, i) => i)
+    : Int32Array.from({ length: n }, (_, i) => i);
   return tensor(data, [n], dtype);
 }
 
@@ -144,7 +146,11 @@ export function minimum(a: Tensor, b: Operand): Tensor {
 }
 
 /** Comparison ops returning 0/1 f32 tensors. */
-export function compare(op: "eq" | "ne" | "lt" | "le" | "gt" | "ge", a: Tensor, b: Operand): Tensor {
+export function compare(
+  op: "eq" | "ne" | "lt" | "le" | "gt" | "ge",
+  a: Tensor,
+  b: Operand,
+): Tensor {
   const t = asTensor(b);
   const out = ops.binary(op, a, t);
   if (t !== b) t.dispose();
@@ -183,7 +189,9 @@ export function logsumexp(x: Tensor, axis: number | number[] = -1, keepdim = fal
   const s = ops.sum(ops.unary("exp", shifted), axis, true);
   const out = ops.binary("add", ops.unary("log", s), m);
   if (keepdim) return out;
-  const axes = (Array.isArray(axis) ? axis : [axis]).map((a) => ops.normAxis("logsumexp", a, x.ndim));
+  const axes = (Array.isArray(axis) ? axis : [axis]).map((a) =>
+    ops.normAxis("logsumexp", a, x.ndim)
+  );
   return ops.reshape(out, x.shape.filter((_, i) => !axes.includes(i)));
 }
 

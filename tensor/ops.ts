@@ -6,8 +6,13 @@
  */
 
 import { backend } from "../gpu/backend.ts";
-import { type DType, contiguousStrides, f32 as lit, numel } from "../gpu/shaders/common.ts";
-import { BINARY_EXPR, type BinaryOp, UNARY_EXPR, type UnaryOp } from "../gpu/shaders/elementwise.ts";
+import { contiguousStrides, type DType, f32 as lit, numel } from "../gpu/shaders/common.ts";
+import {
+  BINARY_EXPR,
+  type BinaryOp,
+  UNARY_EXPR,
+  type UnaryOp,
+} from "../gpu/shaders/elementwise.ts";
 import { runAccumulate, runFill, runMap, runPlace } from "../gpu/kernels/elementwise.ts";
 import { runReduce } from "../gpu/kernels/reduce.ts";
 import { runMatmul } from "../gpu/kernels/matmul.ts";
@@ -19,14 +24,21 @@ import { isGradEnabled, Tensor } from "./tensor.ts";
 export function empty(shape: readonly number[], dtype: DType = "f32", createdBy = "empty"): Tensor {
   for (const d of shape) {
     if (!Number.isInteger(d) || d < 0) {
-      throw new Error(`${createdBy}: invalid shape [${shape.join(",")}] (dims must be integers >= 0)`);
+      throw new Error(
+        `${createdBy}: invalid shape [${shape.join(",")}] (dims must be integers >= 0)`,
+      );
     }
   }
   return new Tensor(backend().alloc(numel(shape) * 4), shape, dtype, 0, createdBy);
 }
 
 /** Records an autograd node on `out` when grad is enabled and some input requires grad. */
-function record(out: Tensor, op: string, inputs: Tensor[], params: Record<string, unknown> = {}): Tensor {
+function record(
+  out: Tensor,
+  op: string,
+  inputs: Tensor[],
+  params: Record<string, unknown> = {},
+): Tensor {
   if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
     out.node = { op, inputs, params };
@@ -71,7 +83,7 @@ export function broadcastShapes(op: string, a: readonly number[], b: readonly nu
 export function broadcastStrides(shape: readonly number[], outShape: readonly number[]): number[] {
   const st = contiguousStrides(shape);
   const lead = outShape.length - shape.length;
-  return outShape.map((d, i) => {
+  return outShape.map((_d, i) => {
     const j = i - lead;
     if (j < 0 || shape[j] === 1) return 0;
     return st[j];
@@ -84,11 +96,19 @@ export function broadcastStrides(shape: readonly number[], outShape: readonly nu
 export function unary(op: UnaryOp, x: Tensor): Tensor {
   requireF32(op, x);
   const out = empty(x.shape, "f32", op);
-  runMap(backend(), op, UNARY_EXPR[op], x.shape, [{
-    ref: x.refFor(op),
-    dtype: "f32",
-    strides: contiguousStrides(x.shape),
-  }], out.refFor(op), "f32");
+  runMap(
+    backend(),
+    op,
+    UNARY_EXPR[op],
+    x.shape,
+    [{
+      ref: x.refFor(op),
+      dtype: "f32",
+      strides: contiguousStrides(x.shape),
+    }],
+    out.refFor(op),
+    "f32",
+  );
   return record(out, op, [x]);
 }
 
@@ -110,11 +130,19 @@ export type ScalarOp = keyof typeof SCALAR_EXPR;
 export function scalarOp(op: ScalarOp, x: Tensor, c: number): Tensor {
   requireF32(op, x);
   const out = empty(x.shape, "f32", op);
-  runMap(backend(), op, SCALAR_EXPR[op](c), x.shape, [{
-    ref: x.refFor(op),
-    dtype: "f32",
-    strides: contiguousStrides(x.shape),
-  }], out.refFor(op), "f32");
+  runMap(
+    backend(),
+    op,
+    SCALAR_EXPR[op](c),
+    x.shape,
+    [{
+      ref: x.refFor(op),
+      dtype: "f32",
+      strides: contiguousStrides(x.shape),
+    }],
+    out.refFor(op),
+    "f32",
+  );
   return record(out, op, [x], { c });
 }
 
@@ -123,10 +151,18 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   requireF32(op, a, b);
   const shape = broadcastShapes(op, a.shape, b.shape);
   const out = empty(shape, "f32", op);
-  runMap(backend(), op, BINARY_EXPR[op], shape, [
-    { ref: a.refFor(op), dtype: "f32", strides: broadcastStrides(a.shape, shape) },
-    { ref: b.refFor(op), dtype: "f32", strides: broadcastStrides(b.shape, shape) },
-  ], out.refFor(op), "f32");
+  runMap(
+    backend(),
+    op,
+    BINARY_EXPR[op],
+    shape,
+    [
+      { ref: a.refFor(op), dtype: "f32", strides: broadcastStrides(a.shape, shape) },
+      { ref: b.refFor(op), dtype: "f32", strides: broadcastStrides(b.shape, shape) },
+    ],
+    out.refFor(op),
+    "f32",
+  );
   return record(out, op, [a, b]);
 }
 
@@ -135,11 +171,19 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   requireF32("where", cond, a, b);
   const shape = broadcastShapes("where", broadcastShapes("where", cond.shape, a.shape), b.shape);
   const out = empty(shape, "f32", "where");
-  runMap(backend(), "where", "select(z, y, x != 0.0)", shape, [cond, a, b].map((t) => ({
-    ref: t.refFor("where"),
-    dtype: "f32" as DType,
-    strides: broadcastStrides(t.shape, shape),
-  })), out.refFor("where"), "f32");
+  runMap(
+    backend(),
+    "where",
+    "select(z, y, x != 0.0)",
+    shape,
+    [cond, a, b].map((t) => ({
+      ref: t.refFor("where"),
+      dtype: "f32" as DType,
+      strides: broadcastStrides(t.shape, shape),
+    })),
+    out.refFor("where"),
+    "f32",
+  );
   return record(out, "where", [cond, a, b]);
 }
 
@@ -147,11 +191,19 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
 export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x.view(x.shape, "cast");
   const out = empty(x.shape, dtype, "cast");
-  runMap(backend(), "cast", `${dtype}(x)`, x.shape, [{
-    ref: x.refFor("cast"),
-    dtype: x.dtype,
-    strides: contiguousStrides(x.shape),
-  }], out.refFor("cast"), dtype);
+  runMap(
+    backend(),
+    "cast",
+    `${dtype}(x)`,
+    x.shape,
+    [{
+      ref: x.refFor("cast"),
+      dtype: x.dtype,
+      strides: contiguousStrides(x.shape),
+    }],
+    out.refFor("cast"),
+    dtype,
+  );
   return out;
 }
 
@@ -278,16 +330,26 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
 export function permute(x: Tensor, perm: readonly number[]): Tensor {
   const p = perm.map((a) => normAxis("permute", a, x.ndim));
   if (p.length !== x.ndim || new Set(p).size !== p.length) {
-    throw new Error(`permute: [${perm}] is not a permutation of the ${x.ndim} dims of ${x.describe()}`);
+    throw new Error(
+      `permute: [${perm}] is not a permutation of the ${x.ndim} dims of ${x.describe()}`,
+    );
   }
   const st = contiguousStrides(x.shape);
   const shape = p.map((a) => x.shape[a]);
   const out = empty(shape, x.dtype, "permute");
-  runMap(backend(), "permute", "x", shape, [{
-    ref: x.refFor("permute"),
-    dtype: x.dtype,
-    strides: p.map((a) => st[a]),
-  }], out.refFor("permute"), x.dtype);
+  runMap(
+    backend(),
+    "permute",
+    "x",
+    shape,
+    [{
+      ref: x.refFor("permute"),
+      dtype: x.dtype,
+      strides: p.map((a) => st[a]),
+    }],
+    out.refFor("permute"),
+    x.dtype,
+  );
   return record(out, "permute", [x], { perm: p });
 }
 
@@ -298,30 +360,48 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
     throw new Error(`expand: cannot expand ${x.describe()} to [${shape}]`);
   }
   const out = empty(shape, x.dtype, "expand");
-  runMap(backend(), "expand", "x", shape, [{
-    ref: x.refFor("expand"),
-    dtype: x.dtype,
-    strides: broadcastStrides(x.shape, shape),
-  }], out.refFor("expand"), x.dtype);
+  runMap(
+    backend(),
+    "expand",
+    "x",
+    shape,
+    [{
+      ref: x.refFor("expand"),
+      dtype: x.dtype,
+      strides: broadcastStrides(x.shape, shape),
+    }],
+    out.refFor("expand"),
+    x.dtype,
+  );
   return record(out, "expand", [x], { from: x.shape });
 }
 
 /** The sub-block `starts[d] <= i < ends[d]` of every dim (negative values count from the end). */
 export function slice(x: Tensor, starts: readonly number[], ends: readonly number[]): Tensor {
   if (starts.length !== x.ndim || ends.length !== x.ndim) {
-    throw new Error(`slice: need ${x.ndim} starts and ends for ${x.describe()}, got ${starts.length}/${ends.length}`);
+    throw new Error(
+      `slice: need ${x.ndim} starts and ends for ${x.describe()}, got ${starts.length}/${ends.length}`,
+    );
   }
   const lo = starts.map((s, d) => Math.min(Math.max(s < 0 ? s + x.shape[d] : s, 0), x.shape[d]));
   const hi = ends.map((e, d) => Math.min(Math.max(e < 0 ? e + x.shape[d] : e, lo[d]), x.shape[d]));
   const shape = lo.map((l, d) => hi[d] - l);
   const st = contiguousStrides(x.shape);
   const out = empty(shape, x.dtype, "slice");
-  runMap(backend(), "slice", "x", shape, [{
-    ref: x.refFor("slice"),
-    dtype: x.dtype,
-    strides: st,
-    offset: lo.reduce((acc, l, d) => acc + l * st[d], 0),
-  }], out.refFor("slice"), x.dtype);
+  runMap(
+    backend(),
+    "slice",
+    "x",
+    shape,
+    [{
+      ref: x.refFor("slice"),
+      dtype: x.dtype,
+      strides: st,
+      offset: lo.reduce((acc, l, d) => acc + l * st[d], 0),
+    }],
+    out.refFor("slice"),
+    x.dtype,
+  );
   return record(out, "slice", [x], { lo, from: x.shape });
 }
 
@@ -376,10 +456,20 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
 export function gatherRows(table: Tensor, idx: Tensor): Tensor {
   requireF32("gatherRows", table);
   if (table.ndim !== 2) throw new Error(`gatherRows: table must be 2-D, got ${table.describe()}`);
-  if (idx.dtype !== "i32") throw new Error(`gatherRows: indices must be i32, got ${idx.describe()}`);
+  if (idx.dtype !== "i32") {
+    throw new Error(`gatherRows: indices must be i32, got ${idx.describe()}`);
+  }
   const [rows, dim] = table.shape;
   const out = empty([...idx.shape, dim], "f32", "gatherRows");
-  runGatherRows(backend(), table.refFor("gatherRows"), idx.refFor("gatherRows"), out.refFor("gatherRows"), rows, dim, idx.size);
+  runGatherRows(
+    backend(),
+    table.refFor("gatherRows"),
+    idx.refFor("gatherRows"),
+    out.refFor("gatherRows"),
+    rows,
+    dim,
+    idx.size,
+  );
   return record(out, "gatherRows", [table, idx], { rows });
 }
 
@@ -392,7 +482,15 @@ export function scatterAddRows(src: Tensor, idx: Tensor, rows: number): Tensor {
     throw new Error(`scatterAddRows: ${src.describe()} does not hold ${n} rows of ${dim}`);
   }
   const out = zerosLike([rows, dim]);
-  runScatterAddRows(backend(), src.refFor("scatterAddRows"), idx.refFor("scatterAddRows"), out.refFor("scatterAddRows"), rows, dim, n);
+  runScatterAddRows(
+    backend(),
+    src.refFor("scatterAddRows"),
+    idx.refFor("scatterAddRows"),
+    out.refFor("scatterAddRows"),
+    rows,
+    dim,
+    n,
+  );
   return record(out, "scatterAddRows", [src, idx], {});
 }
 
@@ -400,10 +498,19 @@ export function scatterAddRows(src: Tensor, idx: Tensor, rows: number): Tensor {
 export function pick(x: Tensor, idx: Tensor): Tensor {
   requireF32("pick", x);
   if (x.ndim !== 2 || idx.dtype !== "i32" || idx.size !== x.shape[0]) {
-    throw new Error(`pick: expects x [rows, k] and i32 idx [rows], got ${x.describe()} and ${idx.describe()}`);
+    throw new Error(
+      `pick: expects x [rows, k] and i32 idx [rows], got ${x.describe()} and ${idx.describe()}`,
+    );
   }
   const out = empty([x.shape[0]], "f32", "pick");
-  runPick(backend(), x.refFor("pick"), idx.refFor("pick"), out.refFor("pick"), x.shape[0], x.shape[1]);
+  runPick(
+    backend(),
+    x.refFor("pick"),
+    idx.refFor("pick"),
+    out.refFor("pick"),
+    x.shape[0],
+    x.shape[1],
+  );
   return record(out, "pick", [x, idx], { k: x.shape[1] });
 }
 
@@ -471,8 +578,17 @@ export function random(
 
 /** One category (i32) per row of non-negative weights `probs` [rows, k]. */
 export function categorical(probs: Tensor, gen: Generator = defaultGenerator): Tensor {
-  if (probs.ndim !== 2) throw new Error(`categorical: probs must be [rows, k], got ${probs.describe()}`);
+  if (probs.ndim !== 2) {
+    throw new Error(`categorical: probs must be [rows, k], got ${probs.describe()}`);
+  }
   const out = empty([probs.shape[0]], "i32", "categorical");
-  runCategorical(backend(), gen, probs.refFor("categorical"), probs.shape[0], probs.shape[1], out.refFor("categorical"));
+  runCategorical(
+    backend(),
+    gen,
+    probs.refFor("categorical"),
+    probs.shape[0],
+    probs.shape[1],
+    out.refFor("categorical"),
+  );
   return out;
 }

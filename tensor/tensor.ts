@@ -65,8 +65,10 @@ export type TensorContainer =
 
 function collect(value: unknown, out: Set<Tensor>): void {
   if (value instanceof Tensor) out.add(value);
-  else if (Array.isArray(value)) for (const v of value) collect(v, out);
-  else if (value && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype) {
+  else if (Array.isArray(value)) { for (const v of value) collect(v, out); }
+  else if (
+    value && typeof value === "object" && Object.getPrototypeOf(value) === Object.prototype
+  ) {
     for (const v of Object.values(value)) collect(v, out);
   }
 }
@@ -89,7 +91,7 @@ export function tidy<T extends TensorContainer>(fn: () => T): T {
   collect(result, kept);
   for (const t of scope) if (!kept.has(t)) t.dispose();
   const parent = scopes[scopes.length - 1];
-  if (parent) for (const t of kept) if (!t.isDisposed) parent.add(t);
+  if (parent) { for (const t of kept) if (!t.isDisposed) parent.add(t); }
   return result;
 }
 
@@ -127,7 +129,13 @@ export class Tensor {
    * public for kernels written outside tensor/ (it takes a reference on `storage`'s behalf: the
    * caller's reference is transferred to the tensor).
    */
-  constructor(storage: Storage, shape: readonly number[], dtype: DType, offset = 0, createdBy = "") {
+  constructor(
+    storage: Storage,
+    shape: readonly number[],
+    dtype: DType,
+    offset = 0,
+    createdBy = "",
+  ) {
     this.#storage = storage;
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
@@ -224,7 +232,9 @@ export class Tensor {
 
   /** The single value of a one-element tensor. */
   async item(): Promise<number> {
-    if (this.size !== 1) throw new Error(`item(): ${this.describe()} has ${this.size} elements, not 1`);
+    if (this.size !== 1) {
+      throw new Error(`item(): ${this.describe()} has ${this.size} elements, not 1`);
+    }
     return (await this.data())[0];
   }
 
@@ -410,7 +420,11 @@ export function hostArray(dtype: DType, buf: ArrayBuffer): HostArray {
  */
 export async function readMany(tensors: Tensor[]): Promise<HostArray[]> {
   const bufs = await backend().read(
-    tensors.map((t) => ({ storage: t.storageFor("readMany"), offset: t.offset, bytes: t.size * 4 })),
+    tensors.map((t) => ({
+      storage: t.storageFor("readMany"),
+      offset: t.offset,
+      bytes: t.size * 4,
+    })),
   );
   return bufs.map((b, i) => hostArray(tensors[i].dtype, b));
 }

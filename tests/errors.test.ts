@@ -14,7 +14,10 @@ Deno.test("shape mismatch names the op and both shapes", () => {
   const b = zeros([4, 3]);
   assert.throws(() => a.add(b), /add: shapes \[2,3\] and \[4,3\] cannot be broadcast/);
   assert.throws(() => a.matmul(b), /matmul: inner dimensions differ: \[2,3\] @ \[4,3\] \(3 vs 4\)/);
-  assert.throws(() => a.reshape([5]), /reshape: cannot reshape Tensor\[2,3\] f32 \(6 elements\) to \[5\]/);
+  assert.throws(
+    () => a.reshape([5]),
+    /reshape: cannot reshape Tensor\[2,3\] f32 \(6 elements\) to \[5\]/,
+  );
   assert.throws(() => ops.concat([a, zeros([2, 2, 1])], 0), /concat: shapes must agree/);
   assert.throws(() => a.sum(2), /sum: axis 2 is out of range for a tensor with 2 dims/);
   assert.throws(() => tensor([1, 2, 3], [2, 2]), /3 values do not fill shape \[2,2\]/);
@@ -51,7 +54,11 @@ Deno.test("a WGSL error is reported with the numbered shader source", async () =
   const code = `@group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @compute @workgroup_size(1)
 fn main() { out[0] = undefined_name; }`;
-  be.run({ code, name: "broken" }, [{ storage: out.storageFor("t"), access: "read_write" }], [1, 1, 1]);
+  be.run({ code, name: "broken" }, [{ storage: out.storageFor("t"), access: "read_write" }], [
+    1,
+    1,
+    1,
+  ]);
   await assert.rejects(
     async () => {
       await be.sync();
@@ -59,7 +66,7 @@ fn main() { out[0] = undefined_name; }`;
     },
     (err: Error) => {
       assert.match(err.message, /WGSL kernel 'broken' failed to compile/);
-      assert.match(err.message, /   3\| fn main\(\) \{ out\[0\] = undefined_name; \}/);
+      assert.match(err.message, / {3}3\| fn main\(\) \{ out\[0\] = undefined_name; \}/);
       return true;
     },
   );

@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { backend } from "../gpu/backend.ts";
 import { runMatmul } from "../gpu/kernels/matmul.ts";
+import { LARGE_BLOCK, SMALL_BLOCK } from "../gpu/shaders/matmul.ts";
 import * as ops from "../tensor/ops.ts";
 import { ones, tensor } from "../tensor/functional.ts";
 import { assertClose, randomData, setup } from "./helpers.ts";
@@ -35,19 +36,48 @@ function refMatmul(
   return c;
 }
 
-for (const [m, k, n] of [[1, 1, 1], [7, 13, 5], [33, 17, 29], [64, 64, 64], [40, 36, 44], [5, 100, 3]]) {
-  for (const variant of ["blocked", "simple"] as const) {
+const VARIANTS = {
+  simple: ["simple", SMALL_BLOCK],
+  blocked4x4: ["blocked", SMALL_BLOCK],
+  blocked8x8: ["blocked", LARGE_BLOCK],
+} as const;
+
+for (
+  const [m, k, n] of [[1, 1, 1], [7, 13, 5], [33, 17, 29], [64, 64, 64], [72, 36, 132], [5, 100, 3]]
+) {
+  for (const [name, [variant, block]] of Object.entries(VARIANTS)) {
     for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]]) {
-      Deno.test(`matmul ${variant} ${m}x${k}x${n} tA=${transA} tB=${transB}`, async () => {
+      Deno.test(`matmul ${name} ${m}x${k}x${n} tA=${transA} tB=${transB}`, async () => {
         const a = randomData(m * k, m + k);
         const b = randomData(k * n, k + n);
         const ta = tensor(a, transA ? [k, m] : [m, k]);
         const tb = tensor(b, transB ? [n, k] : [k, n]);
         const out = ops.empty([m, n]);
-        runMatmul(backend(), ta.refFor("t"), tb.refFor("t"), out.refFor("t"), {
-          batch: 1, m, k, n, transA, transB, batchStrideA: 0, batchStrideB: 0,
-        }, variant);
-        assertClose(await out.data(), refMatmul(a, b, m, k, n, transA, transB), 1e-4, 1e-4, "matmul");
+        runMatmul(
+          backend(),
+          ta.refFor("t"),
+          tb.refFor("t"),
+          out.refFor("t"),
+          {
+            batch: 1,
+            m,
+            k,
+            n,
+            transA,
+            transB,
+            batchStrideA: 0,
+            batchStrideB: 0,
+          },
+          variant,
+          block,
+        );
+        assertClose(
+          await out.data(),
+          refMatmul(a, b, m, k, n, transA, transB),
+          1e-4,
+          1e-4,
+          "matmul",
+        );
         for (const t of [ta, tb, out]) t.dispose();
       });
     }
@@ -93,9 +123,21 @@ for (const shape of [[3, 5, 7], [2, 300, 3], [1000, 2]]) {
     Deno.test(`reduce sum/max/argmax over axis ${axis} of [${shape}]`, async () => {
       const data = randomData(shape.reduce((a, b) => a * b, 1), axis + 7, -10, 10);
       const x = tensor(data, shape);
-      assertClose(await ops.sum(x, axis).data(), refReduce(data, shape, axis, "sum"), 1e-3, 1e-4, "sum");
+      assertClose(
+        await ops.sum(x, axis).data(),
+        refReduce(data, shape, axis, "sum"),
+        1e-3,
+        1e-4,
+        "sum",
+      );
       assertClose(await ops.max(x, axis).data(), refReduce(data, shape, axis, "max"), 0, 0, "max");
-      assertClose(await ops.argmax(x, axis).data(), refReduce(data, shape, axis, "argmax"), 0, 0, "argmax");
+      assertClose(
+        await ops.argmax(x, axis).data(),
+        refReduce(data, shape, axis, "argmax"),
+        0,
+        0,
+        "argmax",
+      );
       x.dispose();
     });
   }
@@ -149,8 +191,17 @@ Deno.test("movement ops match references", async () => {
   const x = tensor([[1, 2, 3], [4, 5, 6]]);
   assert.deepEqual(await x.transpose().array(), [[1, 4], [2, 5], [3, 6]]);
   assert.deepEqual(await x.slice([0, 1], [2, 3]).array(), [[2, 3], [5, 6]]);
-  assert.deepEqual(await x.pad([[0, 1], [1, 0]]).array(), [[0, 1, 2, 3], [0, 4, 5, 6], [0, 0, 0, 0]]);
-  assert.deepEqual(await x.concat([tensor([[7, 8, 9]])], 0).array(), [[1, 2, 3], [4, 5, 6], [7, 8, 9]]);
+  assert.deepEqual(await x.pad([[0, 1], [1, 0]]).array(), [[0, 1, 2, 3], [0, 4, 5, 6], [
+    0,
+    0,
+    0,
+    0,
+  ]]);
+  assert.deepEqual(await x.concat([tensor([[7, 8, 9]])], 0).array(), [[1, 2, 3], [4, 5, 6], [
+    7,
+    8,
+    9,
+  ]]);
   assert.deepEqual(await tensor([[1], [2]]).expand([2, 3]).array(), [[1, 1, 1], [2, 2, 2]]);
   assert.deepEqual(await x.reshape([3, -1]).array(), [[1, 2], [3, 4], [5, 6]]);
   const p = tensor(Float32Array.from({ length: 24 }, (_, i) => i), [2, 3, 4]).permute([2, 0, 1]);

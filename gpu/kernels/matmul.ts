@@ -6,11 +6,13 @@
 import type { Backend } from "../backend.ts";
 import { foldGrid, WG } from "../shaders/common.ts";
 import {
-  BLOCK_T,
-  BLOCK_WG,
+  type BlockConfig,
+  blockTile,
+  LARGE_BLOCK,
   matmulBlockedShader,
   matmulSimpleShader,
   type MatmulSpec,
+  SMALL_BLOCK,
 } from "../shaders/matmul.ts";
 import { bind, type BufferRef } from "./buffer_ref.ts";
 
@@ -18,6 +20,11 @@ import { bind, type BufferRef } from "./buffer_ref.ts";
 export function matmulVariant(s: MatmulSpec): "blocked" | "simple" {
   // Products too small to fill 32x32 tiles, or with a dimension below 4, run one thread per output.
   return s.m * s.n < 2048 || s.m < 8 || s.n < 8 ? "simple" : "blocked";
+}
+
+/** Chooses the blocked kernel's tile: large tiles once there are enough of them to share out. */
+export function chooseBlock(s: MatmulSpec): BlockConfig {
+  return s.batch * s.m * s.n >= 128 * 128 && s.m >= 64 && s.n >= 64 ? LARGE_BLOCK : SMALL_BLOCK;
 }
 
 /** Runs C = op(A) @ op(B) for `spec`, writing into `c`. */
@@ -28,15 +35,16 @@ export function runMatmul(
   c: BufferRef,
   spec: MatmulSpec,
   variant: "blocked" | "simple" = matmulVariant(spec),
+  block: BlockConfig = chooseBlock(spec),
 ): void {
   if (spec.batch * spec.m * spec.n === 0) return;
   const bindings = [bind(a, "read"), bind(b, "read"), bind(c, "read_write")];
   if (variant === "blocked") {
-    const tile = BLOCK_WG * BLOCK_T;
+    const [tn, tm] = blockTile(block);
     be.run(
-      { code: matmulBlockedShader(spec), name: "matmul_blocked" },
+      { code: matmulBlockedShader(spec, block), name: "matmul_blocked" },
       bindings,
-      [Math.ceil(spec.n / tile), Math.ceil(spec.m / tile), spec.batch],
+      [Math.ceil(spec.n / tn), Math.ceil(spec.m / tm), spec.batch],
     );
   } else {
     const { grid, nx } = foldGrid(Math.ceil((spec.batch * spec.m * spec.n) / WG));

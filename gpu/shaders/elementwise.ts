@@ -141,7 +141,9 @@ export function mapShader(
       st.every((v, d) => v === contiguousStrides(c.shape)[d]);
     const base = inp.offset ? ` + ${u32(inp.offset)}` : "";
     if (contiguous) return `let ${names[k]} = in${k}[i${base}];`;
-    return `${offsetFromIndex(`o${k}`, "i", c.shape, st)}\n  let ${names[k]} = in${k}[o${k}${base}];`;
+    return `${offsetFromIndex(`o${k}`, "i", c.shape, st)}\n  let ${
+      names[k]
+    } = in${k}[o${k}${base}];`;
   });
   return `${decl.join("\n")}
 ${HELPERS}

@@ -36,11 +36,19 @@ export type RandomKind = "uniform" | "normal" | "bernoulli";
  * WGSL filling `n` f32 outputs (binding 1): uniform in [a, b), normal(mean a, std b), or
  * bernoulli(p = a) as 0/1.
  */
-export function randomShader(kind: RandomKind, n: number, a: number, b: number, nx: number): string {
+export function randomShader(
+  kind: RandomKind,
+  n: number,
+  a: number,
+  b: number,
+  nx: number,
+): string {
   const value = kind === "uniform"
     ? `${f32(a)} + (${f32(b - a)}) * rand_unit(i, 0u)`
     : kind === "normal"
-    ? `${f32(a)} + ${f32(b)} * sqrt(-2.0 * log(rand_open(i, 0u))) * cos(6.283185307179586 * rand_unit(i, 1u))`
+    ? `${f32(a)} + ${
+      f32(b)
+    } * sqrt(-2.0 * log(rand_open(i, 0u))) * cos(6.283185307179586 * rand_unit(i, 1u))`
     : `select(0.0, 1.0, rand_unit(i, 0u) < ${f32(a)})`;
   return `${HASH}
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;

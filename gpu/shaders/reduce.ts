@@ -68,7 +68,12 @@ function combine(op: ReduceOp): string {
  * WGSL reducing the input (bound at 0) into the output (binding 1).
  * @param perGroup use one 64-thread workgroup per output (long rows) instead of one thread.
  */
-export function reduceShader(op: ReduceOp, plan: ReducePlan, nx: number, perGroup: boolean): string {
+export function reduceShader(
+  op: ReduceOp,
+  plan: ReducePlan,
+  nx: number,
+  perGroup: boolean,
+): string {
   const nOut = plan.keepShape.reduce((a, b) => a * b, 1);
   const nRed = plan.redShape.reduce((a, b) => a * b, 1);
   const outType = op === "argmax" ? "i32" : "f32";
