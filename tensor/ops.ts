@@ -112,8 +112,18 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
   return record(out, op, [x]);
 }
 
+/** Name of a scalar-parameter op. */
+export type ScalarOp =
+  | "add_scalar"
+  | "mul_scalar"
+  | "pow_scalar"
+  | "leaky_relu"
+  | "clamp_min"
+  | "clamp_max"
+  | "step";
+
 /** Scalar-parameter unary ops, with the scalar baked into the kernel. */
-const SCALAR_EXPR = {
+const SCALAR_EXPR: Record<ScalarOp, (c: number) => string> = {
   add_scalar: (c: number) => `x + ${lit(c)}`,
   mul_scalar: (c: number) => `x * ${lit(c)}`,
   pow_scalar: (c: number) => `pow_signed(x, ${lit(c)})`,
@@ -121,10 +131,7 @@ const SCALAR_EXPR = {
   clamp_min: (c: number) => `select(x, ${lit(c)}, x < ${lit(c)})`,
   clamp_max: (c: number) => `select(x, ${lit(c)}, x > ${lit(c)})`,
   step: (c: number) => `select(0.0, 1.0, x > ${lit(c)})`,
-} as const;
-
-/** Name of a scalar-parameter op. */
-export type ScalarOp = keyof typeof SCALAR_EXPR;
+};
 
 /** Applies `op` with the constant `c` (e.g. `x * c`, `leakyRelu(x, c)`). */
 export function scalarOp(op: ScalarOp, x: Tensor, c: number): Tensor {

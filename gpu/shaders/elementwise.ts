@@ -14,8 +14,27 @@ import {
   u32,
 } from "./common.ts";
 
+/** Name of a unary op. */
+export type UnaryOp =
+  | "neg"
+  | "exp"
+  | "log"
+  | "sqrt"
+  | "abs"
+  | "sign"
+  | "tanh"
+  | "sigmoid"
+  | "relu"
+  | "sin"
+  | "cos"
+  | "recip"
+  | "square"
+  | "isnan"
+  | "isinf"
+  | "floor";
+
 /** Scalar WGSL expressions of unary ops over `x` (f32 in, f32 out). */
-export const UNARY_EXPR = {
+export const UNARY_EXPR: Record<UnaryOp, string> = {
   neg: "-x",
   exp: "exp(x)",
   log: "log(x)",
@@ -32,13 +51,26 @@ export const UNARY_EXPR = {
   isnan: "select(0.0, 1.0, is_nan(x))",
   isinf: "select(0.0, 1.0, is_inf(x))",
   floor: "floor(x)",
-} as const;
+};
 
-/** Name of a unary op. */
-export type UnaryOp = keyof typeof UNARY_EXPR;
+/** Name of a binary op. */
+export type BinaryOp =
+  | "add"
+  | "sub"
+  | "mul"
+  | "div"
+  | "pow"
+  | "maximum"
+  | "minimum"
+  | "eq"
+  | "ne"
+  | "lt"
+  | "le"
+  | "gt"
+  | "ge";
 
 /** Scalar WGSL expressions of binary ops over `x`, `y` (f32 in, f32 out). */
-export const BINARY_EXPR = {
+export const BINARY_EXPR: Record<BinaryOp, string> = {
   add: "x + y",
   sub: "x - y",
   mul: "x * y",
@@ -52,10 +84,7 @@ export const BINARY_EXPR = {
   le: "select(0.0, 1.0, x <= y)",
   gt: "select(0.0, 1.0, x > y)",
   ge: "select(0.0, 1.0, x >= y)",
-} as const;
-
-/** Name of a binary op. */
-export type BinaryOp = keyof typeof BINARY_EXPR;
+};
 
 /** Scalar helper functions the expressions above may call. */
 const HELPERS = `${NAN_HELPERS}
