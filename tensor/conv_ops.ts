@@ -67,7 +67,12 @@ function checkPositiveInts(op: string, what: string, v: readonly number[], min: 
 }
 
 /** Records an autograd node on `out` when grad is enabled and some input requires grad. */
-function record(out: Tensor, op: string, inputs: Tensor[], params: Record<string, unknown>): Tensor {
+function record(
+  out: Tensor,
+  op: string,
+  inputs: Tensor[],
+  params: Record<string, unknown>,
+): Tensor {
   if (isGradEnabled() && inputs.some((t) => t.requiresGrad)) {
     out.requiresGrad = true;
     out.node = { op, inputs, params };
@@ -77,7 +82,7 @@ function record(out: Tensor, op: string, inputs: Tensor[], params: Record<string
 
 /** Disposes a composition's intermediates when the result carries no graph that needs them. */
 function releaseIfDetached(out: Tensor, temps: Tensor[]): Tensor {
-  if (!out.requiresGrad) for (const t of temps) if (t !== out) t.dispose();
+  if (!out.requiresGrad) { for (const t of temps) if (t !== out) t.dispose(); }
   return out;
 }
 
@@ -278,7 +283,13 @@ export function maxPool2d(
   const be = backend();
   const storage = be.alloc((idxOffset + count) * 4);
   const out = new Tensor(storage, shape, "f32", 0, "maxPool2d");
-  runMaxPool2d(be, x.refFor("maxPool2d"), { storage, offset: 0, numel: idxOffset + count }, g, idxOffset);
+  runMaxPool2d(
+    be,
+    x.refFor("maxPool2d"),
+    { storage, offset: 0, numel: idxOffset + count },
+    g,
+    idxOffset,
+  );
   poolIndexOffsets.set(out, idxOffset);
   return record(out, "maxPool2d", [x], { geometry: g });
 }
@@ -295,7 +306,13 @@ export function maxPool2dIndices(pooled: Tensor): Tensor {
   }
   const storage = pooled.storageFor("maxPool2dIndices");
   backend().retain(storage);
-  return new Tensor(storage, pooled.shape, "i32", pooled.offset + idxOffset * 4, "maxPool2dIndices");
+  return new Tensor(
+    storage,
+    pooled.shape,
+    "i32",
+    pooled.offset + idxOffset * 4,
+    "maxPool2dIndices",
+  );
 }
 
 /**
@@ -334,10 +351,17 @@ Object.assign(GRAD_RULES, CONV_GRAD_RULES);
  * [Cout, Cin, kh, kw], plus an optional `bias` [Cout]: result [N, Cout, OH, OW].
  * Computed as one matmul `w [Cout, Cin*kh*kw] @ im2col(x)`.
  */
-export function conv2d(x: Tensor, w: Tensor, bias?: Tensor | null, opts: Conv2dOptions = {}): Tensor {
+export function conv2d(
+  x: Tensor,
+  w: Tensor,
+  bias?: Tensor | null,
+  opts: Conv2dOptions = {},
+): Tensor {
   const [n, cin] = requireNchw("conv2d", x);
   if (w.ndim !== 4 || w.shape[1] !== cin) {
-    throw new Error(`conv2d: weight must be [Cout, ${cin}, kh, kw] for ${x.describe()}, got ${w.describe()}`);
+    throw new Error(
+      `conv2d: weight must be [Cout, ${cin}, kh, kw] for ${x.describe()}, got ${w.describe()}`,
+    );
   }
   const [cout, , kh, kw] = w.shape;
   if (bias && (bias.size !== cout)) {

@@ -127,9 +127,9 @@ const SCALAR_EXPR: Record<ScalarOp, (c: number) => string> = {
   add_scalar: (c: number) => `x + ${lit(c)}`,
   mul_scalar: (c: number) => `x * ${lit(c)}`,
   pow_scalar: (c: number) => `pow_signed(x, ${lit(c)})`,
-  leaky_relu: (c: number) => `select(x, x * ${lit(c)}, x < 0.0)`,
-  clamp_min: (c: number) => `select(x, ${lit(c)}, x < ${lit(c)})`,
-  clamp_max: (c: number) => `select(x, ${lit(c)}, x > ${lit(c)})`,
+  leaky_relu: (c: number) => `select(x, x * ${lit(c)}, !is_nan(x) && x < 0.0)`,
+  clamp_min: (c: number) => `select(x, ${lit(c)}, !is_nan(x) && x < ${lit(c)})`,
+  clamp_max: (c: number) => `select(x, ${lit(c)}, !is_nan(x) && x > ${lit(c)})`,
   step: (c: number) => `select(0.0, 1.0, x > ${lit(c)})`,
 };
 

@@ -43,7 +43,7 @@ export const UNARY_EXPR: Record<UnaryOp, string> = {
   sign: "select(select(0.0, -1.0, x < 0.0), 1.0, x > 0.0)",
   tanh: "tanh_safe(x)",
   sigmoid: "sigmoid(x)",
-  relu: "select(x, 0.0, x < 0.0)",
+  relu: "select(x, 0.0, !is_nan(x) && x < 0.0)",
   sin: "sin(x)",
   cos: "cos(x)",
   recip: "1.0 / x",
@@ -76,8 +76,8 @@ export const BINARY_EXPR: Record<BinaryOp, string> = {
   mul: "x * y",
   div: "x / y",
   pow: "pow_signed(x, y)",
-  maximum: "select(select(y, x, x >= y), x, is_nan(x))",
-  minimum: "select(select(y, x, x <= y), x, is_nan(x))",
+  maximum: "fmax_nan(x, y)",
+  minimum: "fmin_nan(x, y)",
   eq: "select(0.0, 1.0, x == y)",
   ne: "select(0.0, 1.0, x != y)",
   lt: "select(0.0, 1.0, x < y)",
@@ -88,6 +88,17 @@ export const BINARY_EXPR: Record<BinaryOp, string> = {
 
 /** Scalar helper functions the expressions above may call. */
 const HELPERS = `${NAN_HELPERS}
+// max/min that propagate NaN on every driver (GL compilers may assume comparisons see no NaN).
+fn fmax_nan(x: f32, y: f32) -> f32 {
+  if (is_nan(x)) { return x; }
+  if (is_nan(y)) { return y; }
+  return select(y, x, x >= y);
+}
+fn fmin_nan(x: f32, y: f32) -> f32 {
+  if (is_nan(x)) { return x; }
+  if (is_nan(y)) { return y; }
+  return select(y, x, x <= y);
+}
 fn sigmoid(x: f32) -> f32 {
   // Stable for large |x|: never evaluates exp of a large positive number.
   let e = exp(-abs(x));
