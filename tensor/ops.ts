@@ -583,10 +583,23 @@ export function random(
   return out;
 }
 
-/** One category (i32) per row of non-negative weights `probs` [rows, k]. */
-export function categorical(probs: Tensor, gen: Generator = defaultGenerator): Tensor {
+/**
+ * One category (i32) per row of non-negative weights `probs` [rows, k]. With `rowSeeds` (u32 or
+ * i32 [rows]), row r draws from its own seed `rowSeeds[r]` (and the generator's stream number), so
+ * a row's draw does not depend on its index or on the number of rows.
+ */
+export function categorical(
+  probs: Tensor,
+  gen: Generator = defaultGenerator,
+  rowSeeds?: Tensor,
+): Tensor {
   if (probs.ndim !== 2) {
     throw new Error(`categorical: probs must be [rows, k], got ${probs.describe()}`);
+  }
+  if (rowSeeds && (rowSeeds.dtype === "f32" || rowSeeds.size !== probs.shape[0])) {
+    throw new Error(
+      `categorical: rowSeeds must be u32/i32 [${probs.shape[0]}], got ${rowSeeds.describe()}`,
+    );
   }
   const out = empty([probs.shape[0]], "i32", "categorical");
   runCategorical(
@@ -596,6 +609,7 @@ export function categorical(probs: Tensor, gen: Generator = defaultGenerator): T
     probs.shape[0],
     probs.shape[1],
     out.refFor("categorical"),
+    rowSeeds?.refFor("categorical"),
   );
   return out;
 }

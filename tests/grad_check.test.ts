@@ -84,7 +84,10 @@ for (const [name, fn, a, b] of binaryCases) {
 }
 
 Deno.test("grad: where", async () => {
-  const cond: GradInput = { data: Float32Array.from([1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1]), shape: [3, 5] };
+  const cond: GradInput = {
+    data: Float32Array.from([1, 0, 1, 0, 0, 1, 1, 0, 1, 0, 1, 1, 0, 0, 1]),
+    shape: [3, 5],
+  };
   // The condition is data, not a variable: close over it.
   const c = F.tensor(cond.data, cond.shape);
   await gradCheck("where", (a, b) => ops.where(c, a, b), [inp([3, 5], 80), inp([5], 81)]);

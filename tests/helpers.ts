@@ -44,7 +44,11 @@ export function assertClose(
   rtol = 1e-4,
   what = "",
 ): void {
-  assert.equal(actual.length, expected.length, `${what}: length ${actual.length} vs ${expected.length}`);
+  assert.equal(
+    actual.length,
+    expected.length,
+    `${what}: length ${actual.length} vs ${expected.length}`,
+  );
   for (let i = 0; i < actual.length; i++) {
     const a = actual[i];
     const e = expected[i];
@@ -81,7 +85,9 @@ export async function gradCheck(
     tensor(data, inputs[i].shape, inputs[i].dtype ?? "f32");
   // Analytic gradients.
   const leaves = inputs.map((inp, i) => make(inp.data, i));
-  for (const [i, l] of leaves.entries()) if ((inputs[i].dtype ?? "f32") === "f32") l.requiresGrad_();
+  for (const [i, l] of leaves.entries()) {
+    if ((inputs[i].dtype ?? "f32") === "f32") l.requiresGrad_();
+  }
   const out = fn(...leaves);
   const w = tensor(randomData(out.size, 99), [...out.shape]);
   const loss = out.mul(w).sum();

@@ -209,3 +209,20 @@ Deno.test("movement ops match references", async () => {
   assert.equal(pd[1 * 6 + 1 * 3 + 2], 1 * 12 + 2 * 4 + 1); // p[1,1,2] = x[1,2,1]
   assert.deepEqual([...(await tensor([1.7, -1.7]).cast("i32").data())], [1, -1]);
 });
+
+Deno.test("elementwise: vec4 and scalar paths agree with references", async () => {
+  for (const n of [4096, 4095, 8, 6]) {
+    const a = randomData(n, n);
+    const b = randomData(n, n + 1, 0.5, 2);
+    const ta = tensor(a);
+    const tb = tensor(b);
+    const s = tensor([2.5]);
+    assertClose(await ta.add(tb).data(), a.map((v, i) => v + b[i]), 1e-6, 1e-6, `add ${n}`);
+    assertClose(await ta.div(tb).data(), a.map((v, i) => v / b[i]), 1e-6, 1e-5, `div ${n}`);
+    assertClose(await ta.mul(s).data(), a.map((v) => v * 2.5), 1e-6, 1e-6, `mul scalar ${n}`);
+    assertClose(await ta.relu().data(), a.map((v) => Math.max(v, 0)), 0, 0, `relu ${n}`);
+    assertClose(await ta.exp().data(), a.map(Math.exp), 1e-6, 1e-5, `exp ${n}`);
+    const sl = await ta.slice([4], [n]).data();
+    assertClose(sl, a.subarray(4), 0, 0, `slice offset ${n}`);
+  }
+});

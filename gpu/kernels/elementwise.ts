@@ -4,8 +4,14 @@
  */
 
 import type { Backend } from "../backend.ts";
-import { type DType, foldGrid, numel, WG } from "../shaders/common.ts";
-import { accumulateShader, fillShader, mapShader, placeShader } from "../shaders/elementwise.ts";
+import { type DType, elementGroups, foldGrid, numel, WG } from "../shaders/common.ts";
+import {
+  accumulateShader,
+  fillShader,
+  mapIsVec4,
+  mapShader,
+  placeShader,
+} from "../shaders/elementwise.ts";
 import { bind, type BufferRef } from "./buffer_ref.ts";
 
 /** An input of {@link runMap}: a buffer, its dtype, strides per output dim and a base offset. */
@@ -32,14 +38,11 @@ export function runMap(
 ): void {
   const n = numel(shape);
   if (n === 0) return;
-  const { grid, nx } = foldGrid(Math.ceil(n / WG));
-  const code = mapShader(
-    expr,
-    shape,
-    inputs.map((a) => ({ dtype: a.dtype, strides: a.strides, offset: a.offset })),
-    outDtype,
-    nx,
-  );
+  const args = inputs.map((a) => ({ dtype: a.dtype, strides: a.strides, offset: a.offset }));
+  // The vec4 path runs one thread per 4 elements; the scalar path EPT elements per thread.
+  const groups = mapIsVec4(shape, args) ? Math.ceil(n / 4 / WG) : elementGroups(n);
+  const { grid, nx } = foldGrid(groups);
+  const code = mapShader(expr, shape, args, outDtype, nx);
   be.run(
     { code, name },
     [...inputs.map((a) => bind(a.ref, "read")), bind(out, "read_write")],
@@ -59,7 +62,7 @@ export function runPlace(
 ): void {
   const n = numel(shape);
   if (n === 0) return;
-  const { grid, nx } = foldGrid(Math.ceil(n / WG));
+  const { grid, nx } = foldGrid(elementGroups(n));
   be.run(
     { code: placeShader(shape, outStrides, offset, dtype, nx), name: "place" },
     [bind(src, "read"), bind(out, "read_write")],
@@ -70,7 +73,7 @@ export function runPlace(
 /** Fills `out` with a WGSL constant expression (e.g. "0.0", "1i"). */
 export function runFill(be: Backend, out: BufferRef, dtype: DType, value: string): void {
   if (out.numel === 0) return;
-  const { grid, nx } = foldGrid(Math.ceil(out.numel / WG));
+  const { grid, nx } = foldGrid(elementGroups(out.numel));
   be.run(
     { code: fillShader(out.numel, dtype, value, nx), name: "fill" },
     [bind(out, "read_write")],
@@ -81,7 +84,7 @@ export function runFill(be: Backend, out: BufferRef, dtype: DType, value: string
 /** out += src over the elements of `out` (in place; same element count). */
 export function runAccumulate(be: Backend, src: BufferRef, out: BufferRef): void {
   if (out.numel === 0) return;
-  const { grid, nx } = foldGrid(Math.ceil(out.numel / WG));
+  const { grid, nx } = foldGrid(elementGroups(out.numel));
   be.run(
     { code: accumulateShader(out.numel, nx), name: "accumulate" },
     [bind(src, "read"), bind(out, "read_write")],

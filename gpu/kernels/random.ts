@@ -62,7 +62,11 @@ export function runRandom(
   be.release(params.storage);
 }
 
-/** Draws one category per row of `probs` [rows, k] into i32 `out` [rows]. */
+/**
+ * Draws one category per row of `probs` [rows, k] into i32 `out` [rows]. With `seeds` (u32 or
+ * i32 [rows]), row r uses `seeds[r]` in place of the generator's seed (see
+ * {@link categoricalShader}); the generator still supplies and advances the stream number.
+ */
 export function runCategorical(
   be: Backend,
   gen: Generator,
@@ -70,13 +74,19 @@ export function runCategorical(
   rows: number,
   k: number,
   out: BufferRef,
+  seeds?: BufferRef,
 ): void {
   const params = gen.nextParams(be);
   if (rows > 0) {
     const { grid, nx } = foldGrid(Math.ceil(rows / WG));
     be.run(
-      { code: categoricalShader(rows, k, nx), name: "categorical" },
-      [bind(params, "read"), bind(probs, "read"), bind(out, "read_write")],
+      { code: categoricalShader(rows, k, nx, seeds !== undefined), name: "categorical" },
+      [
+        bind(params, "read"),
+        ...(seeds ? [bind(seeds, "read")] : []),
+        bind(probs, "read"),
+        bind(out, "read_write"),
+      ],
       grid,
     );
   }

@@ -14,6 +14,30 @@ export const BYTES_PER_ELEMENT = 4;
 /** Threads per workgroup for 1-D kernels. */
 export const WG = 64;
 
+/**
+ * Elements per thread in elementwise kernels: each workgroup covers WG * EPT elements, lanes
+ * reading consecutive addresses. Fewer, fuller workgroups cost less per element on llvmpipe.
+ */
+export const EPT = 4;
+
+/** Workgroups needed for an elementwise kernel over `n` elements (see {@link elementLoop}). */
+export function elementGroups(n: number): number {
+  return Math.ceil(n / (WG * EPT));
+}
+
+/**
+ * WGSL body running `body` for each element index `i` this thread owns (EPT of them, stride WG),
+ * over a folded grid of {@link elementGroups} workgroups.
+ */
+export function elementLoop(nx: number, n: number, body: string): string {
+  return `let g = wid.x + wid.y * ${nx}u;
+  for (var j = 0u; j < ${EPT}u; j++) {
+    let i = (g * ${EPT}u + j) * ${WG}u + lid;
+    if (i >= ${n >>> 0}u) { break; }
+    ${body.split("\n").join("\n  ")}
+  }`;
+}
+
 /** WebGPU's guaranteed maximum workgroups per grid dimension. */
 const MAX_DIM = 65535;
 

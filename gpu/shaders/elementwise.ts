@@ -8,6 +8,7 @@ import {
   BUILTINS,
   contiguousStrides,
   type DType,
+  elementLoop,
   linearIndex,
   NAN_HELPERS,
   offsetFromIndex,
@@ -169,31 +170,91 @@ export function mapShader(
   const c = collapseDims(shape, inputs.map((i) => i.strides));
   const n = shape.reduce((a, b) => a * b, 1);
   const names = ["x", "y", "z"];
+  const cStrides = contiguousStrides(c.shape);
+  const kinds = inputs.map((_inp, k) => {
+    const st = c.inputs[k];
+    if (st.every((v) => v === 0)) return "scalar";
+    return st.length === c.shape.length && st.every((v, d) => v === cStrides[d])
+      ? "contiguous"
+      : "strided";
+  });
+  const vec = mapIsVec4(shape, inputs, kinds);
+  const vt = (t: DType) => (vec ? `vec4<${t}>` : t);
   const decl = inputs.map((inp, k) =>
-    `@group(0) @binding(${k}) var<storage, read> in${k}: array<${inp.dtype}>;`
+    `@group(0) @binding(${k}) var<storage, read> in${k}: array<${
+      kinds[k] === "contiguous" ? vt(inp.dtype) : inp.dtype
+    }>;`
   );
   decl.push(
-    `@group(0) @binding(${inputs.length}) var<storage, read_write> out: array<${outDtype}>;`,
+    `@group(0) @binding(${inputs.length}) var<storage, read_write> out: array<${vt(outDtype)}>;`,
   );
-  const loads = inputs.map((inp, k) => {
-    const st = c.inputs[k];
-    const contiguous = st.length === c.shape.length &&
-      st.every((v, d) => v === contiguousStrides(c.shape)[d]);
-    const base = inp.offset ? ` + ${u32(inp.offset)}` : "";
-    if (contiguous) return `let ${names[k]} = in${k}[i${base}];`;
-    return `${offsetFromIndex(`o${k}`, "i", c.shape, st)}\n  let ${
-      names[k]
-    } = in${k}[o${k}${base}];`;
-  });
+  const base = (inp: MapInput, scale = 1) => inp.offset ? ` + ${u32(inp.offset / scale)}` : "";
+  let body: string;
+  if (vec) {
+    // Four elements per thread through vec4 loads/stores; the scalar expression per component.
+    const loads = inputs.map((inp, k) =>
+      kinds[k] === "scalar"
+        ? `let ${names[k]}s = in${k}[0u${base(inp)}];`
+        : `let ${names[k]}v = in${k}[i${base(inp, 4)}];`
+    );
+    const comps = [0, 1, 2, 3].map((q) => {
+      const lets = inputs.map((_, k) =>
+        kinds[k] === "scalar"
+          ? `let ${names[k]} = ${names[k]}s;`
+          : `let ${names[k]} = ${names[k]}v[${q}];`
+      );
+      return `{ ${lets.join(" ")} r[${q}] = ${expr}; }`;
+    });
+    body = [...loads, `var r: vec4<${outDtype}>;`, ...comps, "out[i] = r;"].join("\n");
+  } else {
+    const loads = inputs.map((inp, k) => {
+      if (kinds[k] === "scalar") return `let ${names[k]} = in${k}[0u${base(inp)}];`;
+      if (kinds[k] === "contiguous") return `let ${names[k]} = in${k}[i${base(inp)}];`;
+      return `${offsetFromIndex(`o${k}`, "i", c.shape, c.inputs[k])}\nlet ${
+        names[k]
+      } = in${k}[o${k}${base(inp)}];`;
+    });
+    body = `${loads.join("\n")}\nout[i] = ${expr};`;
+  }
   return `${decl.join("\n")}
 ${HELPERS}
 @compute @workgroup_size(64)
 fn main(${BUILTINS}) {
-  let i = ${linearIndex(nx)};
-  if (i >= ${u32(n)}) { return; }
-  ${loads.join("\n  ")}
-  out[i] = ${expr};
+  ${
+    vec
+      ? `let i = ${linearIndex(nx)};\n  if (i >= ${u32(n / 4)}) { return; }\n  ${
+        body.split("\n").join("\n  ")
+      }`
+      : elementLoop(nx, n, body)
+  }
 }`;
+}
+
+/**
+ * Whether {@link mapShader} uses its vec4 path: every input is either laid out like the output or
+ * a broadcast scalar, the element count is a multiple of 4, and offsets keep vec4 alignment.
+ */
+export function mapIsVec4(
+  shape: readonly number[],
+  inputs: MapInput[],
+  kinds?: string[],
+): boolean {
+  const n = shape.reduce((a, b) => a * b, 1);
+  if (n % 4 !== 0 || n === 0) return false;
+  if (!kinds) {
+    const c = collapseDims(shape, inputs.map((i) => i.strides));
+    const cs = contiguousStrides(c.shape);
+    kinds = c.inputs.map((st) =>
+      st.every((v) => v === 0)
+        ? "scalar"
+        : st.length === c.shape.length && st.every((v, d) => v === cs[d])
+        ? "contiguous"
+        : "strided"
+    );
+  }
+  return kinds.every((k, i) =>
+    k === "scalar" || (k === "contiguous" && (inputs[i].offset ?? 0) % 4 === 0)
+  );
 }
 
 /**
@@ -212,10 +273,13 @@ export function placeShader(
 @group(0) @binding(1) var<storage, read_write> out: array<${dtype}>;
 @compute @workgroup_size(64)
 fn main(${BUILTINS}) {
-  let i = ${linearIndex(nx)};
-  if (i >= ${u32(n)}) { return; }
-  ${offsetFromIndex("o", "i", shape, outStrides)}
-  out[o + ${u32(offset)}] = src[i];
+  ${
+    elementLoop(
+      nx,
+      n,
+      `${offsetFromIndex("o", "i", shape, outStrides)}\nout[o + ${u32(offset)}] = src[i];`,
+    )
+  }
 }`;
 }
 
@@ -224,9 +288,7 @@ export function fillShader(n: number, dtype: DType, value: string, nx: number): 
   return `@group(0) @binding(0) var<storage, read_write> out: array<${dtype}>;
 @compute @workgroup_size(64)
 fn main(${BUILTINS}) {
-  let i = ${linearIndex(nx)};
-  if (i >= ${u32(n)}) { return; }
-  out[i] = ${value};
+  ${elementLoop(nx, n, `out[i] = ${value};`)}
 }`;
 }
 
@@ -236,8 +298,6 @@ export function accumulateShader(n: number, nx: number): string {
 @group(0) @binding(1) var<storage, read_write> out: array<f32>;
 @compute @workgroup_size(64)
 fn main(${BUILTINS}) {
-  let i = ${linearIndex(nx)};
-  if (i >= ${u32(n)}) { return; }
-  out[i] = out[i] + src[i];
+  ${elementLoop(nx, n, "out[i] = out[i] + src[i];")}
 }`;
 }

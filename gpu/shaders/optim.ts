@@ -35,11 +35,50 @@ function gridStride(n: number, body: string): string {
   }`;
 }
 
-/** Layout of the Adam hyperparameter buffer (f32 each, in this order). */
-export const ADAM_HYPER = ["lr", "beta1", "beta2", "eps", "weightDecay"] as const;
+/**
+ * Layout of the Adam hyperparameter buffer (f32 each, in this order). `oneMinusBeta1/2` and
+ * `logBeta1/2` are computed on the host in double precision: in f32, `1 - 0.999` is off by 1e-5
+ * relative (as PyTorch, which computes it in Python floats); the logs feed the bias corrections
+ * (see {@link BIAS_CORRECTION}).
+ */
+export const ADAM_HYPER = [
+  "lr",
+  "beta1",
+  "beta2",
+  "eps",
+  "weightDecay",
+  "oneMinusBeta1",
+  "oneMinusBeta2",
+  "logBeta1",
+  "logBeta2",
+] as const;
+
+/**
+ * WGSL `one_minus_pow(log_beta, t) = 1 - beta^t`, computed as `-expm1(t * ln beta)`: a Taylor
+ * polynomial for |x| < 0.5, else `1 - exp(x)`. The direct `1 - pow(beta, t)` in f32 cancels
+ * catastrophically when beta^t is near 1 (relative error ~1e-4 for beta = 0.999, t = 1); this is
+ * accurate to ~1e-7.
+ */
+export const BIAS_CORRECTION = `
+fn one_minus_pow(log_beta: f32, t: f32) -> f32 {
+  let x = t * log_beta;
+  if (abs(x) >= 0.5) { return 1.0 - exp(x); }
+  let p = 1.0 + x / 2.0 * (1.0 + x / 3.0 * (1.0 + x / 4.0 * (1.0 + x / 5.0 * (1.0 + x / 6.0 *
+    (1.0 + x / 7.0 * (1.0 + x / 8.0))))));
+  return -x * p;
+}`;
 
 /** Layout of the SGD hyperparameter buffer (f32 each, in this order). */
-export const SGD_HYPER = ["lr", "momentum", "dampening", "weightDecay"] as const;
+export const SGD_HYPER = [
+  "lr",
+  "momentum",
+  "dampening",
+  "weightDecay",
+  "oneMinusDampening",
+] as const;
+
+/** Most f32 values a hyperparameter buffer holds. */
+export const HYPER_SLOTS = 16;
 
 /** Where an update kernel works: elements [start, start + n) of the flat buffers, counter `slot`. */
 export interface UpdateSpan {
@@ -60,26 +99,30 @@ export type WeightDecayMode = "l2" | "decoupled";
  * the counter's current value (advance it first), so the bias corrections are `1 - beta^t`.
  */
 export function adamShader(span: UpdateSpan, decay: WeightDecayMode): string {
-  return `struct Hyper { lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32 }
+  return `struct Hyper {
+  lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32,
+  one_minus_beta1: f32, one_minus_beta2: f32, log_beta1: f32, log_beta2: f32,
+}
 @group(0) @binding(0) var<storage, read> h: Hyper;
 @group(0) @binding(1) var<storage, read> steps: array<f32>;
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
 @group(0) @binding(4) var<storage, read_write> m: array<f32>;
 @group(0) @binding(5) var<storage, read_write> v: array<f32>;
+${BIAS_CORRECTION}
 @compute @workgroup_size(${OPTIM_WG})
 fn main(${GRID_STRIDE_MAIN}) {
   let t = steps[${u32(span.slot)}];
-  let step_size = h.lr / (1.0 - pow(h.beta1, t));
-  let root_bc2 = sqrt(1.0 - pow(h.beta2, t));
+  let step_size = h.lr / one_minus_pow(h.log_beta1, t);
+  let root_bc2 = sqrt(one_minus_pow(h.log_beta2, t));
   ${
     gridStride(
       span.n,
       `let e = ${u32(span.start)} + i;
     let p = param[e];
     ${decay === "l2" ? "let g = grad[e] + h.weight_decay * p;" : "let g = grad[e];"}
-    let m1 = h.beta1 * m[e] + (1.0 - h.beta1) * g;
-    let v1 = h.beta2 * v[e] + (1.0 - h.beta2) * g * g;
+    let m1 = h.beta1 * m[e] + h.one_minus_beta1 * g;
+    let v1 = h.beta2 * v[e] + h.one_minus_beta2 * g * g;
     m[e] = m1;
     v[e] = v1;
     ${decay === "decoupled" ? "let decayed = p - h.lr * h.weight_decay * p;" : "let decayed = p;"}
@@ -97,11 +140,13 @@ fn main(${GRID_STRIDE_MAIN}) {
  */
 export function sgdShader(span: UpdateSpan, momentum: boolean, nesterov: boolean): string {
   const update = momentum
-    ? `let prev = select(h.momentum * buf[e] + (1.0 - h.dampening) * g, g, first);
+    ? `let prev = select(h.momentum * buf[e] + h.one_minus_dampening * g, g, first);
     buf[e] = prev;
     ${nesterov ? "let d = g + h.momentum * prev;" : "let d = prev;"}`
     : "let d = g;";
-  return `struct Hyper { lr: f32, momentum: f32, dampening: f32, weight_decay: f32 }
+  return `struct Hyper {
+  lr: f32, momentum: f32, dampening: f32, weight_decay: f32, one_minus_dampening: f32,
+}
 @group(0) @binding(0) var<storage, read> h: Hyper;
 @group(0) @binding(1) var<storage, read> steps: array<f32>;
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;

@@ -19,10 +19,12 @@ fn mix32(v: u32) -> u32 {
   x ^= x >> 16u;
   return x;
 }
-fn rand_u32(i: u32, lane: u32) -> u32 {
-  let key = mix32(params[0] ^ mix32(params[1] + 0x9e3779b9u * (lane + 1u)));
+// Element i of draw number "stream" under "seed".
+fn rand_u32_keyed(seed: u32, stream: u32, i: u32, lane: u32) -> u32 {
+  let key = mix32(seed ^ mix32(stream + 0x9e3779b9u * (lane + 1u)));
   return mix32(mix32(i ^ key) + key);
 }
+fn rand_u32(i: u32, lane: u32) -> u32 { return rand_u32_keyed(params[0], params[1], i, lane); }
 // Uniform in [0, 1) with 24 random bits.
 fn rand_unit(i: u32, lane: u32) -> f32 { return f32(rand_u32(i, lane) >> 8u) * (1.0 / 16777216.0); }
 // Uniform in (0, 1]: safe for log().
@@ -63,11 +65,21 @@ fn main(${BUILTINS}) {
 /**
  * WGSL drawing one category per row of unnormalized non-negative weights `probs` [rows, k]
  * (binding 1) into i32 `out` [rows] (binding 2) by inverse CDF.
+ *
+ * With `rowSeeds`, a u32 seed per row is bound at binding 1 (probs at 2, out at 3) and row r draws
+ * element 0 of the stream under `seeds[r]` instead of element r under the generator's seed: a
+ * row's draw then depends only on its own seed and the stream number, not on its position or on
+ * how many rows there are (population members sample as if run alone).
  */
-export function categoricalShader(rows: number, k: number, nx: number): string {
+export function categoricalShader(rows: number, k: number, nx: number, rowSeeds = false): string {
+  const b = rowSeeds ? 1 : 0;
+  const seeds = rowSeeds ? "@group(0) @binding(1) var<storage, read> seeds: array<u32>;\n" : "";
+  const unit = rowSeeds
+    ? "f32(rand_u32_keyed(seeds[row], params[1], 0u, 0u) >> 8u) * (1.0 / 16777216.0)"
+    : "rand_unit(row, 0u)";
   return `${HASH}
-@group(0) @binding(1) var<storage, read> probs: array<f32>;
-@group(0) @binding(2) var<storage, read_write> out: array<i32>;
+${seeds}@group(0) @binding(${1 + b}) var<storage, read> probs: array<f32>;
+@group(0) @binding(${2 + b}) var<storage, read_write> out: array<i32>;
 @compute @workgroup_size(64)
 fn main(${BUILTINS}) {
   let row = ${linearIndex(nx)};
@@ -75,7 +87,7 @@ fn main(${BUILTINS}) {
   let base = row * ${u32(k)};
   var total = 0.0;
   for (var j = 0u; j < ${u32(k)}; j++) { total += max(probs[base + j], 0.0); }
-  let u = rand_unit(row, 0u) * total;
+  let u = ${unit} * total;
   var acc = 0.0;
   var pick = ${u32(k - 1)};
   for (var j = 0u; j < ${u32(k)}; j++) {

@@ -1,0 +1,249 @@
+/**
+ * The autoloss command line: `train`, `compare`, `eval`, `transfer`, `baseline` (dispatched to the
+ * tasks in tasks/registry.ts) and `info`. Run with `--help` for usage.
+ * @module
+ */
+
+import { parseArgs } from "node:util";
+import { adapterInfo, NoAdapterError } from "./gpu/device.ts";
+import { ConfigError } from "./run/config.ts";
+import { didYouMean } from "./run/suggest.ts";
+import { type CommonOptions, getTask, listTasks, type TaskCommand } from "./tasks/registry.ts";
+
+const PROG = "npx -y deno@2.9.6 run -A cli.ts";
+
+/** Where the CLI prints; injectable for tests. */
+export interface Io {
+  /** Normal output (stdout). */
+  out(text: string): void;
+  /** Errors and usage problems (stderr). */
+  err(text: string): void;
+}
+
+const OPTIONS = {
+  preset: { type: "string", default: "quick" },
+  config: { type: "string", multiple: true, default: [] as string[] },
+  set: { type: "string", multiple: true, default: [] as string[] },
+  out: { type: "string" },
+  resume: { type: "string" },
+  seed: { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+const INFO_OPTIONS = { help: OPTIONS.help } as const;
+
+const OPTIONS_HELP = `Options:
+  --preset quick|paper  config preset (default quick): quick runs in minutes on a laptop,
+                        paper uses the paper's sizes
+  --config FILE.yaml    YAML config layered over the preset (repeatable; later files win)
+  --set KEY=VALUE       override one config key by dotted path, e.g. --set optim.lr=0.001
+                        (repeatable; applied last)
+  --out DIR             run directory to create (default runs/<task>-<YYYYMMDD-HHMMSS>)
+  --resume RUNDIR       continue an interrupted run from its directory
+  --seed N              random seed (a non-negative integer)
+  -h, --help            show this help`;
+
+const COMMANDS: Record<string, { usage: string; about: string; examples: string[] }> = {
+  train: {
+    usage: "train <task> [options]",
+    about: "Train the RL controller that schedules <task>'s optimization; writes a run directory.",
+    examples: [
+      "train gan",
+      "train gan --preset paper --seed 1",
+      "train gan --config my.yaml --set optim.lr=0.0005 --out runs/gan-lr",
+      "train gan --resume runs/gan-20250101-120000",
+    ],
+  },
+  compare: {
+    usage: "compare <task> [options]",
+    about: "Compare the learned controller with fixed-schedule baselines on <task>.\n" +
+      "Runs both with the same seeds and reports them side by side (summary.md, plots).",
+    examples: ["compare gan", "compare gan --preset paper --seed 3 --out runs/gan-compare"],
+  },
+  eval: {
+    usage: "eval <task> <RUNDIR> [options]",
+    about: "Evaluate the controller saved in RUNDIR on <task>.",
+    examples: ["eval gan runs/gan-20250101-120000", "eval gan runs/gan-20250101-120000 --seed 7"],
+  },
+  transfer: {
+    usage: "transfer <task> <RUNDIR> [options]",
+    about: "Apply a controller trained in RUNDIR (on another task or config) to <task>.",
+    examples: [
+      "transfer gan runs/gan-20250101-120000 --set model.width=128",
+      "transfer regression runs/regression-20250101-120000 --preset paper",
+    ],
+  },
+  baseline: {
+    usage: "baseline <task> [options]",
+    about: "Train <task> with a fixed, hand-designed schedule (no controller), for reference.",
+    examples: ["baseline gan", "baseline gan --set schedule.ratio=5 --seed 2"],
+  },
+  info: {
+    usage: "info",
+    about: "Print the WebGPU adapter in use, its limits, and the registered tasks.",
+    examples: ["info", "DENO_WEBGPU_BACKEND=vulkan " + PROG + " info"],
+  },
+};
+
+function taskList(): string {
+  const tasks = listTasks();
+  if (!tasks.length) return "Tasks: none registered yet.";
+  const width = Math.max(...tasks.map((t) => t.name.length));
+  return "Tasks:\n" + tasks.map((t) => `  ${t.name.padEnd(width)}  ${t.description}`).join("\n");
+}
+
+function usage(): string {
+  const cmds = Object.entries(COMMANDS).map(([name, c]) =>
+    `  ${name.padEnd(9)} ${c.about.split("\n")[0]}`
+  );
+  return [
+    "autoloss: learn optimization schedules with an RL controller, on WebGPU.",
+    "",
+    `Usage: ${PROG} <command> [options]`,
+    "",
+    "Commands:",
+    ...cmds,
+    "",
+    taskList(),
+    "",
+    "Examples:",
+    `  ${PROG} info`,
+    `  ${PROG} train gan --preset quick`,
+    `  ${PROG} train --help`,
+  ].join("\n");
+}
+
+function commandHelp(name: string): string {
+  const c = COMMANDS[name];
+  return [
+    `Usage: ${PROG} ${c.usage}`,
+    "",
+    c.about,
+    "",
+    ...(name === "info" ? ["Options:\n  -h, --help            show this help"] : [OPTIONS_HELP]),
+    ...(name === "info" ? [] : ["", taskList()]),
+    "",
+    "Examples:",
+    ...c.examples.map((e) => e.includes(PROG) ? `  ${e}` : `  ${PROG} ${e}`),
+  ].join("\n");
+}
+
+/** Turns a parseArgs error into a message with a suggestion for a mistyped flag. */
+function flagError(err: unknown, flags: string[]): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  const bad = /Unknown option '(-{1,2}[^'=]+)/.exec(msg)?.[1];
+  return bad ? `unknown option '${bad}'${didYouMean(bad, flags)}` : msg;
+}
+
+async function info(io: Io): Promise<number> {
+  const r = await adapterInfo();
+  const width = Math.max(...Object.keys(r.limits).map((k) => k.length));
+  io.out([
+    `adapter:      ${r.description || "(no description)"}`,
+    `vendor:       ${r.vendor || "-"}`,
+    `architecture: ${r.architecture || "-"}`,
+    `fallback:     ${
+      r.isFallbackAdapter ? "yes (software rendering: expect slow training)" : "no"
+    }`,
+    `backend:      ${r.backend}`,
+    `deno:         ${r.deno}`,
+    `features:     ${r.features.join(", ") || "-"}`,
+    "limits:",
+    ...Object.entries(r.limits).map(([k, v]) => `  ${k.padEnd(width)}  ${v.toLocaleString("en")}`),
+    taskList(),
+  ].join("\n"));
+  return 0;
+}
+
+async function runTask(
+  command: TaskCommand,
+  positionals: string[],
+  values: { preset: string; config: string[]; set: string[]; out?: string; resume?: string },
+  seed: string | undefined,
+  io: Io,
+): Promise<number> {
+  const fail = (msg: string) => (io.err(`error: ${msg}`), 2);
+  const [name, ...args] = positionals;
+  const names = listTasks().map((t) => t.name);
+  const known = names.length ? `known tasks: ${names.join(", ")}` : "no tasks are registered yet";
+  if (!name) return fail(`missing <task>: usage: ${COMMANDS[command].usage}; ${known}`);
+  const task = getTask(name);
+  if (!task) return fail(`unknown task '${name}'${didYouMean(name, names) || ";"} ${known}`);
+  const handler = task[command];
+  if (!handler) return fail(`task '${name}' does not support '${command}'`);
+  const { preset, config, set, out, resume } = values;
+  if (preset !== "quick" && preset !== "paper") {
+    return fail(
+      `--preset must be quick or paper, got '${preset}'${didYouMean(preset, ["quick", "paper"])}`,
+    );
+  }
+  if (seed !== undefined && !/^\d+$/.test(seed)) {
+    return fail(`--seed must be a non-negative integer, got '${seed}'`);
+  }
+  if (out && resume) return fail("--out and --resume cannot be used together");
+  const opts: CommonOptions = { command, task: name, args, preset, config, set, out, resume };
+  if (seed !== undefined) opts.seed = Number(seed);
+  return (await handler(opts)) ?? 0;
+}
+
+const consoleIo: Io = { out: (t) => console.log(t), err: (t) => console.error(t) };
+
+/**
+ * Runs the CLI on `args` (without the program name) and returns the exit code: 0 success,
+ * 1 failure (e.g. no GPU adapter), 2 usage or config error.
+ */
+export async function main(args: string[], io: Io = consoleIo): Promise<number> {
+  const [cmd, ...rest] = args;
+  if (cmd === undefined || cmd === "--help" || cmd === "-h" || cmd === "help") {
+    const topic = cmd === "help" ? rest[0] : undefined;
+    if (topic === undefined || !(topic in COMMANDS)) (cmd ? io.out : io.err)(usage());
+    else io.out(commandHelp(topic));
+    return cmd === undefined ? 2 : 0;
+  }
+  if (!Object.hasOwn(COMMANDS, cmd)) {
+    io.err(
+      `error: unknown command '${cmd}'${didYouMean(cmd, Object.keys(COMMANDS)) || ";"}` +
+        ` commands: ${Object.keys(COMMANDS).join(", ")} (see ${PROG} --help)`,
+    );
+    return 2;
+  }
+  const parse = <T>(options: object, run: () => T): T | null => {
+    try {
+      return run();
+    } catch (err) {
+      const flags = Object.keys(options).map((k) => `--${k}`);
+      io.err(`error: ${flagError(err, flags)} (see ${PROG} ${cmd} --help)`);
+      return null;
+    }
+  };
+  const argv = { args: rest, allowPositionals: true, strict: true } as const;
+  try {
+    if (cmd === "info") {
+      const p = parse(INFO_OPTIONS, () => parseArgs({ ...argv, options: INFO_OPTIONS }));
+      if (!p || p.positionals.length) {
+        if (p) io.err(`error: info takes no arguments, got '${p.positionals.join(" ")}'`);
+        return 2;
+      }
+      if (p.values.help) io.out(commandHelp(cmd));
+      return p.values.help ? 0 : await info(io);
+    }
+    const p = parse(OPTIONS, () => parseArgs({ ...argv, options: OPTIONS }));
+    if (!p) return 2;
+    if (p.values.help) {
+      io.out(commandHelp(cmd));
+      return 0;
+    }
+    return await runTask(cmd as TaskCommand, p.positionals, p.values, p.values.seed, io);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      io.err(`error: ${err.message}`);
+      return 2;
+    }
+    if (err instanceof NoAdapterError) {
+      io.err(err.message);
+      return 1;
+    }
+    throw err;
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,79 @@
+/**
+ * The task registry. Each task module calls {@link registerTask} when imported; cli.ts imports the
+ * task modules and dispatches `train <task>`, `eval <task>`, ... to the registered handlers.
+ * @module
+ */
+
+/** The subcommands a task can implement. */
+export type TaskCommand = "train" | "compare" | "eval" | "transfer" | "baseline";
+
+/** The task subcommands, in help order. */
+export const TASK_COMMANDS: readonly TaskCommand[] = [
+  "train",
+  "compare",
+  "eval",
+  "transfer",
+  "baseline",
+];
+
+/** The options common to every task subcommand, as parsed by cli.ts. */
+export interface CommonOptions {
+  /** The subcommand being run. */
+  command: TaskCommand;
+  /** The task name. */
+  task: string;
+  /** Positional arguments after the task name (e.g. a run directory for `eval`). */
+  args: string[];
+  /** Config preset: "quick" (minutes) or "paper" (the paper's scale). */
+  preset: "quick" | "paper";
+  /** `--config` YAML files, in order (each layered over the preset). */
+  config: string[];
+  /** `--set key=value` overrides, in order. */
+  set: string[];
+  /** `--out DIR`: the run directory to create. */
+  out?: string;
+  /** `--resume RUNDIR`: the run directory to continue. */
+  resume?: string;
+  /** `--seed N`. */
+  seed?: number;
+}
+
+/** A subcommand implementation; returns the exit code (undefined means 0). */
+export type TaskHandler = (opts: CommonOptions) => Promise<number | void> | number | void;
+
+/** A task and the subcommands it implements. */
+export interface Task {
+  /** Name used on the command line: lowercase letters, digits, `-` and `_`. */
+  name: string;
+  /** One line for the task list. */
+  description: string;
+  /** `train <task>`. */
+  train?: TaskHandler;
+  /** `compare <task>`. */
+  compare?: TaskHandler;
+  /** `eval <task>`. */
+  eval?: TaskHandler;
+  /** `transfer <task>`. */
+  transfer?: TaskHandler;
+  /** `baseline <task>`. */
+  baseline?: TaskHandler;
+}
+
+const tasks = new Map<string, Task>();
+
+/** Registers a task; throws if the name is malformed or already taken. */
+export function registerTask(task: Task): void {
+  if (!/^[a-z][a-z0-9_-]*$/.test(task.name)) throw new Error(`bad task name '${task.name}'`);
+  if (tasks.has(task.name)) throw new Error(`task '${task.name}' is already registered`);
+  tasks.set(task.name, task);
+}
+
+/** The task named `name`, if registered. */
+export function getTask(name: string): Task | undefined {
+  return tasks.get(name);
+}
+
+/** All registered tasks, sorted by name. */
+export function listTasks(): Task[] {
+  return [...tasks.values()].sort((a, b) => a.name.localeCompare(b.name));
+}

@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { main } from "../cli.ts";
+import { type CommonOptions, registerTask } from "../tasks/registry.ts";
+
+async function run(...args: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { out: (t) => out.push(t), err: (t) => err.push(t) });
+  return { code, out: out.join("\n"), err: err.join("\n") };
+}
+
+Deno.test("cli: --help for each subcommand exits 0 with examples", async () => {
+  for (const cmd of ["train", "compare", "eval", "transfer", "baseline", "info"]) {
+    for (const flag of ["--help", "-h"]) {
+      const r = await run(cmd, flag);
+      assert.equal(r.code, 0, `${cmd} ${flag}: ${r.err}`);
+      assert.match(r.out, new RegExp(`Usage: .*cli\\.ts ${cmd}`));
+      assert.match(r.out, /Examples:\n {2}\S/);
+    }
+  }
+  assert.match((await run("train", "--help")).out, /--preset quick\|paper/);
+  const top = await run("--help");
+  assert.equal(top.code, 0);
+  assert.match(top.out, /Commands:[\s\S]*transfer[\s\S]*Examples:/);
+  assert.equal((await run()).code, 2); // no command: usage on stderr
+  assert.match((await run("help", "eval")).out, /eval <task> <RUNDIR>/);
+});
+
+Deno.test("cli: unknown subcommand and unknown flag exit 2 with a suggestion", async () => {
+  const cmd = await run("trian", "gan");
+  assert.equal(cmd.code, 2);
+  assert.match(cmd.err, /unknown command 'trian'; did you mean 'train'\?/);
+  const flag = await run("train", "gan", "--seeed", "1");
+  assert.equal(flag.code, 2);
+  assert.match(flag.err, /unknown option '--seeed'; did you mean '--seed'\?/);
+  const out = await run("eval", "--ouy=x");
+  assert.match(out.err, /unknown option '--ouy'; did you mean '--out'\?/);
+  const info = await run("info", "--seed", "1");
+  assert.equal(info.code, 2);
+  assert.match((await run("train", "gan", "--seed")).err, /argument missing/);
+});
+
+Deno.test("cli: tasks are dispatched with the common options", async () => {
+  const seen: CommonOptions[] = [];
+  registerTask({
+    name: "cli-test-task",
+    description: "a task for the CLI tests",
+    train: (opts) => void seen.push(opts),
+    eval: () => 3,
+  });
+  const r = await run(
+    "train",
+    "cli-test-task",
+    "extra",
+    "--set",
+    "a=1",
+    "--set=b.c=x",
+    "--seed",
+    "7",
+    "--config",
+    "x.yaml",
+  );
+  assert.equal(r.code, 0, r.err);
+  assert.deepEqual(seen, [{
+    command: "train",
+    task: "cli-test-task",
+    args: ["extra"],
+    preset: "quick",
+    config: ["x.yaml"],
+    set: ["a=1", "b.c=x"],
+    out: undefined,
+    resume: undefined,
+    seed: 7,
+  }]);
+  assert.equal((await run("eval", "cli-test-task")).code, 3);
+  const missing = await run("compare", "cli-test-task");
+  assert.equal(missing.code, 2);
+  assert.match(missing.err, /does not support 'compare'/);
+  const unknown = await run("train", "cli-test-tsak");
+  assert.equal(unknown.code, 2);
+  assert.match(unknown.err, /unknown task 'cli-test-tsak'; did you mean 'cli-test-task'\? known/);
+  assert.match((await run("train")).err, /missing <task>.*known tasks: cli-test-task/);
+  const preset = await run("train", "cli-test-task", "--preset", "papr");
+  assert.match(preset.err, /--preset must be quick or paper, got 'papr'; did you mean 'paper'\?/);
+  assert.equal((await run("train", "cli-test-task", "--seed", "-1")).code, 2);
+  assert.equal((await run("train", "cli-test-task", "--out", "a", "--resume", "b")).code, 2);
+  assert.match((await run("train", "--help")).out, /cli-test-task {2}a task for the CLI tests/);
+});
+
+Deno.test({
+  name: "cli: info prints the adapter, or the no-adapter message with exit 1",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const r = await run("info");
+    if (r.code === 0) {
+      assert.match(r.out, /^adapter: {6}\S/);
+      assert.match(r.out, /limits:\n {2}max\w+ +[\d,]+/);
+    } else {
+      assert.equal(r.code, 1);
+      assert.match(r.err, /No WebGPU adapter found/);
+    }
+  },
+});
