@@ -137,8 +137,18 @@ export class WebGPUBackend implements Backend {
   #usedInEncoder = new Set<GPUBuffer>();
   #error: Error | null = null;
 
+  #lost: Promise<never>;
+
   private constructor(device: GPUDevice) {
     this.device = device;
+    // A lost device must turn pending reads into errors, never into a hang.
+    this.#lost = device.lost.then((info) => {
+      throw new Error(
+        `The WebGPU device was lost (${info.reason}: ${info.message}). Restart the process; ` +
+          "if it recurs, lower the batch size or check the GPU driver.",
+      );
+    });
+    this.#lost.catch(() => {});
     device.addEventListener("uncapturederror", (ev) => {
       const e = (ev as GPUUncapturedErrorEvent).error;
       this.#error ??= new Error(`WebGPU error: ${e.message}`);
@@ -343,7 +353,7 @@ export class WebGPUBackend implements Backend {
     });
     this.flush();
     this.stats.hostSyncs++;
-    await staging.mapAsync(GPUMapMode.READ);
+    await this.#waitFor(staging.mapAsync(GPUMapMode.READ));
     const all = staging.getMappedRange().slice(0);
     staging.unmap();
     staging.destroy();
@@ -351,10 +361,21 @@ export class WebGPUBackend implements Backend {
     return regions.map((r, i) => all.slice(starts[i], starts[i] + r.bytes));
   }
 
+  /** Awaits `p`, turning a lost device into a clear error instead of a hang or a vague one. */
+  async #waitFor(p: Promise<unknown>): Promise<void> {
+    try {
+      await Promise.race([p, this.#lost]);
+    } catch (err) {
+      await new Promise((r) => setTimeout(r, 0));
+      checkDeviceLost();
+      throw err;
+    }
+  }
+
   async sync(): Promise<void> {
     this.flush();
     this.stats.hostSyncs++;
-    await this.device.queue.onSubmittedWorkDone();
+    await this.#waitFor(this.device.queue.onSubmittedWorkDone());
     this.#checkErrors();
   }
 

@@ -73,3 +73,21 @@ fn main() { out[0] = undefined_name; }`;
   // The device stays usable afterwards.
   assert.equal(await tensor([2]).mul(3).item(), 6);
 });
+
+Deno.test("a lost device turns a pending read into a clear error, not a hang", async () => {
+  // In a subprocess: destroying the device must not affect other tests.
+  const script = `
+    import { init, backend } from "${new URL("../gpu/backend.ts", import.meta.url)}";
+    import { tensor } from "${new URL("../tensor/functional.ts", import.meta.url)}";
+    await init();
+    const t = tensor([1, 2, 3]).mul(2);
+    backend().device.destroy();
+    try { await t.data(); console.log("no error"); } catch (e) { console.log(e.message); }
+  `;
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", script],
+    env: { XDG_RUNTIME_DIR: "/tmp" },
+  }).output();
+  const text = new TextDecoder().decode(out.stdout);
+  assert.match(text, /The WebGPU device was lost/);
+});

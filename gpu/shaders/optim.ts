@@ -99,6 +99,16 @@ export type WeightDecayMode = "l2" | "decoupled";
  * the counter's current value (advance it first), so the bias corrections are `1 - beta^t`.
  */
 export function adamShader(span: UpdateSpan, decay: WeightDecayMode): string {
+  const gradient = decay === "l2" ? "grad[e] + h.weight_decay * p" : "grad[e]";
+  const decayed = decay === "decoupled" ? "p - h.lr * h.weight_decay * p" : "p";
+  const body = `let e = ${u32(span.start)} + i;
+    let p = param[e];
+    let g = ${gradient};
+    let m1 = h.beta1 * m[e] + h.one_minus_beta1 * g;
+    let v1 = h.beta2 * v[e] + h.one_minus_beta2 * g * g;
+    m[e] = m1;
+    v[e] = v1;
+    param[e] = ${decayed} - step_size * m1 / (sqrt(v1) / root_bc2 + h.eps);`;
   return `struct Hyper {
   lr: f32, beta1: f32, beta2: f32, eps: f32, weight_decay: f32,
   one_minus_beta1: f32, one_minus_beta2: f32, log_beta1: f32, log_beta2: f32,
@@ -115,20 +125,7 @@ fn main(${GRID_STRIDE_MAIN}) {
   let t = steps[${u32(span.slot)}];
   let step_size = h.lr / one_minus_pow(h.log_beta1, t);
   let root_bc2 = sqrt(one_minus_pow(h.log_beta2, t));
-  ${
-    gridStride(
-      span.n,
-      `let e = ${u32(span.start)} + i;
-    let p = param[e];
-    ${decay === "l2" ? "let g = grad[e] + h.weight_decay * p;" : "let g = grad[e];"}
-    let m1 = h.beta1 * m[e] + h.one_minus_beta1 * g;
-    let v1 = h.beta2 * v[e] + h.one_minus_beta2 * g * g;
-    m[e] = m1;
-    v[e] = v1;
-    ${decay === "decoupled" ? "let decayed = p - h.lr * h.weight_decay * p;" : "let decayed = p;"}
-    param[e] = decayed - step_size * m1 / (sqrt(v1) / root_bc2 + h.eps);`,
-    )
-  }
+  ${gridStride(span.n, body)}
 }`;
 }
 
@@ -139,11 +136,17 @@ fn main(${GRID_STRIDE_MAIN}) {
  * update uses `g + momentum * buf` (Nesterov) or `buf`.
  */
 export function sgdShader(span: UpdateSpan, momentum: boolean, nesterov: boolean): string {
-  const update = momentum
-    ? `let prev = select(h.momentum * buf[e] + h.one_minus_dampening * g, g, first);
-    buf[e] = prev;
-    ${nesterov ? "let d = g + h.momentum * prev;" : "let d = prev;"}`
+  const direction = momentum
+    ? `let b = select(h.momentum * buf[e] + h.one_minus_dampening * g, g, first);
+    buf[e] = b;
+    let d = ${nesterov ? "g + h.momentum * b" : "b"};`
     : "let d = g;";
+  const body = `let e = ${u32(span.start)} + i;
+    let p = param[e];
+    let g = grad[e] + h.weight_decay * p;
+    ${direction}
+    param[e] = p - h.lr * d;`;
+  const buffer = momentum ? "@group(0) @binding(4) var<storage, read_write> buf: array<f32>;" : "";
   return `struct Hyper {
   lr: f32, momentum: f32, dampening: f32, weight_decay: f32, one_minus_dampening: f32,
 }
@@ -151,20 +154,11 @@ export function sgdShader(span: UpdateSpan, momentum: boolean, nesterov: boolean
 @group(0) @binding(1) var<storage, read> steps: array<f32>;
 @group(0) @binding(2) var<storage, read_write> param: array<f32>;
 @group(0) @binding(3) var<storage, read> grad: array<f32>;
-${momentum ? "@group(0) @binding(4) var<storage, read_write> buf: array<f32>;" : ""}
+${buffer}
 @compute @workgroup_size(${OPTIM_WG})
 fn main(${GRID_STRIDE_MAIN}) {
   let first = steps[${u32(span.slot)}] == 1.0;
-  ${
-    gridStride(
-      span.n,
-      `let e = ${u32(span.start)} + i;
-    let p = param[e];
-    let g = grad[e] + h.weight_decay * p;
-    ${update}
-    param[e] = p - h.lr * d;`,
-    )
-  }
+  ${gridStride(span.n, body)}
 }`;
 }
 
