@@ -107,3 +107,6 @@ export {
   zeros,
 } from "./tensor/functional.ts";
 export { backward, GRAD_RULES, type GradRule, unbroadcast } from "./tensor/autograd.ts";
+
+// Neural-network library.
+export * from "./nn/mod.ts";

@@ -106,6 +106,11 @@ function sizeClass(bytes: number): number {
   return Math.ceil(b / step) * step;
 }
 
+/** Bytes a binding covers: its explicit size, or the rest of the storage (rounded up to 4). */
+function bindingSize(b: Binding): number {
+  return b.size ?? ((b.storage.bytes - (b.offset ?? 0) + 3) & ~3);
+}
+
 /** Formats WGSL with line numbers for error messages. */
 export function numberLines(code: string): string {
   return code.split("\n").map((l, i) => `${String(i + 1).padStart(4)}| ${l}`).join("\n");
@@ -239,7 +244,7 @@ export class WebGPUBackend implements Backend {
 
   #bindGroup(pipeline: GPUComputePipeline, bindings: Binding[]): GPUBindGroup {
     let key = `${this.#pipelineIds.get(pipeline)}`;
-    for (const b of bindings) key += `|${b.storage.id}:${b.offset ?? 0}:${b.size ?? -1}`;
+    for (const b of bindings) key += `|${b.storage.id}:${b.offset ?? 0}:${bindingSize(b)}`;
     let bg = this.#bindGroups.get(key);
     if (bg) return bg;
     bg = this.device.createBindGroup({
@@ -249,7 +254,7 @@ export class WebGPUBackend implements Backend {
         resource: {
           buffer: b.storage.buffer,
           offset: b.offset ?? 0,
-          size: b.size ?? (b.storage.bytes - (b.offset ?? 0) + 3 & ~3),
+          size: bindingSize(b),
         },
       })),
     });
@@ -278,6 +283,7 @@ export class WebGPUBackend implements Backend {
         );
       }
     }
+    if (Array.isArray(grid) && grid[0] * grid[1] * grid[2] === 0) return;
     const pipeline = this.#pipeline(kernel);
     for (const b of bindings) this.#usedInEncoder.add(b.storage.buffer);
     const bg = this.#bindGroup(pipeline, bindings);
@@ -285,9 +291,9 @@ export class WebGPUBackend implements Backend {
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bg);
     if (Array.isArray(grid)) {
-      if (grid[0] * grid[1] * grid[2] === 0) return;
       pass.dispatchWorkgroups(grid[0], grid[1], grid[2]);
     } else {
+      this.#usedInEncoder.add(grid.indirect.buffer);
       pass.dispatchWorkgroupsIndirect(grid.indirect.buffer, grid.offset);
     }
     this.stats.dispatches++;

@@ -22,7 +22,11 @@ export function glorotUniform(shape: readonly number[], gain = 1, gen?: Generato
 }
 
 /** Kaiming/He normal: N(0, gain / sqrt(fanIn)) with gain sqrt(2) for ReLU. */
-export function kaimingNormal(shape: readonly number[], gain = Math.SQRT2, gen?: Generator): Tensor {
+export function kaimingNormal(
+  shape: readonly number[],
+  gain = Math.SQRT2,
+  gen?: Generator,
+): Tensor {
   return randn(shape, 0, gain / Math.sqrt(fans(shape).fanIn), gen);
 }
 
@@ -73,8 +77,10 @@ export function orthogonal(shape: readonly number[], gain = 1, seed = 0): Tensor
   // Columns of an r x c matrix (r >= c), orthonormalized.
   const q: Float64Array[] = [];
   for (let j = 0; j < c; j++) {
-    const v = Float64Array.from({ length: r }, () =>
-      Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next()));
+    const v = Float64Array.from(
+      { length: r },
+      () => Math.sqrt(-2 * Math.log(1 - next())) * Math.cos(2 * Math.PI * next()),
+    );
     for (const u of q) {
       let d = 0;
       for (let i = 0; i < r; i++) d += u[i] * v[i];

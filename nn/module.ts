@@ -1,5 +1,6 @@
 /**
- * `Module`: named parameters, child modules, train/eval mode; and `FlatParams`: a model's
+ * `Module`: named parameters, buffers (state that is saved but not trained, such as batch-norm
+ * running statistics), child modules, train/eval mode; and `FlatParams`: a model's
  * parameters and gradients packed into one flat GPU buffer each, with named parameter groups
  * (`G`, `D`, `encoder`, ...) as element ranges. An optimizer step, a group's gradient norm or the
  * L1 norm of all parameters is then one kernel over a range, not one per tensor.
@@ -15,13 +16,18 @@ export class Module {
   /** True in training mode (dropout active, batch norm uses batch statistics). */
   training = true;
   #params = new Map<string, Tensor>();
+  #buffers = new Map<string, Tensor>();
   #children = new Map<string, Module>();
+
+  #checkFree(name: string): void {
+    if (this.#params.has(name) || this.#buffers.has(name) || this.#children.has(name)) {
+      throw new Error(`${this.constructor.name}: '${name}' is already registered`);
+    }
+  }
 
   /** Registers a parameter (a leaf that requires grad) under `name`; returns it. */
   protected param(name: string, t: Tensor): Tensor {
-    if (this.#params.has(name) || this.#children.has(name)) {
-      throw new Error(`${this.constructor.name}: '${name}' is already registered`);
-    }
+    this.#checkFree(name);
     t.requiresGrad = true;
     t.name = name;
     keep(t);
@@ -29,11 +35,21 @@ export class Module {
     return t;
   }
 
+  /**
+   * Registers a buffer under `name`: state that is saved with the module but not trained (no
+   * gradient, not in {@link Module.parameters}), such as batch-norm running statistics. Returns it.
+   */
+  protected buffer(name: string, t: Tensor): Tensor {
+    this.#checkFree(name);
+    t.name = name;
+    keep(t);
+    this.#buffers.set(name, t);
+    return t;
+  }
+
   /** Registers a child module under `name`; returns it. */
   protected child<M extends Module>(name: string, m: M): M {
-    if (this.#params.has(name) || this.#children.has(name)) {
-      throw new Error(`${this.constructor.name}: '${name}' is already registered`);
-    }
+    this.#checkFree(name);
     this.#children.set(name, m);
     return m;
   }
@@ -48,6 +64,14 @@ export class Module {
     const out: [string, Tensor][] = [];
     for (const [n, t] of this.#params) out.push([prefix + n, t]);
     for (const [n, c] of this.#children) out.push(...c.namedParameters(`${prefix}${n}.`));
+    return out;
+  }
+
+  /** All buffers with dotted names (`bn.runningMean`), in registration order. */
+  namedBuffers(prefix = ""): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [n, t] of this.#buffers) out.push([prefix + n, t]);
+    for (const [n, c] of this.#children) out.push(...c.namedBuffers(`${prefix}${n}.`));
     return out;
   }
 
@@ -73,12 +97,13 @@ export class Module {
     return this.parameters().reduce((a, t) => a + t.size, 0);
   }
 
-  /** Disposes every parameter (and its gradient). */
+  /** Disposes every parameter (and its gradient) and every buffer. */
   dispose(): void {
     for (const t of this.parameters()) {
       t.grad?.dispose();
       t.dispose();
     }
+    for (const [, t] of this.namedBuffers()) t.dispose();
   }
 }
 
@@ -123,7 +148,9 @@ export class FlatParams {
       const hits = groupNames.filter((g) => groups[g].some((p) => name.startsWith(p)));
       if (groupNames.length && hits.length !== 1) {
         throw new Error(
-          `FlatParams: parameter '${name}' matches ${hits.length} groups (${hits.join(", ") || "none"}); ` +
+          `FlatParams: parameter '${name}' matches ${hits.length} groups (${
+            hits.join(", ") || "none"
+          }); ` +
             `each parameter must be in exactly one of: ${groupNames.join(", ")}`,
         );
       }
@@ -168,9 +195,38 @@ export class FlatParams {
   group(name: string): Range {
     const r = this.groups.get(name);
     if (!r) {
-      throw new Error(`unknown parameter group '${name}'; groups: ${[...this.groups.keys()].join(", ")}`);
+      throw new Error(
+        `unknown parameter group '${name}'; groups: ${[...this.groups.keys()].join(", ")}`,
+      );
     }
     return r;
+  }
+
+  /**
+   * A leaf tensor viewing `range` (or a group) of `data` whose gradient accumulates into the same
+   * range of `grad`, so a penalty over many parameters (an L1 norm) is one kernel over the range
+   * instead of one per parameter. The view and its gradient view are created in the current
+   * `tidy` scope (no GPU memory is allocated). `range.start` must be 256-byte aligned, as group
+   * and parameter ranges are.
+   */
+  leaf(range: Range | string): Tensor {
+    const r = typeof range === "string" ? this.group(range) : range;
+    if (r.start % ALIGN_ELEMS !== 0 || r.start < 0 || r.end > this.size || r.end < r.start) {
+      throw new Error(
+        `FlatParams.leaf: range [${r.start}, ${r.end}) must lie in [0, ${this.size}) and start at ` +
+          `a multiple of ${ALIGN_ELEMS} elements`,
+      );
+    }
+    const be = backend();
+    const view = (t: Tensor, what: string) => {
+      const s = t.storageFor(what);
+      be.retain(s);
+      return new Tensor(s, [r.end - r.start], "f32", r.start * 4, what);
+    };
+    const t = view(this.data, "FlatParams.leaf");
+    t.requiresGrad = true;
+    t.grad = view(this.grad, "FlatParams.leaf grad");
+    return t;
   }
 
   /** Total elements in the flat buffers (including alignment padding). */

@@ -82,7 +82,10 @@ function record(
 
 /** Disposes a composition's intermediates when the result carries no graph that needs them. */
 function releaseIfDetached(out: Tensor, temps: Tensor[]): Tensor {
-  if (!out.requiresGrad) { for (const t of temps) if (t !== out) t.dispose(); }
+  if (out.requiresGrad) return out;
+  for (const t of temps) {
+    if (t !== out) t.dispose();
+  }
   return out;
 }
 

@@ -91,7 +91,8 @@ export function tidy<T extends TensorContainer>(fn: () => T): T {
   collect(result, kept);
   for (const t of scope) if (!kept.has(t)) t.dispose();
   const parent = scopes[scopes.length - 1];
-  if (parent) { for (const t of kept) if (!t.isDisposed) parent.add(t); }
+  // Only tensors of this scope move up: a returned input (an identity layer) stays where it was.
+  if (parent) { for (const t of kept) if (!t.isDisposed && scope.has(t)) parent.add(t); }
   return result;
 }
 

