@@ -88,11 +88,11 @@ export {
   toTensor,
 } from "./checkpoint.ts";
 export {
-  lstm,
   LSTM,
+  lstm,
   LSTM_DISPATCHES_PER_STEP,
-  lstmCell,
   LSTMCell,
+  lstmCell,
   type LSTMCellOptions,
   type LSTMForwardOptions,
   type LSTMOptions,
@@ -105,8 +105,8 @@ export {
   type AttentionForwardOptions,
   type AttentionOutput,
   type AttentionRunOptions,
-  luongAttention,
   LuongAttention,
+  luongAttention,
   type LuongAttentionOptions,
   sourceMask,
 } from "./attention.ts";

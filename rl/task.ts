@@ -34,14 +34,24 @@ export interface ScheduleTask {
   readonly featureNames: readonly string[];
   /** Steps taken since the last reset. */
   readonly t: number;
-  /** Re-initializes all P models from `seed` and clears the feature history. */
+  /**
+   * Re-initializes all P models from `seed` and clears the feature history. Member p must draw
+   * everything (init, data order, noise) from `memberSeed(seed, p)` and never from its index, so
+   * that member p of a population behaves exactly like a population of one reset with
+   * `memberSeed(seed, p)`.
+   */
   reset(seed: number): void;
   /**
    * Records one training step: member p applies action `actions[p]`. `actions` is an i32 tensor
    * [P] on the GPU (sampled there, no host sync) or a host array. Must not await.
    */
   step(actions: Tensor | Int32Array): void;
-  /** The current features [P, K] (f32, GPU), already normalized as documented by the task. */
+  /**
+   * The current features [P, K] (f32, GPU), in the scale the task's feature set documents (see
+   * rl/features.ts). A learned controller applies its own saved normalization on top. The task
+   * owns the returned tensor (it must `keep()` tensors it holds across steps); callers do not
+   * dispose it.
+   */
   features(): Tensor;
   /** Scalar metrics per member for rewards and reports, e.g. `{ val: [P], best: [P] }` (GPU). */
   metrics(): Record<string, Tensor>;
@@ -68,6 +78,34 @@ export interface ActContext {
   greedy: boolean;
   /** Random stream for sampling (seeded per episode for reproducibility). */
   gen: Generator;
+  /**
+   * Per-member sampling seeds, u32 [P]: `memberSeed(sampleSeed, p)`. Controllers that sample pass
+   * them to `categorical(probs, gen, memberSeeds)` so each member draws from its own stream.
+   */
+  memberSeeds?: Tensor;
+}
+
+/**
+ * The seed of population member `member` under `seed`: `seed` itself for member 0, a hash of
+ * (seed, member) otherwise. Since `memberSeed(memberSeed(s, p), 0) === memberSeed(s, p)`, member p
+ * of a population run with seed s reproduces a population-of-one run with seed
+ * `memberSeed(s, p)`.
+ */
+export function memberSeed(seed: number, member: number): number {
+  const s = seed >>> 0;
+  if (member === 0) return s;
+  return mix32((s ^ mix32((member >>> 0) + 0x9e3779b9)) >>> 0);
+}
+
+/** The "lowbias32" integer finalizer (C. Wellons), as the GPU random kernels use. */
+function mix32(v: number): number {
+  let x = v >>> 0;
+  x ^= x >>> 16;
+  x = Math.imul(x, 0x7feb352d) >>> 0;
+  x ^= x >>> 15;
+  x = Math.imul(x, 0x846ca68b) >>> 0;
+  x ^= x >>> 16;
+  return x >>> 0;
 }
 
 /**
