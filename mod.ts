@@ -107,6 +107,22 @@ export {
   zeros,
 } from "./tensor/functional.ts";
 export { backward, GRAD_RULES, type GradRule, unbroadcast } from "./tensor/autograd.ts";
+export {
+  col2im,
+  conv2d,
+  type Conv2dOptions,
+  type ConvGeometry,
+  convGeometry,
+  convTranspose2d,
+  type ConvTranspose2dOptions,
+  convTransposeGeometry,
+  im2col,
+  maxPool2d,
+  maxPool2dBackward,
+  maxPool2dIndices,
+  type Padding,
+  type Size2,
+} from "./tensor/conv_ops.ts";
 
 // Neural-network library.
 export * from "./nn/mod.ts";

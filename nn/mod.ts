@@ -140,3 +140,12 @@ export {
   epochPermutation,
   type HostDataset,
 } from "./data/batches.ts";
+export {
+  Conv2d,
+  type Conv2dLayerOptions,
+  type ConvInit,
+  type ConvLayerOptions,
+  ConvTranspose2d,
+  type ConvTranspose2dLayerOptions,
+  MaxPool2d,
+} from "./conv.ts";

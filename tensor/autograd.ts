@@ -9,8 +9,11 @@
 import * as ops from "./ops.ts";
 import { keep, type Node, noGrad, type Tensor, tidy } from "./tensor.ts";
 
-/** A gradient rule: given dL/dout, the node and the output, return dL/dinput for each input. */
-export type GradRule = (g: Tensor, node: Node, out: Tensor) => (Tensor | null)[];
+/**
+ * A gradient rule: given dL/dout, the node and the output, return dL/dinput for each input.
+ * `needs[i]` says whether input i requires a gradient; rules may skip (return null for) the rest.
+ */
+export type GradRule = (g: Tensor, node: Node, out: Tensor, needs: boolean[]) => (Tensor | null)[];
 
 /** Sums `g` over broadcast dims so that it has `shape` (the adjoint of broadcasting). */
 export function unbroadcast(g: Tensor, shape: readonly number[]): Tensor {
@@ -81,9 +84,9 @@ export const GRAD_RULES: Record<string, GradRule> = {
   // binary
   add: (g, n) => [unbroadcast(g, n.inputs[0].shape), unbroadcast(g, n.inputs[1].shape)],
   sub: (g, n) => [unbroadcast(g, n.inputs[0].shape), unbroadcast(scale(g, -1), n.inputs[1].shape)],
-  mul: (g, n) => [
-    unbroadcast(mul(g, n.inputs[1]), n.inputs[0].shape),
-    unbroadcast(mul(g, n.inputs[0]), n.inputs[1].shape),
+  mul: (g, n, _out, needs) => [
+    needs[0] ? unbroadcast(mul(g, n.inputs[1]), n.inputs[0].shape) : null,
+    needs[1] ? unbroadcast(mul(g, n.inputs[0]), n.inputs[1].shape) : null,
   ],
   div: (g, n, out) => [
     unbroadcast(ops.binary("div", g, n.inputs[1]), n.inputs[0].shape),
@@ -143,12 +146,20 @@ export const GRAD_RULES: Record<string, GradRule> = {
     return [mul(mask, ops.binary("div", ops.reshape(g, keptShape), count))];
   },
   // matmul
-  matmul: (g, n) => {
+  matmul: (g, n, _out, needs) => {
     const [a, b] = n.inputs;
     const { transA, transB } = n.params as { transA: boolean; transB: boolean };
-    const da = transA ? ops.matmul(b, g, transB, true) : ops.matmul(g, b, false, !transB);
-    const db = transB ? ops.matmul(g, a, true, transA) : ops.matmul(a, g, !transA, false);
-    return [unbroadcast(da, a.shape), unbroadcast(db, b.shape)];
+    const da = !needs[0]
+      ? null
+      : transA
+      ? ops.matmul(b, g, transB, true)
+      : ops.matmul(g, b, false, !transB);
+    const db = !needs[1]
+      ? null
+      : transB
+      ? ops.matmul(g, a, true, transA)
+      : ops.matmul(a, g, !transA, false);
+    return [da && unbroadcast(da, a.shape), db && unbroadcast(db, b.shape)];
   },
   // movement
   reshape: (g, n) => [ops.reshape(g, n.params.from as number[])],
@@ -258,7 +269,8 @@ export function backward(root: Tensor, grad?: Tensor): void {
       const rule = GRAD_RULES[t.node.op];
       if (!rule) throw new Error(`backward: no gradient rule for primitive '${t.node.op}'`);
       const node = t.node;
-      const inGrads = tidy(() => rule(g, node, t));
+      const needs = node.inputs.map((inp) => inp.requiresGrad);
+      const inGrads = tidy(() => rule(g, node, t, needs));
       const used = new Set<Tensor>();
       t.node.inputs.forEach((inp, k) => {
         let gi = inGrads[k];

@@ -18,8 +18,10 @@ import { bind, type BufferRef } from "./buffer_ref.ts";
 
 /** Chooses the kernel variant for a product (exported for benchmarks and tests). */
 export function matmulVariant(s: MatmulSpec): "blocked" | "simple" {
-  // Products too small to fill 32x32 tiles, or with a dimension below 4, run one thread per output.
-  return s.m * s.n < 2048 || s.m < 8 || s.n < 8 ? "simple" : "blocked";
+  // Thin products (a dimension below 8) and small ones run one thread per output; a small output
+  // with a long contraction (a conv weight gradient: 64x25 with k = 12544) still pays off blocked.
+  if (s.m < 8 || s.n < 8) return "simple";
+  return s.m * s.n >= 2048 || s.k >= 256 ? "blocked" : "simple";
 }
 
 /** Chooses the blocked kernel's tile: large tiles once there are enough of them to share out. */

@@ -1,0 +1,92 @@
+/**
+ * The start of every task command, in one place so every task behaves the same: resolve the
+ * config (schema defaults <- `configs/<task>/<preset>.yaml` <- `--config` files <- `--set`
+ * overrides <- `--seed`), create the run directory (or reopen it for `--resume`), save the
+ * resolved config, and acquire the GPU.
+ * @module
+ */
+
+import { parse } from "npm:yaml@2.9.1";
+import { init } from "../gpu/backend.ts";
+import type { CommonOptions } from "../tasks/registry.ts";
+import {
+  ConfigError,
+  type ConfigOf,
+  type Layer,
+  loadYamlFile,
+  parseSet,
+  resolveConfig,
+  type Schema,
+} from "./config.ts";
+import { RunDir } from "./run_dir.ts";
+
+/** What a task command works with. */
+export interface Session<S extends Schema> {
+  /** The resolved, validated config. */
+  cfg: ConfigOf<S>;
+  /** The run directory (config.yaml already written). */
+  dir: RunDir;
+  /** True when continuing a run given by `--resume`. */
+  resumed: boolean;
+}
+
+/** The URL of a preset file shipped with autoloss: `configs/<task>/<preset>.yaml`. */
+export function presetUrl(task: string, preset: string): URL {
+  return new URL(`../configs/${task}/${preset}.yaml`, import.meta.url);
+}
+
+/** Reads a shipped preset (works when autoloss is imported from a URL, too). */
+export async function loadPreset(task: string, preset: string): Promise<Layer> {
+  const url = presetUrl(task, preset);
+  let text: string;
+  try {
+    text = url.protocol === "file:" ? await Deno.readTextFile(url) : await fetch(url).then((r) => {
+      if (!r.ok) throw new Error(`HTTP ${r.status}`);
+      return r.text();
+    });
+  } catch (err) {
+    throw new ConfigError(
+      `no preset '${preset}' for task '${task}' (${url.href}: ${(err as Error).message}); ` +
+        "presets are quick and paper",
+    );
+  }
+  return { source: `configs/${task}/${preset}.yaml`, values: parse(text) };
+}
+
+/**
+ * Resolves the config and opens the run directory for a task command.
+ *
+ * With `--resume DIR`, the config comes from `DIR/config.yaml` (validated against the schema) and
+ * `--config`/`--set`/`--preset` are refused: a resumed run continues exactly the run it was.
+ * The schema must have a top-level `seed` field when `--seed` is used.
+ */
+export async function openSession<S extends Schema>(
+  opts: CommonOptions,
+  schema: S,
+  task: string = opts.task,
+): Promise<Session<S>> {
+  if (opts.resume) {
+    if (opts.config.length || opts.set.length) {
+      throw new ConfigError(
+        "--resume continues a run with its saved config.yaml; drop --config/--set (or start a new run)",
+      );
+    }
+    const dir = await RunDir.open(opts.resume);
+    const saved = await loadYamlFile(dir.file("config.yaml"));
+    const cfg = resolveConfig(schema, [saved]);
+    await init();
+    return { cfg, dir, resumed: true };
+  }
+  const layers: Layer[] = [await loadPreset(task, opts.preset)];
+  for (const path of opts.config) layers.push(await loadYamlFile(path));
+  for (const expr of opts.set) layers.push(parseSet(expr));
+  if (opts.seed !== undefined) {
+    if (!("seed" in schema)) throw new ConfigError(`task '${task}' has no seed setting`);
+    layers.push({ source: "--seed", values: { seed: opts.seed } });
+  }
+  const cfg = resolveConfig(schema, layers);
+  await init();
+  const dir = await RunDir.create({ task, out: opts.out });
+  await dir.writeConfig(cfg);
+  return { cfg, dir, resumed: false };
+}
