@@ -126,3 +126,6 @@ export {
 
 // Neural-network library.
 export * from "./nn/mod.ts";
+
+// AutoLoss core: task contract, features, controllers, REINFORCE, PPO, schedules, runner.
+export * from "./rl/mod.ts";

@@ -6,7 +6,7 @@
  */
 
 import { backend } from "../gpu/backend.ts";
-import { contiguousStrides, type DType, f32 as lit, numel } from "../gpu/shaders/common.ts";
+import { contiguousStrides, type DType, numel } from "../gpu/shaders/common.ts";
 import {
   BINARY_EXPR,
   type BinaryOp,
@@ -14,6 +14,7 @@ import {
   type UnaryOp,
 } from "../gpu/shaders/elementwise.ts";
 import { runAccumulate, runFill, runMap, runPlace } from "../gpu/kernels/elementwise.ts";
+import { constant } from "../gpu/kernels/constants.ts";
 import { runReduce } from "../gpu/kernels/reduce.ts";
 import { runMatmul } from "../gpu/kernels/matmul.ts";
 import { Generator, runCategorical, runRandom } from "../gpu/kernels/random.ts";
@@ -122,31 +123,35 @@ export type ScalarOp =
   | "clamp_max"
   | "step";
 
-/** Scalar-parameter unary ops, with the scalar baked into the kernel. */
-const SCALAR_EXPR: Record<ScalarOp, (c: number) => string> = {
-  add_scalar: (c: number) => `x + ${lit(c)}`,
-  mul_scalar: (c: number) => `x * ${lit(c)}`,
-  pow_scalar: (c: number) => `pow_signed(x, ${lit(c)})`,
-  leaky_relu: (c: number) => `select(x, x * ${lit(c)}, !is_nan(x) && x < 0.0)`,
-  clamp_min: (c: number) => `select(x, ${lit(c)}, !is_nan(x) && x < ${lit(c)})`,
-  clamp_max: (c: number) => `select(x, ${lit(c)}, !is_nan(x) && x > ${lit(c)})`,
-  step: (c: number) => `select(0.0, 1.0, x > ${lit(c)})`,
+/**
+ * Scalar-parameter unary ops over `x` with the constant `y`. The constant is read from a small
+ * shared buffer (gpu/kernels/constants.ts), not baked into the WGSL: one pipeline serves every
+ * value.
+ */
+const SCALAR_EXPR: Record<ScalarOp, string> = {
+  add_scalar: "x + y",
+  mul_scalar: "x * y",
+  pow_scalar: "pow_signed(x, y)",
+  leaky_relu: "select(x, x * y, !is_nan(x) && x < 0.0)",
+  clamp_min: "select(x, y, !is_nan(x) && x < y)",
+  clamp_max: "select(x, y, !is_nan(x) && x > y)",
+  step: "select(0.0, 1.0, x > y)",
 };
 
 /** Applies `op` with the constant `c` (e.g. `x * c`, `leakyRelu(x, c)`). */
 export function scalarOp(op: ScalarOp, x: Tensor, c: number): Tensor {
   requireF32(op, x);
   const out = empty(x.shape, "f32", op);
+  const be = backend();
   runMap(
-    backend(),
+    be,
     op,
-    SCALAR_EXPR[op](c),
+    SCALAR_EXPR[op],
     x.shape,
-    [{
-      ref: x.refFor(op),
-      dtype: "f32",
-      strides: contiguousStrides(x.shape),
-    }],
+    [
+      { ref: x.refFor(op), dtype: "f32", strides: contiguousStrides(x.shape) },
+      { ref: constant(be, c), dtype: "f32", strides: x.shape.map(() => 0) },
+    ],
     out.refFor(op),
     "f32",
   );
@@ -539,8 +544,20 @@ function zerosLike(shape: readonly number[]): Tensor {
 
 /** Fills `x` in place with a constant (no autograd). */
 export function fill_(x: Tensor, value: number): Tensor {
-  const v = x.dtype === "f32" ? lit(value) : `${x.dtype}(${Math.trunc(value)})`;
-  runFill(backend(), x.refFor("fill_"), x.dtype, v);
+  const be = backend();
+  runMap(
+    be,
+    "fill",
+    "x",
+    x.shape,
+    [{
+      ref: constant(be, value, x.dtype),
+      dtype: x.dtype,
+      strides: x.shape.map(() => 0),
+    }],
+    x.refFor("fill_"),
+    x.dtype,
+  );
   return x;
 }
 

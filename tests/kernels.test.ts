@@ -226,3 +226,14 @@ Deno.test("elementwise: vec4 and scalar paths agree with references", async () =
     assertClose(sl, a.subarray(4), 0, 0, `slice offset ${n}`);
   }
 });
+
+Deno.test("scalar constants do not compile a pipeline per value", async () => {
+  const x = tensor([1, 2, 3]);
+  x.mul(0.5).dispose(); // warm up the pipeline
+  const before = backend().stats.pipelines;
+  for (let i = 0; i < 50; i++) x.mul(i * 0.37).add(i).dispose();
+  const out = ops.fill_(ops.empty([3]), 7.25);
+  assert.deepEqual([...(await out.data())], [7.25, 7.25, 7.25]);
+  assert.ok(backend().stats.pipelines - before <= 2, "each distinct constant compiled a kernel");
+  assert.deepEqual([...(await x.mul(3).add(-1).data())], [2, 5, 8]);
+});

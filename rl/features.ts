@@ -1,0 +1,772 @@
+/**
+ * Controller features, kept on the GPU for a population of P members.
+ *
+ * - {@link FeatureHistory}: the paper's generic feature vector (section 4.1): training progress
+ *   t/T; per-loss gradient norm / sqrt(dim) and loss value kept as LAZY history (member p's entry
+ *   for loss j changes only on steps where p chose an action on loss j: `where(mask, new, old)`);
+ *   the validation metric with an exponential moving average of it and of its higher-order
+ *   differences, refreshed every k steps; and extras appended by the task.
+ * - Named feature sets from the authors' code ({@link featureSet}): regression (5 features),
+ *   classification (6), GAN (4). The task computes the raw quantities; the formulas live here.
+ * - {@link ImprovementEma}: the EMA of validation improvement that the authors use both as a
+ *   feature and in the dense step reward.
+ * - Normalization ({@link FeatureNormalizer}): none, a per-feature affine map, or running
+ *   mean/std; described by a plain {@link NormalizationSpec} that is saved with the controller.
+ *
+ * Nothing here reads the GPU back: every update is a handful of elementwise kernels.
+ * @module
+ */
+
+import * as ops from "../tensor/ops.ts";
+import { full, tensor, variance, zeros } from "../tensor/functional.ts";
+import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
+
+// ---------------------------------------------------------------- normalization
+
+/** Features used as they are. */
+export interface NoNormalization {
+  /** Kind tag. */
+  kind: "none";
+}
+
+/** A fixed per-feature affine map: `(x - shift) * scale`. */
+export interface AffineNormalization {
+  /** Kind tag. */
+  kind: "affine";
+  /** Subtracted per feature (length K). */
+  shift: number[];
+  /** Multiplied per feature after the shift (length K). */
+  scale: number[];
+}
+
+/**
+ * Running mean/std (as CleanRL's `NormalizeObservation`): `clip((x - mean) / sqrt(var + eps))`.
+ * The statistics are updated from rollout batches by the trainers (never inside a rollout, so
+ * a rollout and its update see the same map) and frozen when `frozen` is set.
+ */
+export interface RunningNormalization {
+  /** Kind tag. */
+  kind: "running";
+  /** Running mean per feature (length K). */
+  mean: number[];
+  /** Running (biased) variance per feature (length K). */
+  var: number[];
+  /** Samples seen (starts at 1e-4, as CleanRL's RunningMeanStd). */
+  count: number;
+  /** Added to the variance (default 1e-8). */
+  eps?: number;
+  /** Normalized values are clipped to [-clip, clip] (default 10). */
+  clip?: number;
+  /** When true, `update()` leaves the statistics alone (evaluation and transfer). */
+  frozen?: boolean;
+}
+
+/** How features are normalized before the controller sees them (serializable). */
+export type NormalizationSpec = NoNormalization | AffineNormalization | RunningNormalization;
+
+/** A feature vector's description: names in order plus normalization. Saved with controllers. */
+export interface FeatureSpec {
+  /** Feature names, in the order of the feature vector. */
+  names: string[];
+  /** The normalization the controller applies to them. */
+  normalization: NormalizationSpec;
+}
+
+/** A running normalization with no statistics yet (mean 0, var 1). */
+export function runningNormalization(size: number, clip = 10): RunningNormalization {
+  return {
+    kind: "running",
+    mean: new Array(size).fill(0),
+    var: new Array(size).fill(1),
+    count: 1e-4,
+    eps: 1e-8,
+    clip,
+  };
+}
+
+/** Problems with `spec` as a normalization of `size` features (empty when valid). */
+export function normalizationProblems(spec: unknown, size: number): string[] {
+  const s = spec as Record<string, unknown> | null;
+  if (!s || typeof s !== "object") return ["normalization must be an object"];
+  const vec = (key: string): string[] => {
+    const v = s[key];
+    if (!Array.isArray(v) || v.length !== size || v.some((x) => typeof x !== "number")) {
+      return [`normalization.${key} must be ${size} numbers`];
+    }
+    return [];
+  };
+  switch (s.kind) {
+    case "none":
+      return [];
+    case "affine":
+      return [...vec("shift"), ...vec("scale")];
+    case "running": {
+      const out = [...vec("mean"), ...vec("var")];
+      if (typeof s.count !== "number" || !(s.count > 0)) {
+        out.push("normalization.count must be > 0");
+      }
+      return out;
+    }
+    default:
+      return [`normalization.kind must be "none", "affine" or "running", got '${s.kind}'`];
+  }
+}
+
+/**
+ * Applies a {@link NormalizationSpec} on the GPU and, for running statistics, updates them from
+ * batches of features. The statistics live on the GPU; {@link FeatureNormalizer.toSpec} reads
+ * them back (once, when saving).
+ */
+export class FeatureNormalizer {
+  /** Number of features K. */
+  readonly size: number;
+  /** The normalization kind. */
+  readonly kind: NormalizationSpec["kind"];
+  /** Running statistics are not updated when true. */
+  frozen: boolean;
+  #shift: Tensor | null = null;
+  #scale: Tensor | null = null;
+  #count = 0;
+  #eps = 1e-8;
+  #clip = 10;
+  #mean: Tensor | null = null;
+  #var: Tensor | null = null;
+
+  /** Uploads `spec` for `size` features; throws listing every problem with the spec. */
+  constructor(spec: NormalizationSpec, size: number) {
+    const problems = normalizationProblems(spec, size);
+    if (problems.length) throw new Error(`invalid feature normalization: ${problems.join("; ")}`);
+    this.size = size;
+    this.kind = spec.kind;
+    this.frozen = spec.kind === "running" && spec.frozen === true;
+    if (spec.kind === "affine") {
+      this.#shift = keep(tensor(spec.shift, [size]));
+      this.#scale = keep(tensor(spec.scale, [size]));
+    } else if (spec.kind === "running") {
+      this.#mean = keep(tensor(spec.mean, [size]));
+      this.#var = keep(tensor(spec.var, [size]));
+      this.#count = spec.count;
+      this.#eps = spec.eps ?? 1e-8;
+      this.#clip = spec.clip ?? 10;
+      this.#refreshAffine();
+    }
+  }
+
+  /** Running statistics as an affine map: shift = mean, scale = 1 / sqrt(var + eps). */
+  #refreshAffine(): void {
+    const scale = noGrad(() => tidy(() => this.#var!.add(this.#eps).sqrt().pow(-1)));
+    this.#shift?.dispose();
+    this.#scale?.dispose();
+    this.#shift = keep(this.#mean!.view([this.size], "normalizer.mean"));
+    this.#scale = keep(scale);
+  }
+
+  /** The normalized features for x [..., K] (x itself when the kind is "none"). */
+  apply(x: Tensor): Tensor {
+    if (this.kind === "none") return x;
+    const y = x.sub(this.#shift!).mul(this.#scale!);
+    return this.kind === "running" ? y.clamp(-this.#clip, this.#clip) : y;
+  }
+
+  /**
+   * Folds a batch x [N, K] into the running statistics (parallel-variance update, on the GPU).
+   * No-op unless the kind is "running" and the normalizer is not frozen.
+   */
+  update(x: Tensor): void {
+    if (this.kind !== "running" || this.frozen) return;
+    const k = this.size;
+    const batch = x.reshape([-1, k]);
+    const n = batch.shape[0];
+    if (n === 0) return;
+    const c = this.#count;
+    const tot = c + n;
+    const [mean, vari] = noGrad(() =>
+      tidy(() => {
+        // The weights change every update: upload them (a baked constant would compile a new
+        // kernel each time).
+        const [wn, wc, wcn] = [n / tot, c / tot, (c * n) / (tot * tot)].map((v) =>
+          tensor(new Float32Array([v]))
+        );
+        const bm = batch.mean(0);
+        const bv = variance(batch, 0);
+        const delta = bm.sub(this.#mean!);
+        const m = this.#mean!.add(delta.mul(wn));
+        const v = this.#var!.mul(wc).add(bv.mul(wn)).add(delta.square().mul(wcn));
+        return [m, v];
+      })
+    );
+    this.#mean!.dispose();
+    this.#var!.dispose();
+    this.#mean = keep(mean);
+    this.#var = keep(vari);
+    this.#count = tot;
+    this.#refreshAffine();
+  }
+
+  /** The current normalization as a plain spec (reads running statistics back once). */
+  async toSpec(): Promise<NormalizationSpec> {
+    if (this.kind === "none") return { kind: "none" };
+    if (this.kind === "affine") {
+      const [shift, scale] = await readMany([this.#shift!, this.#scale!]);
+      return { kind: "affine", shift: Array.from(shift), scale: Array.from(scale) };
+    }
+    const [mean, vari] = await readMany([this.#mean!, this.#var!]);
+    return {
+      kind: "running",
+      mean: Array.from(mean),
+      var: Array.from(vari),
+      count: this.#count,
+      eps: this.#eps,
+      clip: this.#clip,
+      ...(this.frozen ? { frozen: true } : {}),
+    };
+  }
+
+  /** Frees the GPU statistics. */
+  dispose(): void {
+    for (const t of [this.#shift, this.#scale, this.#mean, this.#var]) t?.dispose();
+  }
+}
+
+// ---------------------------------------------------------------- small helpers
+
+/** `||g|| / sqrt(dim)`: a gradient norm made comparable across parameter groups of any size. */
+export function normalizedGradNorm(norm: Tensor, dim: number): Tensor {
+  return norm.mul(1 / Math.sqrt(Math.max(dim, 1)));
+}
+
+/** Replaces the kept tensor `old` by `next` (kept), disposing `old`. */
+function swap(old: Tensor | null, next: Tensor): Tensor {
+  old?.dispose();
+  return keep(next);
+}
+
+/** Columns [P, 1] of [P] tensors joined into [P, K]. */
+function columns(cols: Tensor[]): Tensor {
+  const p = cols[0].shape[0];
+  return ops.concat(cols.map((c) => c.reshape([p, 1])), 1);
+}
+
+// ---------------------------------------------------------------- the paper's feature history
+
+/** Options of {@link FeatureHistory}. */
+export interface FeatureHistoryOptions {
+  /** P: population members. */
+  population: number;
+  /** Loss names M, in feature order (e.g. `["mse", "l1"]`). */
+  losses: readonly string[];
+  /**
+   * For each action index, the index in `losses` of the loss it optimizes (e.g. `[0, 1]`).
+   * Several actions may share a loss.
+   */
+  actionLoss: readonly number[];
+  /** T: the episode length used for the progress feature t/T. */
+  totalSteps: number;
+  /** k: the validation metric is refreshed every k steps (see `validationDue`; default 1). */
+  valEvery?: number;
+  /** Decay of the validation EMAs (default 0.9). */
+  valEmaDecay?: number;
+  /** Highest difference order whose EMA is a feature (default 2: first and second differences). */
+  valDiffOrders?: number;
+  /** Names of task-specific extra features, appended last (set with `setExtras`). */
+  extras?: readonly string[];
+}
+
+/**
+ * Feature names of the paper's generic set: `progress`, `grad.<loss>` per loss, `loss.<loss>` per
+ * loss, `val`, `val.ema`, `val.d<o>.ema` for o = 1..valDiffOrders, then the extras.
+ */
+export function paperFeatureNames(
+  opts: Pick<FeatureHistoryOptions, "losses" | "valDiffOrders" | "extras">,
+): string[] {
+  const orders = opts.valDiffOrders ?? 2;
+  return [
+    "progress",
+    ...opts.losses.map((l) => `grad.${l}`),
+    ...opts.losses.map((l) => `loss.${l}`),
+    "val",
+    "val.ema",
+    ...Array.from({ length: orders }, (_, o) => `val.d${o + 1}.ema`),
+    ...(opts.extras ?? []),
+  ];
+}
+
+/**
+ * The paper's feature vector for P members, kept on the GPU (section 4.1):
+ *
+ * 1. training progress t/T;
+ * 2. per loss m, `||grad l_m|| / sqrt(dim)` (see {@link normalizedGradNorm});
+ * 3. per loss m, the loss value;
+ * 4. the validation metric, its EMA, and the EMAs of its 1st..D-th differences;
+ * 5. task extras.
+ *
+ * (2) and (3) are LAZY: the task computes the loss and gradient of the action each member took
+ * and calls {@link FeatureHistory.recordStep}; member p's entry for loss j is replaced only when
+ * p's action optimizes loss j (`where(mask, new, old)`, mask = one-hot of the action's loss).
+ * (4) is refreshed when the task calls {@link FeatureHistory.recordValidation} (every k steps).
+ *
+ * Per step the task calls `recordStep` (or `recordAll`), then `advance()`. Tensors passed in are
+ * only read; the history keeps its own state.
+ */
+export class FeatureHistory {
+  /** P. */
+  readonly population: number;
+  /** Loss names. */
+  readonly losses: readonly string[];
+  /** Feature names in order (see {@link paperFeatureNames}). */
+  readonly names: readonly string[];
+  /** T for the progress feature. */
+  readonly totalSteps: number;
+  /** k: validation cadence. */
+  readonly valEvery: number;
+  /** EMA decay of the validation features. */
+  readonly valEmaDecay: number;
+  /** D: highest difference order. */
+  readonly valDiffOrders: number;
+  /** Extra feature names. */
+  readonly extras: readonly string[];
+  #t = 0;
+  #valCount = 0;
+  #actionLoss: Tensor;
+  #loss: Tensor | null = null;
+  #grad: Tensor | null = null;
+  #val: Tensor | null = null;
+  #prev: (Tensor | null)[] = [];
+  #ema: (Tensor | null)[] = [];
+  #extras: Tensor | null = null;
+  #cache: Tensor | null = null;
+
+  /** Allocates the history (all zeros). */
+  constructor(opts: FeatureHistoryOptions) {
+    this.population = opts.population;
+    this.losses = [...opts.losses];
+    this.totalSteps = opts.totalSteps;
+    this.valEvery = opts.valEvery ?? 1;
+    this.valEmaDecay = opts.valEmaDecay ?? 0.9;
+    this.valDiffOrders = opts.valDiffOrders ?? 2;
+    this.extras = [...(opts.extras ?? [])];
+    this.names = paperFeatureNames(opts);
+    const m = this.losses.length;
+    if (opts.actionLoss.some((j) => !Number.isInteger(j) || j < 0 || j >= m)) {
+      throw new Error(
+        `FeatureHistory: actionLoss [${opts.actionLoss}] must index the ${m} losses ` +
+          `[${this.losses.join(", ")}]`,
+      );
+    }
+    const table = new Float32Array(opts.actionLoss.length * m);
+    opts.actionLoss.forEach((j, a) => (table[a * m + j] = 1));
+    this.#actionLoss = keep(tensor(table, [opts.actionLoss.length, m]));
+    this.reset();
+  }
+
+  /** Steps recorded since the last reset. */
+  get t(): number {
+    return this.#t;
+  }
+
+  /** Clears the history: zeros everywhere, t = 0. */
+  reset(): void {
+    const p = this.population;
+    const m = this.losses.length;
+    this.#t = 0;
+    this.#valCount = 0;
+    this.#loss = swap(this.#loss, zeros([p, m]));
+    this.#grad = swap(this.#grad, zeros([p, m]));
+    this.#val = swap(this.#val, zeros([p]));
+    for (const t of [...this.#prev, ...this.#ema]) t?.dispose();
+    this.#prev = new Array(this.valDiffOrders + 1).fill(null);
+    this.#ema = new Array(this.valDiffOrders + 1).fill(null);
+    this.#extras = this.extras.length ? swap(this.#extras, zeros([p, this.extras.length])) : null;
+    this.#invalidate();
+  }
+
+  #invalidate(): void {
+    this.#cache?.dispose();
+    this.#cache = null;
+  }
+
+  /**
+   * Lazy update: member p took action `actions[p]` (i32 [P]) and `loss[p]` / `gradNorm[p]` are
+   * the value and normalized gradient norm of that action's loss. Only that loss's entries change.
+   */
+  recordStep(actions: Tensor, loss: Tensor, gradNorm: Tensor): void {
+    const p = this.population;
+    const [l, g] = noGrad(() =>
+      tidy(() => {
+        const mask = ops.gatherRows(this.#actionLoss, actions.reshape([p]));
+        return [
+          ops.where(mask, loss.reshape([p, 1]), this.#loss!),
+          ops.where(mask, gradNorm.reshape([p, 1]), this.#grad!),
+        ];
+      })
+    );
+    this.#loss = swap(this.#loss, l);
+    this.#grad = swap(this.#grad, g);
+    this.#invalidate();
+  }
+
+  /** Eager update (the authors' code): all M loss values and gradient norms, each [P, M]. */
+  recordAll(losses: Tensor, gradNorms: Tensor): void {
+    const shape = [this.population, this.losses.length];
+    this.#loss = swap(this.#loss, noGrad(() => ops.assign_(ops.empty(shape), losses)));
+    this.#grad = swap(this.#grad, noGrad(() => ops.assign_(ops.empty(shape), gradNorms)));
+    this.#invalidate();
+  }
+
+  /** Whether the validation metric is due at the current step (t % k === 0). */
+  validationDue(): boolean {
+    return this.#t % this.valEvery === 0;
+  }
+
+  /**
+   * Records a fresh validation metric val [P]: x_0 = val, x_o = x_{o-1} - previous x_{o-1}; each
+   * EMA starts at the first defined value of its x_o and then decays with `valEmaDecay`. Orders
+   * not yet defined (fewer observations than o + 1) read 0.
+   */
+  recordValidation(val: Tensor): void {
+    const p = this.population;
+    const beta = this.valEmaDecay;
+    const top = this.valDiffOrders;
+    // Copies, so the history never aliases the caller's tensor.
+    let x = keep(ops.assign_(ops.empty([p]), val));
+    this.#val = swap(this.#val, ops.assign_(ops.empty([p]), x));
+    for (let o = 0; o <= top; o++) {
+      const ema = this.#ema[o];
+      this.#ema[o] = ema
+        ? swap(ema, noGrad(() => tidy(() => ema.mul(beta).add(x.mul(1 - beta)))))
+        : keep(ops.assign_(ops.empty([p]), x));
+      const prev = o < top ? this.#prev[o] : null;
+      if (o < top) this.#prev[o] = keep(ops.assign_(ops.empty([p]), x));
+      if (!prev) break;
+      const next = keep(noGrad(() => x.sub(prev)));
+      prev.dispose();
+      x.dispose();
+      x = next;
+    }
+    x.dispose();
+    this.#invalidate();
+  }
+
+  /** Sets the task extras, x [P, E] (E = number of extra names). */
+  setExtras(x: Tensor): void {
+    if (!this.extras.length) throw new Error("FeatureHistory: no extra features were declared");
+    const shape = [this.population, this.extras.length];
+    this.#extras = swap(this.#extras, ops.assign_(ops.empty(shape), x));
+    this.#invalidate();
+  }
+
+  /** Advances the step counter (call once per training step, after recording). */
+  advance(): void {
+    this.#t++;
+    this.#invalidate();
+  }
+
+  /** The feature vector [P, K] (computed once per step and cached; owned by the history). */
+  features(): Tensor {
+    if (this.#cache) return this.#cache;
+    const p = this.population;
+    this.#cache = keep(noGrad(() =>
+      tidy(() => {
+        // Uploaded, not baked into a kernel: a constant that changes every step would compile a
+        // new pipeline every step (scalar ops bake their constant into the WGSL).
+        const progress = ops.expand(
+          tensor(new Float32Array([this.#t / Math.max(this.totalSteps, 1)]), [1, 1]),
+          [p, 1],
+        );
+        const val = [this.#val!, ...this.#ema.map((e) => e ?? zeros([p]))];
+        const parts = [progress, this.#grad!, this.#loss!, columns(val)];
+        if (this.#extras) parts.push(this.#extras);
+        return ops.concat(parts, 1);
+      })
+    ));
+    return this.#cache;
+  }
+
+  /** Frees the history's GPU memory. */
+  dispose(): void {
+    for (
+      const t of [
+        this.#actionLoss,
+        this.#loss,
+        this.#grad,
+        this.#val,
+        this.#extras,
+        this.#cache,
+        ...this.#prev,
+        ...this.#ema,
+      ]
+    ) t?.dispose();
+  }
+}
+
+// ---------------------------------------------------------------- improvement EMA
+
+/** Options of {@link ImprovementEma}. */
+export interface ImprovementEmaOptions {
+  /** EMA decay eta (the authors reuse the reward-baseline decay: 0.8 reg, 0.9 cls). */
+  decay?: number;
+  /** Improvement assumed on the first observation (the authors' 0.1). */
+  firstDelta?: number;
+}
+
+/**
+ * The authors' EMA of validation improvement, per member: on each observation of a validation
+ * loss v, `delta = v_prev - v` (`firstDelta` on the first one, which also seeds the EMA), then
+ * `ema <- decay * ema + (1 - decay) * delta`. Used as a feature (`1 + ln(|ema| + eps) / c`) and by
+ * the dense step reward (rl/rewards.ts).
+ */
+export class ImprovementEma {
+  /** P. */
+  readonly population: number;
+  /** eta. */
+  readonly decay: number;
+  /** The first observation's improvement. */
+  readonly firstDelta: number;
+  #prev: Tensor | null = null;
+  #ema: Tensor | null = null;
+  #ones: Tensor | null = null;
+
+  /** Creates the tracker (no observation yet). */
+  constructor(population: number, opts: ImprovementEmaOptions = {}) {
+    this.population = population;
+    this.decay = opts.decay ?? 0.9;
+    this.firstDelta = opts.firstDelta ?? 0.1;
+  }
+
+  /** Forgets all observations (start of an episode). */
+  reset(): void {
+    this.#prev?.dispose();
+    this.#ema?.dispose();
+    this.#prev = null;
+    this.#ema = null;
+  }
+
+  /** Whether at least one value was observed since the last reset. */
+  get started(): boolean {
+    return this.#prev !== null;
+  }
+
+  /** Observes val [P]; returns this step's improvement delta [P] (in the caller's scope). */
+  observe(val: Tensor): Tensor {
+    const p = this.population;
+    const eta = this.decay;
+    const [delta, ema, prev] = noGrad(() =>
+      tidy(() => {
+        const v = val.reshape([p]);
+        const d = this.#prev ? this.#prev.sub(v) : full([p], this.firstDelta);
+        const base = this.#ema ?? d;
+        return [d, base.mul(eta).add(d.mul(1 - eta)), ops.assign_(ops.empty([p]), v)];
+      })
+    );
+    this.#ema = swap(this.#ema, ema);
+    this.#prev = swap(this.#prev, prev);
+    return delta;
+  }
+
+  /** The EMA [P] (a view; ones before the first observation, as the authors' `ib = 1`). */
+  get ema(): Tensor {
+    if (this.#ema) return this.#ema.view([this.population], "ImprovementEma.ema");
+    this.#ones ??= keep(full([this.population], 1));
+    return this.#ones.view([this.population], "ImprovementEma.ema");
+  }
+
+  /** Frees the GPU state. */
+  dispose(): void {
+    this.reset();
+    this.#ones?.dispose();
+    this.#ones = null;
+  }
+}
+
+// ---------------------------------------------------------------- the authors' feature sets
+
+/**
+ * A named feature set: feature names, the raw per-member quantities ([P] tensors) the task must
+ * supply, and the formulas that turn them into the feature vector [P, K].
+ */
+export interface NamedFeatureSet {
+  /** Set name, e.g. "authors-regression". */
+  readonly name: string;
+  /** What it is and where it comes from. */
+  readonly description: string;
+  /** Feature names in order. */
+  readonly names: readonly string[];
+  /** Raw quantities `compute` needs, each an f32 [P] tensor. */
+  readonly inputs: readonly string[];
+  /** The features [P, K] from the raw quantities (throws naming missing inputs). */
+  compute(raw: Record<string, Tensor>): Tensor;
+}
+
+/** Names of the selectable feature sets. */
+export type FeatureSetName = "authors-regression" | "authors-classification" | "authors-gan";
+
+/** Options of {@link featureSet}. */
+export interface FeatureSetOptions {
+  /** GAN: subtracted from the inception score (8 for MNIST, 6 for CIFAR-10; default 8). */
+  isOffset?: number;
+}
+
+function need(set: string, inputs: readonly string[], raw: Record<string, Tensor>): Tensor[] {
+  const missing = inputs.filter((k) => !raw[k]);
+  if (missing.length) {
+    throw new Error(
+      `feature set '${set}' needs raw inputs [${inputs.join(", ")}]; missing [${
+        missing.join(", ")
+      }]`,
+    );
+  }
+  const p = raw[inputs[0]].size;
+  return inputs.map((k) => raw[k].reshape([p]));
+}
+
+/** `num / den` where `den` is non-zero and `cond` holds, 0 elsewhere. */
+function guardedRatio(num: Tensor, den: Tensor, cond: Tensor): Tensor {
+  const safe = ops.where(cond, den, full([1], 1));
+  return ops.where(cond, num.div(safe), full([1], 0));
+}
+
+/** 1 where x != 0, else 0. */
+function nonZero(x: Tensor): Tensor {
+  return ops.scalarOp("step", x.abs(), 0);
+}
+
+/** `(v - t) / t` where t > 1e-6, else 0 (the authors' relative validation/train gap). */
+function relativeGap(v: Tensor, t: Tensor): Tensor {
+  return guardedRatio(v.sub(t), t, ops.scalarOp("step", t, 1e-6));
+}
+
+const REGRESSION_INPUTS = [
+  "valLoss",
+  "trainLoss",
+  "improvementEma",
+  "mseLoss",
+  "l1Loss",
+  "gradMse",
+  "gradL1",
+] as const;
+
+const CLASSIFICATION_INPUTS = [
+  "valLoss",
+  "trainLoss",
+  "improvementEma",
+  "ceLoss",
+  "l1Loss",
+  "trainAcc",
+  "valAcc",
+  "gradCe",
+  "gradL1",
+] as const;
+
+const GAN_INPUTS = [
+  "gradG",
+  "gradD",
+  "genCostEma",
+  "dRealEma",
+  "dFakeEma",
+  "inceptionScore",
+] as const;
+
+/**
+ * The authors' code's feature sets (reference doc sections 4.1-4.3), selectable by name:
+ *
+ * - `authors-regression` (5): `(v-t)/t` of validation vs batch MSE; `1 + ln(|I|+1e-5)/12` with
+ *   I the {@link ImprovementEma}; `min(1, mse/20) - 0.5`; `l1 - 1`; `g_mse - g_l1` (normalized
+ *   gradient norms).
+ * - `authors-classification` (6): `(v-t)/t` on cross-entropy; `1 + ln(|I|+1e-4)/10`; CE; L1;
+ *   `(acc_train - acc_val)/acc_val` (0 when acc_val = 0); `(g_ce - g_l1)/g_l1` (0 when g_l1 = 0).
+ * - `authors-gan` (4): `ln(g_D / g_G)` (normalized norms; 0 unless both > 0); `EMA(gen cost) - 1`;
+ *   `(EMA(D real) + EMA(D fake)) / 2`; `IS - isOffset`. The authors' state is all zeros before
+ *   the first step: the task returns zeros then.
+ *
+ * No t/T feature, and every loss and gradient is computed at every step (no lazy history).
+ */
+export function featureSet(name: FeatureSetName, opts: FeatureSetOptions = {}): NamedFeatureSet {
+  switch (name) {
+    case "authors-regression":
+      return {
+        name,
+        description: "authors' regression state (5 features; safpla/AutoLossRelease models/reg.py)",
+        names: [
+          "rel_val_train_gap",
+          "log_improvement_ema",
+          "mse_loss_scaled",
+          "l1_loss_shifted",
+          "grad_mse_minus_l1",
+        ],
+        inputs: REGRESSION_INPUTS,
+        compute(raw) {
+          const [v, t, ib, mse, l1, gm, gl] = need(name, REGRESSION_INPUTS, raw);
+          return noGrad(() =>
+            tidy(() =>
+              columns([
+                relativeGap(v, t),
+                ib.abs().add(1e-5).log().mul(1 / 12).add(1),
+                mse.mul(1 / 20).minimum(1).sub(0.5),
+                l1.sub(1),
+                gm.sub(gl),
+              ])
+            )
+          );
+        },
+      };
+    case "authors-classification":
+      return {
+        name,
+        description:
+          "authors' classification state (6 features; safpla/AutoLossRelease models/cls.py)",
+        names: [
+          "rel_val_train_gap",
+          "log_improvement_ema",
+          "ce_loss",
+          "l1_loss",
+          "rel_train_val_acc_gap",
+          "rel_grad_ce_l1_gap",
+        ],
+        inputs: CLASSIFICATION_INPUTS,
+        compute(raw) {
+          const [v, t, ib, ce, l1, ta, va, gc, gl] = need(name, CLASSIFICATION_INPUTS, raw);
+          return noGrad(() =>
+            tidy(() =>
+              columns([
+                relativeGap(v, t),
+                ib.abs().add(1e-4).log().mul(1 / 10).add(1),
+                ce,
+                l1,
+                guardedRatio(ta.sub(va), va, nonZero(va)),
+                guardedRatio(gc.sub(gl), gl, nonZero(gl)),
+              ])
+            )
+          );
+        },
+      };
+    case "authors-gan": {
+      const isOffset = opts.isOffset ?? 8;
+      return {
+        name,
+        description: `authors' GAN state (4 features; IS - ${isOffset})`,
+        names: ["log_grad_d_over_g", "gen_cost_ema_minus_1", "d_output_ema", "is_offset"],
+        inputs: GAN_INPUTS,
+        compute(raw) {
+          const [gg, gd, gen, dr, df, is] = need(name, GAN_INPUTS, raw);
+          return noGrad(() =>
+            tidy(() => {
+              const both = ops.scalarOp("step", gg, 0).mul(ops.scalarOp("step", gd, 0));
+              const ratio = ops.where(
+                both,
+                gd.div(ops.where(both, gg, full([1], 1))),
+                full([1], 1),
+              );
+              const logRatio = ops.where(both, ratio.log(), full([1], 0));
+              return columns([logRatio, gen.sub(1), dr.add(df).mul(0.5), is.sub(isOffset)]);
+            })
+          );
+        },
+      };
+    }
+    default:
+      throw new Error(
+        `unknown feature set '${name}'; sets: authors-regression, authors-classification, ` +
+          "authors-gan (or the paper's set: FeatureHistory)",
+      );
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * AutoLoss controllers and their training: features, controllers, REINFORCE, PPO (with GAE),
+ * rewards, hand-designed schedules, controller files and the schedule runner. The contract with
+ * tasks is rl/task.ts.
+ * @module
+ */
+
+export * from "./task.ts";
+export * from "./features.ts";
+export * from "./controller.ts";
+export * from "./trajectory.ts";
+export * from "./rewards.ts";
+export * from "./reinforce.ts";
+export * from "./gae.ts";
+export * from "./ppo.ts";
+export * from "./schedules.ts";
+export * from "./controller_file.ts";
+export * from "./runner.ts";
+export * from "./toy_tasks.ts";
