@@ -17,3 +17,4 @@ export * from "./schedules.ts";
 export * from "./controller_file.ts";
 export * from "./runner.ts";
 export * from "./toy_tasks.ts";
+export { ModelTask, type ModelTaskOptions } from "./model_task.ts";
