@@ -9,6 +9,7 @@ import { adapterInfo, NoAdapterError } from "./gpu/device.ts";
 import { ConfigError } from "./run/config.ts";
 import { didYouMean } from "./run/suggest.ts";
 import { type CommonOptions, getTask, listTasks, type TaskCommand } from "./tasks/registry.ts";
+import "./tasks/mod.ts";
 
 const PROG = "npx -y deno@2.9.6 run -A cli.ts";
 

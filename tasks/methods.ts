@@ -1,0 +1,547 @@
+/**
+ * The methods of Table 1, each a population run through the core runner (rl/runner.ts):
+ *
+ * - {@link withoutL1}: the task loss only, trained on task-train and task-validation joined;
+ * - {@link thresholdMethod}: S1-S3, the threshold grid-searched on the controller partitions as
+ *   ONE population (one member per threshold), then trials on the task partitions with the
+ *   core's `thresholdRule` at the chosen threshold;
+ * - {@link denseGridSearch}: the joint loss `task + lambda L1` for a log-spaced lambda grid as ONE
+ *   population on the task partitions, lambda picked by the best validation score, then trials;
+ * - {@link trainController} / {@link autoLossMethod}: REINFORCE on the controller partitions
+ *   (core `trainReinforce`, P episodes per update), then the trained controller guides fresh
+ *   models on the task partitions.
+ *
+ * Every run has a fixed length (the authors' test mode); each member reports the test metric at
+ * its best validation point. Trials are the P members of one run, seeded `memberSeed(seed, p)`, so
+ * all methods see the same initializations.
+ * @module
+ */
+
+import {
+  type ControllerFile,
+  controllerFromJson,
+  controllerToJson,
+} from "../rl/controller_file.ts";
+import { MlpController, type PolicyController } from "../rl/controller.ts";
+import {
+  DenseStepReward,
+  Reinforce,
+  REINFORCE_PRESETS,
+  type ReinforceArgs,
+} from "../rl/reinforce.ts";
+import { deriveSeed, type EpisodeRun, runEpisode, trainReinforce } from "../rl/runner.ts";
+import { TrajectoryBuffer } from "../rl/trajectory.ts";
+import { tensor } from "../tensor/functional.ts";
+import * as ops from "../tensor/ops.ts";
+import { type Tensor, tidy } from "../tensor/tensor.ts";
+import { thresholdRule } from "../rl/schedules.ts";
+import type { Controller } from "../rl/task.ts";
+import type { FeatureGroup, FeatureSetKind, L1ScheduleTask } from "./l1_task.ts";
+import type { CreateOptions, L1Problem } from "./problems.ts";
+import { type RuleKind, taskOnly, thresholdGrid } from "./schedules.ts";
+
+/** A curve: mean over members of a metric at reporting points. */
+export interface Curve {
+  /** Steps. */
+  x: number[];
+  /** Mean value. */
+  y: number[];
+}
+
+/** One method's outcome. */
+export interface MethodResult {
+  /** Display name (Table 1's column). */
+  name: string;
+  /** The reported number per trial (test MSE minus floor, or test error). */
+  values: number[];
+  /** Mean validation loss over trials at each reporting point. */
+  curve: Curve;
+  /** Anything the method chose (threshold, lambda) and its search. */
+  detail: Record<string, unknown>;
+  /** Wall-clock seconds. */
+  seconds: number;
+}
+
+/** Options shared by the methods. */
+export interface MethodOptions {
+  /** Trials (members of the evaluation population). */
+  trials: number;
+  /** Steps of every run. */
+  steps: number;
+  /** Seed of the trials (the same for every method). */
+  seed: number;
+  /** Reporting points per run for the curves (default 20). */
+  curvePoints?: number;
+  /** Progress callback: a line of text. */
+  log?: (line: string) => void;
+}
+
+/** Mean of an array. */
+export function mean(xs: readonly number[]): number {
+  return xs.reduce((a, b) => a + b, 0) / Math.max(xs.length, 1);
+}
+
+/** Sample standard deviation (n - 1), 0 for a single value. */
+export function std(xs: readonly number[]): number {
+  if (xs.length < 2) return 0;
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, b) => a + (b - m) ** 2, 0) / (xs.length - 1));
+}
+
+/** `count` log-spaced values from `lo` to `hi` inclusive. */
+export function logSpace(lo: number, hi: number, count: number): number[] {
+  if (count === 1) return [lo];
+  const [a, b] = [Math.log(lo), Math.log(hi)];
+  return Array.from({ length: count }, (_, i) => Math.exp(a + ((b - a) * i) / (count - 1)));
+}
+
+/** Index of the best member by the validation score (`best` metric). */
+export function selectBest(best: readonly number[], higherIsBetter: boolean): number {
+  let at = 0;
+  best.forEach((v, i) => {
+    if (higherIsBetter ? v > best[at] : v < best[at]) at = i;
+  });
+  return at;
+}
+
+/**
+ * Runs `controller` on a fresh population built by `create` for `steps` steps (reset with
+ * `seed`), recording the mean validation loss at `curvePoints` points. Frees the task.
+ */
+export async function evaluatePopulation(
+  problem: L1Problem,
+  create: CreateOptions,
+  controller: Controller,
+  opts: { seed: number; greedy?: boolean; curvePoints?: number },
+): Promise<{ run: EpisodeRun; curve: Curve }> {
+  const task = problem.create(create);
+  const curve: Curve = { x: [], y: [] };
+  const points = opts.curvePoints ?? 20;
+  try {
+    const run = await runEpisode(task, controller, {
+      steps: create.steps,
+      seed: opts.seed,
+      sampleSeed: opts.seed + 7919,
+      greedy: opts.greedy ?? false,
+      interval: Math.max(1, Math.floor(create.steps / points)),
+      onInterval: (r) => {
+        curve.x.push(r.steps);
+        curve.y.push(mean(r.metrics.val));
+      },
+    });
+    return { run, curve };
+  } finally {
+    task.dispose();
+  }
+}
+
+function result(
+  problem: L1Problem,
+  name: string,
+  run: EpisodeRun,
+  curve: Curve,
+  detail: Record<string, unknown>,
+  began: number,
+): MethodResult {
+  return {
+    name,
+    values: run.metrics.test.map((t) => problem.report(t)),
+    curve,
+    detail: { ...detail, l1Fraction: mean(run.metrics.l1Fraction) },
+    seconds: (performance.now() - began) / 1000,
+  };
+}
+
+/** W/O L1: the task loss only, on task-train joined with task-validation. */
+export async function withoutL1(problem: L1Problem, o: MethodOptions): Promise<MethodResult> {
+  const began = performance.now();
+  const ctrl = taskOnly();
+  try {
+    const { run, curve } = await evaluatePopulation(
+      problem,
+      { population: o.trials, lambda: 0, mode: "joint", data: "union", steps: o.steps },
+      ctrl,
+      { seed: o.seed, curvePoints: o.curvePoints },
+    );
+    return result(problem, "W/O L1", run, curve, {}, began);
+  } finally {
+    ctrl.dispose();
+  }
+}
+
+/**
+ * S1-S3: the threshold grid on the controller partitions (one member per threshold, all from
+ * the same seed), the best by validation, then `trials` runs of the core rule on the task
+ * partitions.
+ */
+export async function thresholdMethod(
+  problem: L1Problem,
+  kind: RuleKind,
+  grid: readonly number[],
+  o: MethodOptions & { gridSteps: number },
+): Promise<MethodResult> {
+  const began = performance.now();
+  const lambda = problem.settings.lambda;
+  const searchTask = problem.create({
+    population: grid.length,
+    lambda,
+    mode: "schedule",
+    data: "controller",
+    steps: o.gridSteps,
+    features: "rules",
+  });
+  const searchCtrl = thresholdGrid(kind, searchTask.featureNames, grid);
+  let search: EpisodeRun;
+  try {
+    // Every member starts from the same initialization: only the threshold differs.
+    search = await runEpisode(searchTask, searchCtrl, {
+      steps: o.gridSteps,
+      seed: o.seed + 101,
+      sampleSeed: o.seed + 103,
+    });
+  } finally {
+    searchCtrl.dispose();
+    searchTask.dispose();
+  }
+  const at = selectBest(search.metrics.best, problem.higherIsBetter);
+  const threshold = grid[at];
+  o.log?.(`${kind}: threshold ${threshold} (validation ${search.metrics.best[at].toFixed(4)})`);
+  const probe = problem.create({
+    population: o.trials,
+    lambda,
+    mode: "schedule",
+    data: "task",
+    steps: o.steps,
+    features: "rules",
+  });
+  const rule = thresholdRule(kind, probe, { threshold });
+  probe.dispose();
+  try {
+    const { run, curve } = await evaluatePopulation(
+      problem,
+      {
+        population: o.trials,
+        lambda,
+        mode: "schedule",
+        data: "task",
+        steps: o.steps,
+        features: "rules",
+      },
+      rule,
+      { seed: o.seed, curvePoints: o.curvePoints },
+    );
+    return result(problem, kind, run, curve, {
+      threshold,
+      grid: [...grid],
+      gridBest: search.metrics.best,
+    }, began);
+  } finally {
+    rule.dispose();
+  }
+}
+
+/**
+ * DGS: the joint loss for every lambda of `lambdas` as one population on the task partitions,
+ * the best lambda by validation, then `trials` runs at that lambda.
+ */
+export async function denseGridSearch(
+  problem: L1Problem,
+  lambdas: readonly number[],
+  o: MethodOptions & { gridSteps: number },
+): Promise<MethodResult> {
+  const began = performance.now();
+  const ctrl = taskOnly();
+  try {
+    const search = await evaluatePopulation(
+      problem,
+      {
+        population: lambdas.length,
+        lambda: lambdas,
+        mode: "joint",
+        data: "task",
+        steps: o.gridSteps,
+      },
+      ctrl,
+      { seed: o.seed + 211, curvePoints: 1 },
+    );
+    const at = selectBest(search.run.metrics.best, problem.higherIsBetter);
+    const lambda = lambdas[at];
+    o.log?.(`DGS: lambda ${lambda.toPrecision(3)} of ${lambdas.length}`);
+    const { run, curve } = await evaluatePopulation(
+      problem,
+      { population: o.trials, lambda, mode: "joint", data: "task", steps: o.steps },
+      ctrl,
+      { seed: o.seed, curvePoints: o.curvePoints },
+    );
+    return result(problem, "DGS", run, curve, {
+      lambda,
+      lambdas: [...lambdas],
+      gridBest: search.run.metrics.best,
+      gridTest: search.run.metrics.test.map((t) => problem.report(t)),
+    }, began);
+  } finally {
+    ctrl.dispose();
+  }
+}
+
+/** Controller-training settings. */
+export interface ControllerTrainOptions {
+  /** P: episodes run in lockstep per REINFORCE update. */
+  population: number;
+  /** Updates (rounds of P episodes). */
+  rounds: number;
+  /** Steps per episode. */
+  steps: number;
+  /** Seed. */
+  seed: number;
+  /** Controller hidden units (authors 16). */
+  hidden: number;
+  /** Softmax temperature (authors 2). */
+  temperature: number;
+  /** REINFORCE settings over the task preset (learning rate, baseline, clip, step reward). */
+  args: Partial<ReinforceArgs>;
+  /** Keep the controller of the best round ("best", the authors) or the last one. */
+  keep: "best" | "last";
+  /**
+   * "episode": one REINFORCE update per episode (the authors' S = 1), taken for each of the P
+   * episodes of a round in turn; "round": one update from all P episodes (core `trainReinforce`).
+   */
+  updates?: "episode" | "round";
+  /** Feature set (default: the problem's). */
+  features?: FeatureSetKind;
+  /** Feature groups to drop (Table 3). */
+  dropFeatures?: readonly FeatureGroup[];
+  /** Called after each round with the controller as updated by it. */
+  onRound?: (r: RoundLog, current: ControllerFile) => void | Promise<void>;
+}
+
+/** One round of controller training. */
+export interface RoundLog {
+  /** Round index. */
+  round: number;
+  /** Mean final reward of the round's episodes. */
+  meanReward: number;
+  /** Mean validation score of the round's episodes. */
+  meanBest: number;
+  /** Mean share of L1 steps. */
+  l1Fraction: number;
+  /** Training steps consumed so far (rounds x P x steps): the data budget of Fig. 3R. */
+  stepsSoFar: number;
+  /** Seconds of the round. */
+  seconds: number;
+}
+
+/** A trained controller and its training history. */
+export interface TrainedController {
+  /** The controller file (the kept controller). */
+  file: ControllerFile;
+  /** Per-round logs. */
+  history: RoundLog[];
+  /** Wall-clock seconds of training. */
+  seconds: number;
+}
+
+/** The REINFORCE preset of a problem (the authors' settings, reference doc section 4). */
+export function reinforcePreset(problem: L1Problem): Partial<ReinforceArgs> {
+  return problem.name === "regression"
+    ? REINFORCE_PRESETS.regression
+    : REINFORCE_PRESETS.classification;
+}
+
+/**
+ * Trains an MLP controller with REINFORCE on the controller partitions: `rounds` updates, each
+ * from P episodes run in lockstep; keeps the controller that produced the best round (the
+ * authors save on every new best episode) or the last one.
+ */
+export async function trainController(
+  problem: L1Problem,
+  o: ControllerTrainOptions,
+): Promise<TrainedController> {
+  const began = performance.now();
+  const task = problem.create({
+    population: o.population,
+    lambda: problem.settings.lambda,
+    mode: "schedule",
+    data: "controller",
+    steps: o.steps,
+    features: o.features,
+    dropFeatures: o.dropFeatures,
+  });
+  const controller = new MlpController({
+    featureNames: task.featureNames,
+    actions: task.actions.length,
+    hidden: o.hidden,
+    temperature: o.temperature,
+    seed: o.seed,
+  });
+  const meta = {
+    featureNames: task.featureNames,
+    actions: task.actions.map((a) => a.name),
+  };
+  const snapshot = (episodes: number, reward: number | null) =>
+    controllerToJson(controller, {
+      ...meta,
+      provenance: { task: problem.name, seed: o.seed, episodes, reward, keep: o.keep },
+    });
+  const history: RoundLog[] = [];
+  try {
+    // The controller that runs round e is the one saved after round e - 1.
+    let current = await snapshot(0, null);
+    let best: { file: ControllerFile; reward: number } | null = null;
+    let last = performance.now();
+    const onRound = async (round: number, rewards: number[], metrics: Record<string, number[]>) => {
+      const now = performance.now();
+      const r: RoundLog = {
+        round,
+        meanReward: mean(rewards),
+        meanBest: mean(metrics.best),
+        l1Fraction: mean(metrics.l1Fraction),
+        stepsSoFar: (round + 1) * o.population * o.steps,
+        seconds: (now - last) / 1000,
+      };
+      last = now;
+      history.push(r);
+      if (!best || r.meanReward > best.reward) {
+        best = {
+          file: { ...current, provenance: { ...current.provenance, reward: r.meanReward } },
+          reward: r.meanReward,
+        };
+      }
+      current = await snapshot(round + 1, null);
+      await o.onRound?.(r, current);
+    };
+    const args = { ...reinforcePreset(problem), ...o.args };
+    if ((o.updates ?? "episode") === "round") {
+      await trainReinforce(task, controller, {
+        episodes: o.rounds,
+        steps: o.steps,
+        seed: o.seed,
+        reward: problem.reward,
+        args,
+        onEpisode: (log) => onRound(log.episode, log.rewards, log.metrics),
+      });
+    } else {
+      await reinforcePerEpisode(task, controller, problem, o, args, onRound);
+    }
+    const kept = o.keep === "best" && best ? (best as { file: ControllerFile }).file : current;
+    return { file: kept, history, seconds: (performance.now() - began) / 1000 };
+  } finally {
+    controller.dispose();
+    task.dispose();
+  }
+}
+
+/**
+ * REINFORCE with one update per episode (the authors' S = 1) over a population: each round runs
+ * P episodes in lockstep through the core runner, recording features, actions and the dense step
+ * rewards on the GPU; then, for each member in turn, its advantage (core baseline and clip, the
+ * baseline updated once per episode) and one Adam step on its own T recorded steps.
+ */
+async function reinforcePerEpisode(
+  task: L1ScheduleTask,
+  controller: PolicyController,
+  problem: L1Problem,
+  o: ControllerTrainOptions,
+  args: Partial<ReinforceArgs>,
+  onRound: (round: number, rewards: number[], metrics: Record<string, number[]>) => Promise<void>,
+): Promise<void> {
+  const reinforce = new Reinforce(controller, args);
+  const a = reinforce.args;
+  const p = task.population;
+  const k = task.featureNames.length;
+  const t = o.steps;
+  const buffer = new TrajectoryBuffer(t, p, k, { rewards: a.stepReward !== null });
+  const dense = a.stepReward ? new DenseStepReward(p, a.stepReward, a) : null;
+  try {
+    for (let round = 0; round < o.rounds; round++) {
+      dense?.reset();
+      buffer.clear();
+      const run = await runEpisode(task, controller, {
+        steps: t,
+        seed: deriveSeed(o.seed, round),
+        sampleSeed: deriveSeed(o.seed + 1, round),
+        buffer,
+        onStep: dense
+          ? (info) =>
+            buffer.record("rewards", info.i, dense.step(task.metrics()[a.stepReward!.metric]))
+          : undefined,
+        reward: problem.reward,
+      });
+      for (let m = 0; m < p; m++) {
+        const [adv] = reinforce.advantages([run.rewards[m]]);
+        reinforce.flat.zeroGrad();
+        tidy(() => {
+          const member = (x: Tensor, width: number) =>
+            ops.slice(x, [0, m, 0], [t, m + 1, width]).reshape(width === 1 ? [t] : [t, width]);
+          const features = member(buffer.features.reshape([t, p, k]), k);
+          const actions = member(buffer.actions.reshape([t, p, 1]), 1);
+          // The advantage is uploaded, not baked into a kernel (that would compile one per value).
+          const advantage = tensor(Float32Array.of(adv), [1]);
+          const stepRewards = buffer.scalars.rewards;
+          const weights = stepRewards
+            ? member(stepRewards.reshape([t, p, 1]), 1).add(advantage)
+            : advantage.expand([t]);
+          reinforce.loss(features, actions, weights).backward();
+        });
+        reinforce.optimizer.step();
+      }
+      await onRound(round, run.rewards, run.metrics);
+    }
+  } finally {
+    reinforce.dispose();
+    buffer.dispose();
+    dense?.dispose();
+  }
+}
+
+/** Options of {@link autoLossMethod}. */
+export interface AutoLossOptions extends MethodOptions {
+  /** The trained controller. */
+  controller: ControllerFile;
+  /** Argmax actions instead of sampling (the authors sample). */
+  greedy: boolean;
+  /** L1 weight of the L1 action (default the problem's). */
+  lambda?: number | readonly number[];
+  /** Feature groups the controller was trained without. */
+  dropFeatures?: readonly FeatureGroup[];
+  /** Display name (default "AutoLoss"). */
+  name?: string;
+}
+
+/** Loads a controller file against a task's features and actions. */
+export function loadControllerFor(file: ControllerFile, task: L1ScheduleTask): PolicyController {
+  return controllerFromJson(file, {
+    featureNames: task.featureNames,
+    actions: task.actions.map((a) => a.name),
+  });
+}
+
+/** AutoLoss: the trained controller guides `trials` fresh models on the task partitions. */
+export async function autoLossMethod(
+  problem: L1Problem,
+  o: AutoLossOptions,
+): Promise<MethodResult> {
+  const began = performance.now();
+  const create: CreateOptions = {
+    population: o.trials,
+    lambda: o.lambda ?? problem.settings.lambda,
+    mode: "schedule",
+    data: "task",
+    steps: o.steps,
+    features: (o.controller.provenance.features as FeatureSetKind | undefined) ?? undefined,
+    dropFeatures: o.dropFeatures,
+  };
+  const probe = problem.create(create);
+  const controller = loadControllerFor(o.controller, probe);
+  probe.dispose();
+  try {
+    const { run, curve } = await evaluatePopulation(problem, create, controller, {
+      seed: o.seed,
+      greedy: o.greedy,
+      curvePoints: o.curvePoints,
+    });
+    return result(problem, o.name ?? "AutoLoss", run, curve, { greedy: o.greedy }, began);
+  } finally {
+    controller.dispose();
+  }
+}

@@ -1,0 +1,23 @@
+/**
+ * Registers the command-line tasks: importing this module runs the `registerTask` calls (cli.ts
+ * imports it).
+ * @module
+ */
+
+import { handlers, MLP_SPEC, REGRESSION_SPEC, transferMlp } from "./commands.ts";
+import { registerTask } from "./registry.ts";
+import "./classifier.ts";
+import "./nmt.ts";
+import "./gan_commands.ts";
+
+registerTask({
+  name: "regression",
+  description: "linear regression with an L1 term (paper section 5.1.1)",
+  ...handlers(REGRESSION_SPEC),
+});
+registerTask({
+  name: "mlp",
+  description: "MLP classification with an L1 term (paper sections 5.1.1 and 5.3.2)",
+  ...handlers(MLP_SPEC),
+  transfer: transferMlp,
+});

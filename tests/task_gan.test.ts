@@ -1,0 +1,343 @@
+/**
+ * The GAN task at toy size (batch 4, 4-channel networks, synthetic 28x28 images): model shapes
+ * and sizes, which parameters each action changes, the pipelined controller loop's host syncs,
+ * the collapse/NaN rule, checkpoint and resume, and the inception-score plumbing.
+ */
+
+import assert from "node:assert/strict";
+import { backend } from "../gpu/backend.ts";
+import { Generator } from "../gpu/kernels/random.ts";
+import { loadCheckpoint } from "../nn/checkpoint.ts";
+import { MlpController } from "../rl/controller.ts";
+import { makeActor } from "../rl/ppo.ts";
+import { runEpisode } from "../rl/runner.ts";
+import { randn, tensor } from "../tensor/functional.ts";
+import { readMany, type Tensor, tidy } from "../tensor/tensor.ts";
+import { D_ACTION, decodeStatus, G_ACTION, GanTask, type GanTaskOptions } from "../tasks/gan.ts";
+import {
+  ganSchedule,
+  OnlinePpo,
+  PAPER_SCHEDULES,
+  runFixed,
+  runLearned,
+  saveGanCheckpoint,
+} from "../tasks/gan_driver.ts";
+import {
+  ARCH_SPACE,
+  AUTHORS_DCGAN,
+  Dcgan,
+  type DcganArch,
+  sampleArchs,
+} from "../tasks/gan_model.ts";
+import { inceptionScore, inceptionScoreOfLogits, TinyClassifier } from "../tasks/gan_scoring.ts";
+import { inceptionScoreOf } from "../tasks/inception_score.ts";
+import { rng, setup } from "./helpers.ts";
+
+await setup();
+
+const TINY: DcganArch = { ...AUTHORS_DCGAN, zDim: 8, gFilters: 4, dFilters: 4 };
+
+function images(n: number, seed: number) {
+  const r = rng(seed);
+  const px = Float32Array.from({ length: n * 784 }, () => r() * 2 - 1);
+  return { images: px, labels: new Int32Array(n), n, h: 28, w: 28 };
+}
+
+function tinyTask(over: Partial<GanTaskOptions> = {}): GanTask {
+  return new GanTask({
+    arch: TINY,
+    data: images(64, 1),
+    batchSize: 4,
+    lr: 2e-4,
+    betas: [0.5, 0.999],
+    ...over,
+  });
+}
+
+async function paramsOf(task: GanTask): Promise<{ G: Float32Array; D: Float32Array }> {
+  const flat = task.model.flat;
+  const g = flat.group("G");
+  const d = flat.group("D");
+  const [all] = await readMany([flat.data]);
+  return {
+    G: (all as Float32Array).slice(g.start, g.end),
+    D: (all as Float32Array).slice(d.start, d.end),
+  };
+}
+
+async function status(task: GanTask) {
+  const st = tidy(() => task.status());
+  const [v] = await readMany([st]);
+  st.dispose();
+  return decodeStatus(v);
+}
+
+Deno.test("gan model: shapes, ranges, the authors' parameter counts, A.5 sampler", async () => {
+  const authors = new Dcgan(AUTHORS_DCGAN, 0);
+  assert.deepEqual(authors.counts(), { G: 1_015_553, D: 212_865 });
+  authors.dispose();
+  const bn = new Dcgan({ ...TINY, gBatchNorm: true, dBatchNorm: true }, 3);
+  const [x, logits] = tidy(() => {
+    const img = bn.gen.forward(randn([5, TINY.zDim]));
+    return [img, bn.disc.forward(img)];
+  });
+  assert.deepEqual(x.shape, [5, 1, 28, 28]);
+  assert.deepEqual(logits.shape, [5, 1]);
+  const [px] = await readMany([x]);
+  assert.ok(px.every((v) => v >= -1 && v <= 1), "tanh output in [-1, 1]");
+  assert.equal(bn.buffers().length, 6, "running mean and var of 3 batch norms");
+  x.dispose();
+  logits.dispose();
+  bn.dispose();
+  const archs = sampleArchs(40, 7);
+  assert.deepEqual(sampleArchs(40, 7), archs, "deterministic");
+  for (const a of archs) {
+    assert.ok(ARCH_SPACE.filters.includes(a.gFilters) && ARCH_SPACE.filters.includes(a.dFilters));
+    assert.ok(ARCH_SPACE.zDims.includes(a.zDim));
+  }
+  assert.ok(new Set(archs.map((a) => JSON.stringify(a))).size > 10, "varied");
+  assert.equal(PAPER_SCHEDULES.length, 11);
+  const s15 = ganSchedule("1:5");
+  assert.deepEqual(Array.from({ length: 7 }, (_, t) => s15.actionAt(t)), [1, 0, 0, 0, 0, 0, 1]);
+  s15.dispose();
+});
+
+Deno.test("gan task: a D step changes only D, a G step only G; feature shapes", async () => {
+  for (const features of ["authors", "paper"] as const) {
+    const task = tinyTask({ features });
+    task.reset(5);
+    const k = task.featureNames.length;
+    assert.equal(k, features === "authors" ? 4 : 12);
+    assert.deepEqual(task.features().shape, [1, k]);
+    const p0 = await paramsOf(task);
+    task.step(Int32Array.of(D_ACTION));
+    const p1 = await paramsOf(task);
+    assert.deepEqual(p1.G, p0.G, "D step left G alone");
+    assert.notDeepEqual(p1.D, p0.D, "D step moved D");
+    task.step(Int32Array.of(G_ACTION));
+    const p2 = await paramsOf(task);
+    assert.deepEqual(p2.D, p1.D, "G step left D alone");
+    assert.notDeepEqual(p2.G, p1.G, "G step moved G");
+    const [f] = await readMany([task.features()]);
+    assert.ok(f.every(Number.isFinite));
+    const s = await status(task);
+    assert.equal(s.gCount, 1);
+    assert.equal(s.run, 1);
+    assert.equal(s.last, G_ACTION);
+    assert.ok(s.genCost > 0 && s.discCost > 0 && s.nonfinite === 0);
+    task.dispose();
+  }
+});
+
+Deno.test("gan task: GPU-gated actions give the host path's results", async () => {
+  const host = tinyTask();
+  const gpu = tinyTask();
+  host.reset(9);
+  gpu.reset(9);
+  const acts = [D_ACTION, G_ACTION, G_ACTION, D_ACTION];
+  for (const a of acts) {
+    host.step(Int32Array.of(a));
+    const t = tensor(Int32Array.of(a), [1], "i32");
+    gpu.step(t);
+    t.dispose();
+  }
+  const [ph, pg] = [await paramsOf(host), await paramsOf(gpu)];
+  assert.deepEqual(pg.G, ph.G);
+  assert.deepEqual(pg.D, ph.D);
+  assert.deepEqual(await status(gpu), await status(host));
+  // So the task also runs under the generic runner of rl/runner.ts (GPU-sampled actions).
+  const ctrl = new MlpController({ featureNames: gpu.featureNames, actions: 2, temperature: 1 });
+  const run = await runEpisode(gpu, ctrl, { steps: 5, seed: 3, sampleSeed: 4, record: true });
+  assert.equal(run.stats.hostSyncs, 1, "one read, at the end");
+  assert.equal(gpu.t, 5);
+  assert.ok(run.actions!.every(([a]) => a === G_ACTION || a === D_ACTION));
+  const s = await status(gpu);
+  assert.equal(s.gCount, run.actions!.filter(([a]) => a === G_ACTION).length);
+  ctrl.dispose();
+  host.dispose();
+  gpu.dispose();
+});
+
+Deno.test("pipelined controller loop: one overlapped read per step, never an idle GPU", async () => {
+  const task = tinyTask({ features: "paper" });
+  task.reset(2);
+  const actor = makeActor({ inputs: task.featureNames.length, actions: 2 }, { hidden: [8] });
+  const n = 12;
+  const syncs0 = backend().stats.hostSyncs;
+  const r = await runLearned(task, actor, { steps: n, gen: new Generator(4) });
+  assert.equal(r.completed, n);
+  assert.equal(r.aborted, null);
+  assert.equal(r.stats.blockingReads, 1, "one read to start");
+  assert.equal(r.stats.pipelinedReads, n - 2, "then one read per step, overlapped");
+  assert.equal(r.stats.minQueuedAtWait, 1, "a later step was always submitted while waiting");
+  assert.equal(r.stats.hostSyncs, n - 1);
+  assert.equal(backend().stats.hostSyncs - syncs0, n - 1);
+  assert.equal(task.t, n);
+  // Warm, a loop compiles nothing: no per-step value is baked into a kernel.
+  tidy(() => task.metrics());
+  const pipelines = backend().stats.pipelines;
+  await runLearned(task, actor, { steps: 6, gen: new Generator(5) });
+  tidy(() => task.metrics());
+  assert.equal(backend().stats.pipelines, pipelines);
+  // A fixed schedule reads only at its interval.
+  const f = await runFixed(task, ganSchedule("1:1"), { steps: 8, readEvery: 4 });
+  assert.equal(f.stats.hostSyncs, 2);
+  assert.deepEqual(f.actions, [1, 0, 1, 0, 1, 0, 1, 0]);
+  actor.dispose();
+  task.dispose();
+});
+
+Deno.test("collapse and NaN: detected on the GPU, rolled back with a controller reset", async () => {
+  const dir = await Deno.makeTempDir();
+  const ckpt = `${dir}/checkpoint.safetensors`;
+  try {
+    const task = tinyTask({ features: "paper", maxRun: 3 });
+    // Collapse: four G steps in a row exceed maxRun = 3.
+    task.reset(1);
+    const c = await runFixed(task, ganSchedule("0:1"), { steps: 6, readEvery: 1 });
+    assert.equal(c.aborted, "collapse");
+    assert.equal(c.completed, 4);
+    // NaN: a poisoned G weight is caught at the next read; the rule restores the checkpoint.
+    const trainer = new OnlinePpo(task, {
+      segment: 4,
+      ppo: { hidden: [8] },
+      reward: { c: 1, k: 2 },
+      seed: 3,
+      maxRollbacks: 2,
+    });
+    task.reset(1);
+    await trainer.start();
+    const first = await trainer.segment({ nonfiniteBefore: 0 });
+    assert.ok(!("aborted" in first), "a healthy segment");
+    await trainer.save(ckpt);
+    const saved = await paramsOf(task);
+    const actorBefore = await readMany(trainer.actor.parameters());
+    const w = task.model.gen.up1.weight;
+    backend().write(w.storageFor("test"), Float32Array.of(NaN), w.offset);
+    const bad = await trainer.segment({ nonfiniteBefore: 0 });
+    assert.ok("aborted" in bad && bad.aborted === "nonfinite", "flagged by the GPU check");
+    assert.ok(await trainer.rollback(ckpt));
+    assert.equal(trainer.rollbacks, 1);
+    assert.equal(task.t, 4, "back at the checkpoint's step");
+    const restored = await paramsOf(task);
+    assert.deepEqual(restored.G, saved.G);
+    assert.ok(restored.G.every(Number.isFinite));
+    assert.equal((await status(task)).nonfinite, 0);
+    const actorAfter = await readMany(trainer.actor.parameters());
+    assert.notDeepEqual(actorAfter, actorBefore, "the controller was re-initialized");
+    const next = await trainer.segment({ nonfiniteBefore: 0 });
+    assert.ok(!("aborted" in next), "training continues");
+    assert.ok(await trainer.rollback(ckpt));
+    assert.equal(await trainer.rollback(ckpt), false, "maxRollbacks reached: the caller stops");
+    trainer.dispose();
+    task.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("checkpoint and resume continue with identical next-step losses", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const classifier = new TinyClassifier(3);
+    const opts = { features: "paper" as const, classifier, isSamples: 20, isEvery: 3 };
+    const a = tinyTask(opts);
+    a.reset(11);
+    const sched = ganSchedule("1:2");
+    await runFixed(a, sched, { steps: 5, readEvery: 5 });
+    await saveGanCheckpoint(`${dir}/c.safetensors`, a, {}, { kind: "fixed" });
+    const trace = async (task: GanTask) => {
+      const out: number[][] = [];
+      for (let i = 0; i < 6; i++) {
+        task.step(Int32Array.of(sched.actionAt(task.t)));
+        const s = await status(task);
+        const [f] = await readMany([task.features()]);
+        out.push([s.genCost, s.discCost, s.is, ...f]);
+      }
+      return out;
+    };
+    const expected = await trace(a);
+    const b = tinyTask(opts);
+    b.loadCheckpoint(await loadCheckpoint(`${dir}/c.safetensors`));
+    assert.equal(b.t, 5);
+    assert.deepEqual(await trace(b), expected);
+    a.dispose();
+    b.dispose();
+    sched.dispose();
+    classifier.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("online PPO: save and restore continue with the same actions", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const classifier = new TinyClassifier(5);
+    const make = () => {
+      const task = tinyTask({ features: "paper", classifier, isSamples: 10 });
+      const trainer = new OnlinePpo(task, {
+        segment: 5,
+        ppo: { hidden: [8], numMinibatches: 1, updateEpochs: 2 },
+        reward: { c: 1, k: 2 },
+        seed: 7,
+        maxRollbacks: 1,
+      });
+      return { task, trainer };
+    };
+    const x = make();
+    x.task.reset(2);
+    x.task.evaluateIs();
+    await x.trainer.start();
+    const s1 = await x.trainer.segment({ nonfiniteBefore: 0 });
+    assert.ok(!("aborted" in s1));
+    await x.trainer.save(`${dir}/c.safetensors`);
+    const next = await x.trainer.segment({ nonfiniteBefore: 0 });
+    const y = make();
+    y.trainer.restore(await loadCheckpoint(`${dir}/c.safetensors`));
+    const again = await y.trainer.segment({ nonfiniteBefore: 0 });
+    assert.ok(!("aborted" in next) && !("aborted" in again));
+    assert.equal(again.step, next.step);
+    assert.equal(again.is, next.is);
+    assert.equal(again.reward, next.reward);
+    assert.deepEqual(again.status, next.status);
+    assert.equal(again.ppo.policy_loss, next.ppo.policy_loss);
+    for (const z of [x, y]) {
+      z.trainer.dispose();
+      z.task.dispose();
+    }
+    classifier.dispose();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("inception score: GPU version matches the host one; the task records it", async () => {
+  const classifier = new TinyClassifier(1);
+  const logits = tidy(() => randn([50, 10], 0, 2));
+  const gpu = inceptionScoreOfLogits(logits, 5);
+  const [[mean, std]] = await readMany([gpu]);
+  const host = await inceptionScoreOf(logits, { splits: 5 });
+  assert.ok(Math.abs(mean - host.mean) < 1e-4, `${mean} vs ${host.mean}`);
+  assert.ok(Math.abs(std - host.std) < 1e-4, `${std} vs ${host.std}`);
+  gpu.dispose();
+  logits.dispose();
+  const task = tinyTask({ classifier, isSamples: 40, isEvery: 2 });
+  task.reset(4);
+  task.step(Int32Array.of(D_ACTION));
+  assert.equal((await status(task)).is, 0, "no IS before the first evaluation");
+  task.step(Int32Array.of(G_ACTION));
+  const s = await status(task);
+  assert.equal(task.isCount, 1);
+  assert.ok(s.is >= 1 && s.is <= 10, `IS ${s.is} in [1, 10]`);
+  // The same images scored directly give the same number.
+  const images = tidy(() => task.sample(40, new Generator((4 ^ 0x3c6ef372) >>> 0, 0)));
+  const direct = tidy(() => inceptionScore(classifier, images, 5));
+  const [d] = await readMany([direct]);
+  assert.ok(Math.abs(d[0] - s.is) < 1e-5, `${d[0]} vs ${s.is}`);
+  const [f] = await readMany([task.features()]);
+  assert.ok(Math.abs(f[3] - (s.is - 8)) < 1e-5, "authors' feature IS - 8");
+  for (const t of [images, direct] as Tensor[]) t.dispose();
+  task.dispose();
+  classifier.dispose();
+});
