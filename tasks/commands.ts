@@ -212,6 +212,8 @@ async function trainFromConfig(
     temperature: c.temperature,
     keep: c.keep,
     updates: c.updates,
+    baseline: c.baseline,
+    sharedInit: c.sharedInit,
     dropFeatures: extra.dropFeatures,
     args: {
       learningRate: c.lr,

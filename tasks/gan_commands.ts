@@ -110,7 +110,8 @@ async function loadContext(
   let scorer: GanContext["scorer"] = null;
   let note: string;
   try {
-    const path = cfg.is.classifier && dataset === cfg.data.dataset ? cfg.is.classifier : undefined;
+    const path = (dataset === cfg.data.dataset ? cfg.is.classifier : "") ||
+      (dataset === "fashion" ? cfg.transfer.fashionClassifier : "") || undefined;
     const c = await loadScoringClassifier(dataset, { path });
     const acc = c.metadata.test_accuracy;
     note = `${dataset} classifier (${c.metadata.architecture_summary ?? "?"}; test accuracy ${
@@ -1170,11 +1171,13 @@ async function transfer(opts: CommonOptions): Promise<number> {
     if (t.fashion) {
       let ctx: GanContext | null = null;
       try {
-        ctx = await loadContext(
-          { ...cfg, data: { ...cfg.data, dataset: "fashion" } },
-          log,
-          "fashion",
-        );
+        // is.classifier names the MNIST weights; Fashion-MNIST has its own (transfer.fashionClassifier).
+        const fashion = {
+          ...cfg,
+          data: { ...cfg.data, dataset: "fashion" as const },
+          is: { ...cfg.is, classifier: "" },
+        };
+        ctx = await loadContext(fashion, log, "fashion");
       } catch (err) {
         lines.push(`## (b) Fashion-MNIST: skipped (${(err as Error).message.split("\n")[0]})`, "");
       }

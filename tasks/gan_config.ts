@@ -213,6 +213,11 @@ export const GAN_SCHEMA = defineSchema({
       steps: { type: "integer", default: 10000, doc: "steps per run" },
       baselines: { type: "string", default: "1:1", doc: "comma-separated fixed schedules to beat" },
       fashion: { type: "boolean", default: true, doc: "also transfer to Fashion-MNIST" },
+      fashionClassifier: {
+        type: "string",
+        default: "",
+        doc: "Fashion-MNIST scoring weights (default weights/fashion_classifier.safetensors)",
+      },
       greedy: { type: "boolean", default: false, doc: "argmax actions instead of sampling" },
     },
   },

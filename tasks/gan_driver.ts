@@ -768,7 +768,12 @@ export class EpisodicReinforce {
         const st = tidy(() => task.status());
         const [v] = await readMany([st]);
         st.dispose();
-        const now = decodeStatus(v).is;
+        const status = decodeStatus(v);
+        if (alarm(status, task.opts.maxRun, 0)) {
+          collapsed = true;
+          break;
+        }
+        const now = status.is;
         if (now > best) {
           best = now;
           sinceBest = 0;

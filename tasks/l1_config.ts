@@ -71,6 +71,8 @@ export type SharedSchema = {
     readonly stepReward: Bool;
     readonly stepRewardScale: Num;
     readonly updates: Enum<"episode" | "round">;
+    readonly baseline: Enum<"moving" | "round">;
+    readonly sharedInit: Bool;
     readonly keep: Enum<"best" | "last">;
     readonly greedy: Bool;
     readonly file: Str;
@@ -211,6 +213,17 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
           values: ["episode", "round"],
           default: "episode",
           doc: "one REINFORCE update per episode (authors) or per round of P episodes",
+        },
+        baseline: {
+          type: "enum",
+          values: ["moving", "round"],
+          default: "moving",
+          doc: "advantage baseline: moving average (authors) or the round's mean reward",
+        },
+        sharedInit: {
+          type: "boolean",
+          default: false,
+          doc: "episodes of a round share one initialization (common random numbers)",
         },
         keep: {
           type: "enum",

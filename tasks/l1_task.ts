@@ -97,6 +97,12 @@ export interface L1TaskOptions {
   patience?: number | null;
   /** Decay of the improvement EMA feature (authors: 0.8 regression, 0.9 classification). */
   improvementDecay?: number;
+  /**
+   * Every member starts from the initialization of member 0 (common random numbers: episodes of
+   * a controller-training round then differ only by their actions). Default false: member p
+   * draws from `memberSeed(seed, p)`.
+   */
+  sharedInit?: boolean;
 }
 
 /** What {@link L1ScheduleTask.forward} returns, each [P]. */
@@ -192,6 +198,7 @@ export abstract class L1ScheduleTask implements ScheduleTask {
       featureValEvery: opts.featureValEvery ?? 1,
       patience: opts.patience ?? null,
       improvementDecay: opts.improvementDecay ?? 0.9,
+      sharedInit: opts.sharedInit ?? false,
     };
   }
 
@@ -297,7 +304,7 @@ export abstract class L1ScheduleTask implements ScheduleTask {
     const p = this.population;
     const host = new Float32Array(this.flat.size);
     for (let m = 0; m < p; m++) {
-      const rng = new Rng(memberSeed(seed, m));
+      const rng = new Rng(memberSeed(seed, this.options.sharedInit ? 0 : m));
       this.#specs.forEach((s) => {
         const vals = new Float32Array(s.perMember);
         s.init(rng, vals);

@@ -24,6 +24,7 @@ import {
 } from "../rl/controller_file.ts";
 import { MlpController, type PolicyController } from "../rl/controller.ts";
 import {
+  clipAdvantage,
   DenseStepReward,
   Reinforce,
   REINFORCE_PRESETS,
@@ -307,6 +308,13 @@ export interface ControllerTrainOptions {
    * episodes of a round in turn; "round": one update from all P episodes (core `trainReinforce`).
    */
   updates?: "episode" | "round";
+  /**
+   * The baseline of the advantages: "moving" (the authors' moving average of rewards) or "round"
+   * (the mean reward of the round's P episodes; per-episode updates only).
+   */
+  baseline?: "moving" | "round";
+  /** The episodes of a round share one initialization (common random numbers). */
+  sharedInit?: boolean;
   /** Feature set (default: the problem's). */
   features?: FeatureSetKind;
   /** Feature groups to drop (Table 3). */
@@ -366,6 +374,7 @@ export async function trainController(
     steps: o.steps,
     features: o.features,
     dropFeatures: o.dropFeatures,
+    sharedInit: o.sharedInit,
   });
   const controller = new MlpController({
     featureNames: task.featureNames,
@@ -467,8 +476,11 @@ async function reinforcePerEpisode(
           : undefined,
         reward: problem.reward,
       });
+      const roundMean = mean(run.rewards);
       for (let m = 0; m < p; m++) {
-        const [adv] = reinforce.advantages([run.rewards[m]]);
+        const [adv] = o.baseline === "round"
+          ? [clipAdvantage(run.rewards[m] - roundMean, a.advantageClip)]
+          : reinforce.advantages([run.rewards[m]]);
         reinforce.flat.zeroGrad();
         tidy(() => {
           const member = (x: Tensor, width: number) =>

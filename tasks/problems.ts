@@ -51,6 +51,8 @@ export interface CreateOptions {
   dropFeatures?: readonly FeatureGroup[];
   /** Early-stopping patience in validations (default none). */
   patience?: number | null;
+  /** All members start from the same initialization (see `L1TaskOptions.sharedInit`). */
+  sharedInit?: boolean;
 }
 
 /** Training settings shared by every run of a problem. */
@@ -139,6 +141,7 @@ export function regressionProblem(opts: RegressionProblemOptions): L1Problem & {
         featureValEvery: s.featureValEvery,
         patience: c.patience ?? null,
         improvementDecay: s.improvementDecay,
+        sharedInit: c.sharedInit,
         train,
         val,
         test: parts.test,
@@ -199,6 +202,7 @@ export function mlpProblem(opts: MlpProblemOptions): L1Problem & { data: Classif
         featureValEvery: s.featureValEvery,
         patience: c.patience ?? null,
         improvementDecay: s.improvementDecay,
+        sharedInit: c.sharedInit,
         train,
         val,
         test: parts.test,

@@ -4,7 +4,12 @@ import assert from "node:assert/strict";
 
 Deno.test("examples/schedule_your_model.ts runs end to end", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL("../examples/schedule_your_model.ts", import.meta.url).pathname, "1"],
+    args: [
+      "run",
+      "-A",
+      new URL("../examples/schedule_your_model.ts", import.meta.url).pathname,
+      "1",
+    ],
     env: { XDG_RUNTIME_DIR: "/tmp", NO_COLOR: "1" },
   }).output();
   const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);

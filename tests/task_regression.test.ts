@@ -186,6 +186,35 @@ Deno.test("regression: no host sync and no kernel compile inside the step loop",
   task.dispose();
 });
 
+Deno.test("regression: shared initialization and the paper's feature set", async () => {
+  const shared = smallTask(3, { sharedInit: true, features: "paper" });
+  shared.reset(5);
+  const n = shared.featureDim;
+  const w = await shared.parameters.data.data();
+  for (let m = 1; m < 3; m++) {
+    assert.deepEqual(w.slice(m * n, m * n + n), w.slice(0, n), `member ${m} starts as member 0`);
+  }
+  assert.deepEqual(shared.featureNames.slice(0, 5), [
+    "progress",
+    "grad.task",
+    "grad.l1",
+    "loss.task",
+    "loss.l1",
+  ]);
+  const ctrl = new MlpController({ featureNames: shared.featureNames, actions: 2, seed: 1 });
+  const gen = new Generator(1);
+  await runSteps(shared, ctrl, { steps: 6, gen });
+  await backend().sync();
+  const pipelines = backend().stats.pipelines;
+  const stats = await runSteps(shared, ctrl, { steps: 20, gen });
+  assert.equal(stats.hostSyncs, 0);
+  assert.equal(backend().stats.pipelines, pipelines, "the lazy history compiles nothing per step");
+  const [f] = await readMany([shared.features()]);
+  assert.ok(Math.abs(f[0] - 26 / 100) < 1e-6, "progress t/T");
+  ctrl.dispose();
+  shared.dispose();
+});
+
 Deno.test("regression: best-validation tracking and early stopping on the GPU", async () => {
   const task = smallTask(2, { lr: 0.05, patience: 2, valEvery: 5 });
   task.reset(1);
