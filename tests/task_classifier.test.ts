@@ -363,3 +363,22 @@ Deno.test("train classifier: an unknown or missing dataset is a usage error list
     assert.match(err.join("\n"), /datasets: mnist, fashion/);
   }
 });
+
+Deno.test("committed weights: both classifiers load and classify real test images", async () => {
+  for (const dataset of ["mnist", "fashion"] as const) {
+    const scorer = await loadScoringClassifier(dataset);
+    const test = await loadClassifierData(dataset, "test", 200);
+    try {
+      const ev = await evaluateClassifier(scorer.model, test, { batchSize: 100 });
+      const floor = dataset === "mnist" ? 0.97 : 0.85;
+      assert.ok(ev.accuracy >= floor, `${dataset}: ${ev.accuracy} on 200 test images`);
+      assert.equal(scorer.metadata.dataset, dataset);
+      assert.match(
+        scorer.metadata.command,
+        new RegExp(`train classifier ${dataset} --preset paper`),
+      );
+    } finally {
+      scorer.model.dispose();
+    }
+  }
+});
