@@ -22,6 +22,7 @@ import { formatDuration, Progress } from "../run/progress.ts";
 import { RunDir } from "../run/run_dir.ts";
 import { linePlot, type Series } from "../run/svg.ts";
 import { TRANSFER_SPECS } from "./data/classification.ts";
+import { Rng } from "./data/rng.ts";
 import type { FeatureGroup, FeatureSetKind } from "./l1_task.ts";
 import {
   MLP_SCHEMA,
@@ -39,7 +40,6 @@ import {
   mean,
   type MethodOptions,
   type MethodResult,
-  selectBest,
   std,
   thresholdMethod,
   trainController,
@@ -352,19 +352,13 @@ async function lambdaSweep(
   const steps = cfg.train.steps;
   const byLambda = (test: number[]) =>
     lambdas.map((_, i) => mean(test.slice(i * n, i * n + n).map((t) => problem.report(t))));
-  const ctrl = taskOnly();
-  let dgs: number[];
-  try {
-    const { run } = await evaluatePopulation(
-      problem,
-      { population: perMember.length, lambda: perMember, mode: "joint", data: "task", steps },
-      ctrl,
-      { seed: cfg.seed, curvePoints: 1 },
-    );
-    dgs = byLambda(run.metrics.test);
-  } finally {
-    ctrl.dispose();
-  }
+  const { run } = await evaluatePopulation(
+    problem,
+    { population: perMember.length, lambda: perMember, mode: "joint", data: "task", steps },
+    taskOnly,
+    { seed: cfg.seed, curvePoints: 1 },
+  );
+  const dgs = byLambda(run.metrics.test);
   const auto = await autoLossMethod(problem, {
     trials: perMember.length,
     steps,
@@ -379,28 +373,35 @@ async function lambdaSweep(
 }
 
 /**
- * Fig. 3R, DGS side: the lambda grid's runs taken in a fixed shuffled order; after k runs the
- * best-by-validation lambda's test value, against the k * gridSteps training steps consumed.
+ * Fig. 3R, DGS side: after k runs of the lambda grid, taken in random order, the test value of the
+ * lambda that is best by validation among them, against the k * gridSteps training steps
+ * consumed; averaged over `orders` random orders (seeded), i.e. the expected outcome of a grid
+ * search stopped after k runs.
  */
-function dgsBudgetCurve(dgs: MethodResult, gridSteps: number, seed: number): Curve {
+function dgsBudgetCurve(
+  dgs: MethodResult,
+  gridSteps: number,
+  seed: number,
+  higherIsBetter: boolean,
+  orders = 256,
+): Curve {
   const best = dgs.detail.gridBest as number[];
   const test = dgs.detail.gridTest as number[];
-  const order = best.map((_, i) => i);
-  let s = seed >>> 0;
-  for (let i = order.length - 1; i > 0; i--) {
-    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x6d2b79f5) >>> 0;
-    const j = s % (i + 1);
-    [order[i], order[j]] = [order[j], order[i]];
+  const n = best.length;
+  const sum = new Array(n).fill(0);
+  const rng = new Rng(seed);
+  for (let o = 0; o < orders; o++) {
+    const order = rng.permutation(n);
+    let at = order[0];
+    order.forEach((i, k) => {
+      if (higherIsBetter ? best[i] > best[at] : best[i] < best[at]) at = i;
+      sum[k] += test[at];
+    });
   }
-  const x: number[] = [];
-  const y: number[] = [];
-  order.forEach((_, k) => {
-    const seen = order.slice(0, k + 1);
-    const at = seen[selectBest(seen.map((i) => best[i]), false)];
-    x.push((k + 1) * gridSteps);
-    y.push(test[at]);
-  });
-  return { x, y };
+  return {
+    x: sum.map((_, k) => (k + 1) * gridSteps),
+    y: sum.map((v) => v / orders),
+  };
 }
 
 /** Options of {@link trainFromConfig} besides the config. */
@@ -531,7 +532,7 @@ async function compareCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: C
   const dgs = results.find((r) => r.name === "DGS");
   if (cfg.budget.enabled && dgs && budget.x.length) {
     const gridSteps = cfg.compare.gridSteps > 0 ? cfg.compare.gridSteps : cfg.train.steps;
-    const dgsCurve = dgsBudgetCurve(dgs, gridSteps, cfg.seed);
+    const dgsCurve = dgsBudgetCurve(dgs, gridSteps, cfg.seed, problem.higherIsBetter);
     const report = (c: Curve) => ({ x: c.x, y: c.y });
     summary.budget = { autoloss: report(budget), dgs: report(dgsCurve) };
     await run.writeFile(
@@ -541,7 +542,7 @@ async function compareCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: C
         {
           name: "DGS (runs so far, best by validation)",
           x: dgsCurve.x,
-          y: dgsCurve.y.map((v) => problem.report(v)),
+          y: dgsCurve.y,
         },
       ], {
         title: `${spec.name}: Fig. 3R`,

@@ -105,20 +105,26 @@ export function selectBest(best: readonly number[], higherIsBetter: boolean): nu
   return at;
 }
 
+/** A controller to use on a task (built for it: e.g. checked against its features). */
+export type ControllerFor = (task: L1ScheduleTask) => Controller & { dispose?(): void };
+
 /**
- * Runs `controller` on a fresh population built by `create` for `steps` steps (reset with
- * `seed`), recording the mean validation loss at `curvePoints` points. Frees the task.
+ * Runs the controller made by `controllerFor` on a fresh population built by `create` for
+ * `steps` steps (reset with `seed`), recording the mean validation loss at `curvePoints` points.
+ * Frees the task and the controller.
  */
 export async function evaluatePopulation(
   problem: L1Problem,
   create: CreateOptions,
-  controller: Controller,
+  controllerFor: ControllerFor,
   opts: { seed: number; greedy?: boolean; curvePoints?: number },
 ): Promise<{ run: EpisodeRun; curve: Curve }> {
   const task = problem.create(create);
   const curve: Curve = { x: [], y: [] };
   const points = opts.curvePoints ?? 20;
+  let controller: ReturnType<ControllerFor> | null = null;
   try {
+    controller = controllerFor(task);
     const run = await runEpisode(task, controller, {
       steps: create.steps,
       seed: opts.seed,
@@ -132,6 +138,7 @@ export async function evaluatePopulation(
     });
     return { run, curve };
   } finally {
+    controller?.dispose?.();
     task.dispose();
   }
 }
@@ -156,18 +163,13 @@ function result(
 /** W/O L1: the task loss only, on task-train joined with task-validation. */
 export async function withoutL1(problem: L1Problem, o: MethodOptions): Promise<MethodResult> {
   const began = performance.now();
-  const ctrl = taskOnly();
-  try {
-    const { run, curve } = await evaluatePopulation(
-      problem,
-      { population: o.trials, lambda: 0, mode: "joint", data: "union", steps: o.steps },
-      ctrl,
-      { seed: o.seed, curvePoints: o.curvePoints },
-    );
-    return result(problem, "W/O L1", run, curve, {}, began);
-  } finally {
-    ctrl.dispose();
-  }
+  const { run, curve } = await evaluatePopulation(
+    problem,
+    { population: o.trials, lambda: 0, mode: "joint", data: "union", steps: o.steps },
+    taskOnly,
+    { seed: o.seed, curvePoints: o.curvePoints },
+  );
+  return result(problem, "W/O L1", run, curve, {}, began);
 }
 
 /**
@@ -207,38 +209,24 @@ export async function thresholdMethod(
   const at = selectBest(search.metrics.best, problem.higherIsBetter);
   const threshold = grid[at];
   o.log?.(`${kind}: threshold ${threshold} (validation ${search.metrics.best[at].toFixed(4)})`);
-  const probe = problem.create({
-    population: o.trials,
-    lambda,
-    mode: "schedule",
-    data: "task",
-    steps: o.steps,
-    features: "rules",
-  });
-  const rule = thresholdRule(kind, probe, { threshold });
-  probe.dispose();
-  try {
-    const { run, curve } = await evaluatePopulation(
-      problem,
-      {
-        population: o.trials,
-        lambda,
-        mode: "schedule",
-        data: "task",
-        steps: o.steps,
-        features: "rules",
-      },
-      rule,
-      { seed: o.seed, curvePoints: o.curvePoints },
-    );
-    return result(problem, kind, run, curve, {
-      threshold,
-      grid: [...grid],
-      gridBest: search.metrics.best,
-    }, began);
-  } finally {
-    rule.dispose();
-  }
+  const { run, curve } = await evaluatePopulation(
+    problem,
+    {
+      population: o.trials,
+      lambda,
+      mode: "schedule",
+      data: "task",
+      steps: o.steps,
+      features: "rules",
+    },
+    (task) => thresholdRule(kind, task, { threshold }),
+    { seed: o.seed, curvePoints: o.curvePoints },
+  );
+  return result(problem, kind, run, curve, {
+    threshold,
+    grid: [...grid],
+    gridBest: search.metrics.best,
+  }, began);
 }
 
 /**
@@ -251,38 +239,33 @@ export async function denseGridSearch(
   o: MethodOptions & { gridSteps: number },
 ): Promise<MethodResult> {
   const began = performance.now();
-  const ctrl = taskOnly();
-  try {
-    const search = await evaluatePopulation(
-      problem,
-      {
-        population: lambdas.length,
-        lambda: lambdas,
-        mode: "joint",
-        data: "task",
-        steps: o.gridSteps,
-      },
-      ctrl,
-      { seed: o.seed + 211, curvePoints: 1 },
-    );
-    const at = selectBest(search.run.metrics.best, problem.higherIsBetter);
-    const lambda = lambdas[at];
-    o.log?.(`DGS: lambda ${lambda.toPrecision(3)} of ${lambdas.length}`);
-    const { run, curve } = await evaluatePopulation(
-      problem,
-      { population: o.trials, lambda, mode: "joint", data: "task", steps: o.steps },
-      ctrl,
-      { seed: o.seed, curvePoints: o.curvePoints },
-    );
-    return result(problem, "DGS", run, curve, {
-      lambda,
-      lambdas: [...lambdas],
-      gridBest: search.run.metrics.best,
-      gridTest: search.run.metrics.test.map((t) => problem.report(t)),
-    }, began);
-  } finally {
-    ctrl.dispose();
-  }
+  const search = await evaluatePopulation(
+    problem,
+    {
+      population: lambdas.length,
+      lambda: lambdas,
+      mode: "joint",
+      data: "task",
+      steps: o.gridSteps,
+    },
+    taskOnly,
+    { seed: o.seed + 211, curvePoints: 1 },
+  );
+  const at = selectBest(search.run.metrics.best, problem.higherIsBetter);
+  const lambda = lambdas[at];
+  o.log?.(`DGS: lambda ${lambda.toPrecision(3)} of ${lambdas.length}`);
+  const { run, curve } = await evaluatePopulation(
+    problem,
+    { population: o.trials, lambda, mode: "joint", data: "task", steps: o.steps },
+    taskOnly,
+    { seed: o.seed, curvePoints: o.curvePoints },
+  );
+  return result(problem, "DGS", run, curve, {
+    lambda,
+    lambdas: [...lambdas],
+    gridBest: search.run.metrics.best,
+    gridTest: search.run.metrics.test.map((t) => problem.report(t)),
+  }, began);
 }
 
 /** Controller-training settings. */
@@ -390,7 +373,15 @@ export async function trainController(
   const snapshot = (episodes: number, reward: number | null) =>
     controllerToJson(controller, {
       ...meta,
-      provenance: { task: problem.name, seed: o.seed, episodes, reward, keep: o.keep },
+      provenance: {
+        task: problem.name,
+        seed: o.seed,
+        episodes,
+        reward,
+        keep: o.keep,
+        features: o.features ?? problem.settings.features,
+        dropFeatures: [...(o.dropFeatures ?? [])],
+      },
     });
   const history: RoundLog[] = [];
   try {
@@ -534,26 +525,21 @@ export async function autoLossMethod(
   o: AutoLossOptions,
 ): Promise<MethodResult> {
   const began = performance.now();
+  const provenance = o.controller.provenance;
   const create: CreateOptions = {
     population: o.trials,
     lambda: o.lambda ?? problem.settings.lambda,
     mode: "schedule",
     data: "task",
     steps: o.steps,
-    features: (o.controller.provenance.features as FeatureSetKind | undefined) ?? undefined,
-    dropFeatures: o.dropFeatures,
+    features: provenance.features as FeatureSetKind | undefined,
+    dropFeatures: o.dropFeatures ?? provenance.dropFeatures as FeatureGroup[] | undefined,
   };
-  const probe = problem.create(create);
-  const controller = loadControllerFor(o.controller, probe);
-  probe.dispose();
-  try {
-    const { run, curve } = await evaluatePopulation(problem, create, controller, {
-      seed: o.seed,
-      greedy: o.greedy,
-      curvePoints: o.curvePoints,
-    });
-    return result(problem, o.name ?? "AutoLoss", run, curve, { greedy: o.greedy }, began);
-  } finally {
-    controller.dispose();
-  }
+  const { run, curve } = await evaluatePopulation(
+    problem,
+    create,
+    (task) => loadControllerFor(o.controller, task),
+    { seed: o.seed, greedy: o.greedy, curvePoints: o.curvePoints },
+  );
+  return result(problem, o.name ?? "AutoLoss", run, curve, { greedy: o.greedy }, began);
 }
