@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { adapterInfo, NoAdapterError } from "./gpu/device.ts";
 import { ConfigError } from "./run/config.ts";
+import { userMessage } from "./run/errors.ts";
 import { didYouMean } from "./run/suggest.ts";
 import { type CommonOptions, getTask, listTasks, type TaskCommand } from "./tasks/registry.ts";
 import "./tasks/mod.ts";
@@ -235,15 +236,14 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
     }
     return await runTask(cmd as TaskCommand, p.positionals, p.values, p.values.seed, io);
   } catch (err) {
-    if (err instanceof ConfigError) {
-      io.err(`error: ${err.message}`);
-      return 2;
-    }
     if (err instanceof NoAdapterError) {
       io.err(err.message);
       return 1;
     }
-    throw err;
+    const message = userMessage(err);
+    if (message === null) throw err;
+    io.err(`error: ${message}`);
+    return err instanceof ConfigError ? 2 : 1;
   }
 }
 

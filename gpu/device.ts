@@ -29,6 +29,9 @@ export interface AdapterReport {
 
 /** Thrown when no WebGPU adapter can be found; the message names the fix. */
 export class NoAdapterError extends Error {
+  /** Marks the error as meant for the user (the CLI prints it without a stack). */
+  readonly userFacing = true;
+
   constructor() {
     super(
       "No WebGPU adapter found. autoloss needs a GPU driver with Vulkan/Metal/DX12 support, or on a " +

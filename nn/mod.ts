@@ -120,6 +120,7 @@ export {
   readIdx,
 } from "./data/idx.ts";
 export {
+  DatasetMissingError,
   FASHION_MNIST_DIR,
   FASHION_MNIST_INSTALL,
   type FashionLoadOptions,

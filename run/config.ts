@@ -18,6 +18,7 @@
  */
 
 // Full specifiers are the project rule for library files (no import map needed by users).
+import { UserError } from "./errors.ts";
 import { parse, stringify } from "npm:yaml@2.9.1";
 import { closest, didYouMean, levenshtein } from "./suggest.ts";
 
@@ -59,7 +60,7 @@ export interface Layer {
 }
 
 /** A config error meant for the user (bad key, bad type, missing or unparsable file). */
-export class ConfigError extends Error {
+export class ConfigError extends UserError {
   /** Creates the error; `message` is shown to the user as is. */
   constructor(message: string) {
     super(message);

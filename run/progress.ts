@@ -28,6 +28,9 @@ export interface ProgressOptions {
   now?: () => number;
 }
 
+/** Values shown after the counts: numbers, or preformatted text such as `-`. */
+export type ProgressValues = Record<string, number | string>;
+
 /** Formats seconds as `m:ss` or `h:mm:ss`. */
 export function formatDuration(seconds: number): string {
   if (!Number.isFinite(seconds)) return "?";
@@ -64,14 +67,19 @@ export class Progress {
     this.t0 = this.opts.now();
   }
 
-  /** The status text for `step`: counts, percent, rate, ETA and the given values. */
-  line(step: number, values: Record<string, number> = {}): string {
+  /**
+   * The status text for `step`: counts, percent, rate, ETA and the given values (numbers to 4
+   * significant digits; strings as given, e.g. `-` for a value not measured yet).
+   */
+  line(step: number, values: ProgressValues = {}): string {
     const { total, start, label } = this.opts;
     const elapsed = (this.opts.now() - this.t0) / 1000;
     const rate = elapsed > 0 ? (step - start) / elapsed : 0;
     const eta = rate > 0 ? formatDuration((total - step) / rate) : "?";
     const pct = total > 0 ? ((100 * step) / total).toFixed(1) : "?";
-    const kv = Object.entries(values).map(([k, v]) => ` ${k}=${formatNumber(v)}`).join("");
+    const kv = Object.entries(values)
+      .map(([k, v]) => ` ${k}=${typeof v === "string" ? v : formatNumber(v)}`)
+      .join("");
     const head = label ? `${label} ` : "";
     if (!this.opts.tty) {
       return `${head}${step}/${total} (${pct}%) ${rate.toFixed(2)} steps/s ETA ${eta}${kv}`;
@@ -83,7 +91,7 @@ export class Progress {
   }
 
   /** Reports `step`; draws only if enough time has passed since the last draw (or `force`). */
-  update(step: number, values?: Record<string, number>, force = false): void {
+  update(step: number, values?: ProgressValues, force = false): void {
     const now = this.opts.now();
     const gap = this.opts.tty ? 100 : this.opts.interval * 1000;
     if (!force && now - this.last < gap) return;
@@ -94,7 +102,7 @@ export class Progress {
   }
 
   /** Draws the final state and ends the line. */
-  done(step: number = this.opts.total, values?: Record<string, number>): void {
+  done(step: number = this.opts.total, values?: ProgressValues): void {
     this.update(step, values, true);
     if (this.opts.tty && this.drawn) this.opts.write("\n");
   }

@@ -9,6 +9,7 @@
  * @module
  */
 
+import { UserError } from "./errors.ts";
 import { dirname, join } from "node:path";
 import { atomicWrite } from "./atomic.ts";
 import { configToYaml } from "./config.ts";
@@ -58,7 +59,9 @@ export class RunDir {
       await Deno.mkdir(opts.out, { recursive: true });
       const taken = await Deno.stat(join(opts.out, "config.yaml")).then(() => true, () => false);
       if (taken) {
-        throw new Error(`${opts.out} already holds a run; use --resume ${opts.out} to continue it`);
+        throw new UserError(
+          `${opts.out} already holds a run; use --resume ${opts.out} to continue it`,
+        );
       }
       return new RunDir(opts.out);
     }
@@ -79,7 +82,7 @@ export class RunDir {
   /** Opens an existing run directory (for `--resume`), trimming a truncated last metrics line. */
   static async open(path: string): Promise<RunDir> {
     const info = await Deno.stat(path).catch(() => null);
-    if (!info?.isDirectory) throw new Error(`cannot resume: ${path} is not a run directory`);
+    if (!info?.isDirectory) throw new UserError(`cannot resume: ${path} is not a run directory`);
     const run = new RunDir(path);
     const metrics = run.file("metrics.jsonl");
     const text = await Deno.readTextFile(metrics).catch(() => "");

@@ -145,6 +145,15 @@ function trainSettings(cfg: SharedConfig) {
   };
 }
 
+/** The load average, or null without `--allow-sys=loadavg` (it only annotates timings). */
+function loadAverage(): number[] | null {
+  try {
+    return Deno.loadavg();
+  } catch {
+    return null;
+  }
+}
+
 /** Machine description for summaries (timings depend on it). */
 async function machine(): Promise<Record<string, unknown>> {
   const a = await adapterInfo().catch(() => null);
@@ -152,7 +161,7 @@ async function machine(): Promise<Record<string, unknown>> {
     adapter: a?.description || a?.vendor || "unknown",
     fallbackAdapter: a?.isFallbackAdapter ?? null,
     cpus: navigator.hardwareConcurrency,
-    loadAverage: Deno.loadavg(),
+    loadAverage: loadAverage(),
     deno: Deno.version.deno,
   };
 }

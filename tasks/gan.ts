@@ -740,3 +740,12 @@ export function decodeStatus(v: ArrayLike<number>): GanStatus {
     nonfinite: v[10],
   };
 }
+
+/**
+ * The IS as the progress line shows it: `-` until the first evaluation (the status holds 0 then;
+ * a measured IS is at least 1), otherwise 3 decimals, so an untrained generator's measured 1.00001
+ * reads `1.000`, not a bare `1` that looks like a placeholder.
+ */
+export function formatIs(is: number): string {
+  return is > 0 ? is.toFixed(3) : Number.isNaN(is) ? "NaN" : "-";
+}

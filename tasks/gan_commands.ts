@@ -40,7 +40,7 @@ import {
   loadScoringClassifier,
 } from "./inception_score.ts";
 import { type CommonOptions, registerTask } from "./registry.ts";
-import { decodeStatus, ganFeatureNames, type GanStatus, GanTask } from "./gan.ts";
+import { decodeStatus, formatIs, ganFeatureNames, type GanStatus, GanTask } from "./gan.ts";
 import { GAN_SCHEMA, type GanConfig, scheduleList } from "./gan_config.ts";
 import {
   EpisodicReinforce,
@@ -273,7 +273,12 @@ class RunBook {
   /** Progress line from a status. */
   readonly onStatus = (t: number, s: GanStatus): void => {
     this.#gShare = t > 0 ? s.gCount / t : 0;
-    this.progress.update(t, { D: s.discCost, G: s.genCost, IS: s.is, "G-share": this.#gShare });
+    this.progress.update(t, {
+      D: s.discCost,
+      G: s.genCost,
+      IS: formatIs(s.is),
+      "G-share": this.#gShare,
+    });
   };
 
   /** Appends a metrics row. */
@@ -720,7 +725,7 @@ async function trainEpisodic(
             step: t,
             D: s.discCost,
             G: s.genCost,
-            IS: s.is,
+            IS: formatIs(s.is),
           }),
         shouldStop: book.shouldStop,
       });
@@ -820,7 +825,7 @@ async function guidedRun(
   const progress = new Progress({ total: steps, label });
   let failed: string | null = null;
   const onStatus = (t: number, s: GanStatus) =>
-    progress.update(t, { D: s.discCost, G: s.genCost, IS: s.is });
+    progress.update(t, { D: s.discCost, G: s.genCost, IS: formatIs(s.is) });
   try {
     task.reset(seed);
     if (method.kind === "online") {

@@ -48,6 +48,7 @@
  * @module
  */
 
+import { UserError } from "../run/errors.ts";
 import { backend } from "../gpu/backend.ts";
 import { Generator } from "../gpu/kernels/random.ts";
 import { loadCheckpoint, saveCheckpoint } from "../nn/checkpoint.ts";
@@ -77,7 +78,7 @@ export function ganSchedule(ratio: string): StepPatternSchedule {
   const d = m ? Number(m[1]) : NaN;
   const g = m ? Number(m[2]) : NaN;
   if (!(d >= 0 && g >= 0 && d + g > 0)) {
-    throw new Error(`invalid GAN schedule '${ratio}': expected D:G counts such as "1:5"`);
+    throw new UserError(`invalid GAN schedule '${ratio}': expected D:G counts such as "1:5"`);
   }
   return new StepPatternSchedule(`GAN ${d}:${g}`, (t) => (t % (d + g) < d ? D_ACTION : G_ACTION));
 }
@@ -589,7 +590,11 @@ export class OnlinePpo {
   /** Restores task and controller from a checkpoint written by {@link OnlinePpo.save}. */
   restore(ckpt: Checkpoint): void {
     const meta = checkpointMeta<OnlineMeta & { optim: Record<string, string> }>(ckpt);
-    if (meta.kind !== "ppo") throw new Error(`checkpoint holds a '${meta.kind}' run, not PPO`);
+    if (meta.kind !== "ppo") {
+      throw new UserError(
+        `checkpoint holds a '${meta.kind}' run, not PPO: resume it with the command that made it`,
+      );
+    }
     this.task.loadCheckpoint(ckpt);
     this.#newController(meta.controllerSeed, meta.normalization);
     const named = this.ppo.flat.names.map((n, i) =>
@@ -851,7 +856,11 @@ export class EpisodicReinforce {
       seed: number;
       updates: number;
     }>(ckpt);
-    if (meta.kind !== "reinforce") throw new Error(`checkpoint holds a '${meta.kind}' run`);
+    if (meta.kind !== "reinforce") {
+      throw new UserError(
+        `checkpoint holds a '${meta.kind}' run, not REINFORCE: resume it with the command that made it`,
+      );
+    }
     this.#newController(meta.seed);
     const flat = this.reinforce.flat;
     restoreNamed(ckpt, flat.names.map((n, i) => [n, flat.params[i]]), "ctrl.");

@@ -12,7 +12,7 @@ import "./gan_commands.ts";
 
 registerTask({
   name: "regression",
-  description: "linear regression with an L1 term (paper section 5.1.1)",
+  description: "quadratic regression with an L1 term (paper section 5.1.1)",
   ...handlers(REGRESSION_SPEC),
 });
 registerTask({

@@ -35,6 +35,9 @@ export const DING_INSTALL = "apt-get update && apt-get install -y trans-de-en";
 
 /** The dictionary is not installed (or not readable). */
 export class DataMissingError extends Error {
+  /** Marks the error as meant for the user (the CLI prints it without a stack). */
+  readonly userFacing = true;
+
   /** Creates the error naming the path and the install command. */
   constructor(path: string, reason: string) {
     super(
@@ -52,7 +55,10 @@ export async function readDing(path: string = DING_PATH): Promise<string> {
   try {
     return await Deno.readTextFile(path);
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.PermissionDenied) {
+    if (
+      err instanceof Deno.errors.NotFound || err instanceof Deno.errors.PermissionDenied ||
+      err instanceof Deno.errors.NotCapable
+    ) {
       throw new DataMissingError(
         path,
         err instanceof Deno.errors.NotFound ? "not found" : "denied",

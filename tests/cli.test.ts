@@ -102,3 +102,38 @@ Deno.test({
     }
   },
 });
+
+Deno.test("cli: errors meant for the user print their message without a stack; bugs rethrow", async () => {
+  const out = await Deno.makeTempDir();
+  try {
+    await Deno.writeTextFile(`${out}/config.yaml`, "seed: 1\n");
+    registerTask({
+      name: "cli-test-errors",
+      description: "a task whose train opens its run directory",
+      train: async (opts) => {
+        const { RunDir } = await import("../run/run_dir.ts");
+        await RunDir.create({ task: "cli-test-errors", out: opts.out });
+      },
+      eval: () => {
+        throw new Deno.errors.NotCapable(
+          'Requires read access to "x", run again with --allow-read',
+        );
+      },
+      compare: () => {
+        throw new Error("a bug");
+      },
+    });
+    const taken = await run("train", "cli-test-errors", "--out", out);
+    assert.equal(taken.code, 1);
+    assert.equal(
+      taken.err,
+      `error: ${out} already holds a run; use --resume ${out} to continue it`,
+    );
+    const denied = await run("eval", "cli-test-errors");
+    assert.equal(denied.code, 1);
+    assert.match(denied.err, /^error: Requires read access[\s\S]*Run with -A, or with the narrow/);
+    await assert.rejects(run("compare", "cli-test-errors"), /a bug/);
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});

@@ -43,6 +43,12 @@ Deno.test("progress: tty mode redraws one line with \\r and ends it", () => {
   assert.equal(out[2], "\n");
 });
 
+Deno.test("progress: string values are shown as given", () => {
+  const { p, out } = harness(false);
+  p.update(1, { D: 0.69314, IS: "-" });
+  assert.equal(out[0], "gan 1/100 (1.0%) 0.00 steps/s ETA ? D=0.6931 IS=-\n");
+});
+
 Deno.test("progress: formatting helpers", () => {
   assert.equal(formatDuration(3725), "1:02:05");
   assert.equal(formatDuration(65), "1:05");

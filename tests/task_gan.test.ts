@@ -13,7 +13,14 @@ import { makeActor } from "../rl/ppo.ts";
 import { runEpisode } from "../rl/runner.ts";
 import { randn, tensor } from "../tensor/functional.ts";
 import { readMany, type Tensor, tidy } from "../tensor/tensor.ts";
-import { D_ACTION, decodeStatus, G_ACTION, GanTask, type GanTaskOptions } from "../tasks/gan.ts";
+import {
+  D_ACTION,
+  decodeStatus,
+  formatIs,
+  G_ACTION,
+  GanTask,
+  type GanTaskOptions,
+} from "../tasks/gan.ts";
 import {
   ganSchedule,
   OnlinePpo,
@@ -340,4 +347,11 @@ Deno.test("inception score: GPU version matches the host one; the task records i
   for (const t of [images, direct] as Tensor[]) t.dispose();
   task.dispose();
   classifier.dispose();
+});
+
+Deno.test("progress IS: '-' before the first evaluation, 3 decimals after", () => {
+  assert.equal(formatIs(0), "-");
+  assert.equal(formatIs(1.0000108), "1.000");
+  assert.equal(formatIs(4.21349), "4.213");
+  assert.equal(formatIs(NaN), "NaN");
 });

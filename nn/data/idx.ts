@@ -32,6 +32,8 @@ const MAX_DATA_BYTES = 2 ** 31;
 
 /** An error about an IDX file: the message starts with the file's name. */
 export class IdxFormatError extends Error {
+  /** Marks the error as meant for the user (the CLI prints it without a stack). */
+  readonly userFacing = true;
   /** The file (or label) the bytes came from. */
   readonly source: string;
 

