@@ -16,6 +16,8 @@ export interface ProgressOptions {
   total: number;
   /** Prefix shown before the counts, e.g. the task name. */
   label?: string;
+  /** What one step is, plural, for the rate: "steps" (default), "rounds", "batches". */
+  unit?: string;
   /** Step the run starts at (non-zero when resuming), for the rate. Default 0. */
   start?: number;
   /** Draw a `\r` bar (true) or plain lines (false). Default: whether stdout is a terminal. */
@@ -45,6 +47,12 @@ export function formatNumber(v: number): string {
   return Number.isInteger(v) || !Number.isFinite(v) ? String(v) : String(Number(v.toPrecision(4)));
 }
 
+/** A rate as `2.50 steps/s`, or as `57.3 s/round` when under 0.1 per second. */
+export function formatRate(rate: number, unit: string, digits = 2): string {
+  if (rate > 0 && rate < 0.1) return `${(1 / rate).toFixed(1)} s/${unit.replace(/s$/, "")}`;
+  return `${rate.toFixed(digits)} ${unit}/s`;
+}
+
 /** A progress reporter; see the module doc. */
 export class Progress {
   private readonly opts: Required<Omit<ProgressOptions, "label">> & { label: string };
@@ -57,6 +65,7 @@ export class Progress {
     const enc = new TextEncoder();
     this.opts = {
       label: "",
+      unit: "steps",
       start: 0,
       tty: Deno.stdout.isTerminal(),
       interval: 10,
@@ -72,7 +81,7 @@ export class Progress {
    * significant digits; strings as given, e.g. `-` for a value not measured yet).
    */
   line(step: number, values: ProgressValues = {}): string {
-    const { total, start, label } = this.opts;
+    const { total, start, label, unit } = this.opts;
     const elapsed = (this.opts.now() - this.t0) / 1000;
     const rate = elapsed > 0 ? (step - start) / elapsed : 0;
     const eta = rate > 0 ? formatDuration((total - step) / rate) : "?";
@@ -82,12 +91,13 @@ export class Progress {
       .join("");
     const head = label ? `${label} ` : "";
     if (!this.opts.tty) {
-      return `${head}${step}/${total} (${pct}%) ${rate.toFixed(2)} steps/s ETA ${eta}${kv}`;
+      return `${head}${step}/${total} (${pct}%) ${formatRate(rate, unit)} ETA ${eta}${kv}`;
     }
     const width = 20;
     const fill = total > 0 ? Math.min(width, Math.round((width * step) / total)) : 0;
     const bar = "#".repeat(fill) + ".".repeat(width - fill);
-    return `${head}[${bar}] ${step}/${total} ${pct}% ${rate.toFixed(1)} it/s ETA ${eta}${kv}`;
+    const tick = unit === "steps" ? "it" : unit;
+    return `${head}[${bar}] ${step}/${total} ${pct}% ${formatRate(rate, tick, 1)} ETA ${eta}${kv}`;
   }
 
   /** Reports `step`; draws only if enough time has passed since the last draw (or `force`). */

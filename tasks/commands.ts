@@ -211,7 +211,11 @@ async function trainFromConfig(
   extra: TrainExtras = {},
 ): Promise<TrainedController> {
   const c = cfg.controller;
-  const progress = new Progress({ total: c.rounds, label: extra.label ?? `train ${problem.name}` });
+  const progress = new Progress({
+    total: c.rounds,
+    unit: "rounds",
+    label: extra.label ?? `train ${problem.name}`,
+  });
   const trained = await trainController(problem, {
     population: c.population,
     rounds: c.rounds,

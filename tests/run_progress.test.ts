@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { formatDuration, formatNumber, Progress } from "../run/progress.ts";
+import { formatDuration, formatNumber, formatRate, Progress } from "../run/progress.ts";
 
 function harness(tty: boolean, interval = 10) {
   let t = 0;
@@ -56,4 +56,10 @@ Deno.test("progress: formatting helpers", () => {
   assert.equal(formatNumber(0.123456), "0.1235");
   assert.equal(formatNumber(42), "42");
   assert.equal(formatNumber(NaN), "NaN");
+});
+
+Deno.test("progress: slow rates read as seconds per unit", () => {
+  assert.equal(formatRate(4, "steps"), "4.00 steps/s");
+  assert.equal(formatRate(0.0175, "rounds"), "57.1 s/round");
+  assert.equal(formatRate(0, "rounds"), "0.00 rounds/s");
 });
