@@ -13,6 +13,7 @@
  * @module
  */
 
+import { UserError } from "../run/errors.ts";
 import { fileURLToPath } from "node:url";
 import { adapterInfo } from "../gpu/device.ts";
 import { init } from "../gpu/backend.ts";
@@ -257,6 +258,11 @@ async function readControllerFile(path: string): Promise<ControllerFile> {
 }
 
 async function openRun(opts: CommonOptions, cfg: unknown): Promise<RunDir> {
+  if (opts.resume) {
+    throw new UserError(
+      `${opts.task} runs cannot be resumed yet (${opts.command} takes minutes); start a new run`,
+    );
+  }
   const run = await RunDir.create({ task: `${opts.task}-${opts.command}`, out: opts.out });
   await run.writeConfig(cfg);
   return run;
