@@ -129,3 +129,6 @@ export * from "./nn/mod.ts";
 
 // AutoLoss core: task contract, features, controllers, REINFORCE, PPO, schedules, runner.
 export * from "./rl/mod.ts";
+
+// Tasks: regression/MLP with L1, DCGAN, multi-task translation (no CLI registration here).
+export * from "./tasks/lib.ts";

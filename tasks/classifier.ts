@@ -44,7 +44,7 @@ import { compare, tensor } from "../tensor/functional.ts";
 import { accumulate_, fill_ } from "../tensor/ops.ts";
 import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
 import { backend, init } from "../gpu/backend.ts";
-import { type CommonOptions, registerTask } from "./registry.ts";
+import type { CommonOptions } from "./registry.ts";
 import {
   inceptionScore,
   InceptionScoreAccumulator,
@@ -685,7 +685,8 @@ export function weightsUrl(dataset: ClassifierDataset): URL {
 const r4 = (v: number) => Math.round(v * 1e4) / 1e4;
 
 /** `train classifier <dataset>`: see the module doc. */
-async function trainCommand(opts: CommonOptions): Promise<number> {
+/** `train classifier mnist|fashion`: trains (or resumes) the scoring CNN. */
+export async function trainClassifier(opts: CommonOptions): Promise<number> {
   if (opts.args.length > 1) {
     throw new ConfigError(`train classifier takes one dataset, got '${opts.args.join(" ")}'`);
   }
@@ -924,7 +925,8 @@ async function finish(
 }
 
 /** `eval classifier <dataset> [RUNDIR]`: accuracy and test-image IS of committed or run weights. */
-async function evalCommand(opts: CommonOptions): Promise<number> {
+/** `eval classifier`: test accuracy and inception score of real images for saved weights. */
+export async function evalClassifier(opts: CommonOptions): Promise<number> {
   if (opts.args.length > 2) {
     throw new ConfigError(`eval classifier takes a dataset and an optional run directory`);
   }
@@ -950,10 +952,3 @@ async function evalCommand(opts: CommonOptions): Promise<number> {
   }
   return 0;
 }
-
-registerTask({
-  name: "classifier",
-  description: "train the CNN that scores GAN samples (mnist|fashion; inception score network)",
-  train: trainCommand,
-  eval: evalCommand,
-});

@@ -6,7 +6,7 @@
 
 import { handlers, MLP_SPEC, REGRESSION_SPEC, transferMlp } from "./commands.ts";
 import { registerTask } from "./registry.ts";
-import "./classifier.ts";
+import { evalClassifier, trainClassifier } from "./classifier.ts";
 import "./nmt.ts";
 import "./gan_commands.ts";
 
@@ -20,4 +20,11 @@ registerTask({
   description: "MLP classification with an L1 term (paper sections 5.1.1 and 5.3.2)",
   ...handlers(MLP_SPEC),
   transfer: transferMlp,
+});
+
+registerTask({
+  name: "classifier",
+  description: "train the CNN that scores GAN samples (mnist|fashion; inception score network)",
+  train: trainClassifier,
+  eval: evalClassifier,
 });

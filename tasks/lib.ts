@@ -1,0 +1,122 @@
+/**
+ * The tasks as a library (re-exported by the root `mod.ts`): the paper's four tasks, their data
+ * generators and models, and the methods that compare schedules on them. Importing this module
+ * has no side effects (unlike `tasks/mod.ts`, which registers the CLI commands); npm taggers and
+ * datasets are loaded on first use.
+ * @module
+ */
+
+// Regression and MLP classification with L1 (paper 4.1, 5.1.1, 5.3.2).
+export {
+  type CreateOptions,
+  type DataChoice,
+  type L1Problem,
+  mlpProblem,
+  type MlpProblemOptions,
+  regressionProblem,
+  type RegressionProblemOptions,
+  type TrainSettings,
+} from "./problems.ts";
+export { type RegressionForm, RegressionTask, type RegressionTaskOptions } from "./regression.ts";
+export { MlpTask, type MlpTaskOptions } from "./mlp.ts";
+export {
+  type FeatureGroup,
+  type FeatureSetKind,
+  L1_ACTIONS,
+  type L1TaskOptions,
+  type StepMode,
+} from "./l1_task.ts";
+export {
+  autoLossMethod,
+  type AutoLossOptions,
+  type ControllerTrainOptions,
+  type Curve,
+  denseGridSearch,
+  logSpace,
+  type MethodOptions,
+  type MethodResult,
+  type RoundLog,
+  thresholdMethod,
+  trainController,
+  type TrainedController,
+  withoutL1,
+} from "./methods.ts";
+export {
+  makeRegressionData,
+  noiseFloor,
+  type RegressionData,
+  type RegressionDataOptions,
+} from "./data/regression.ts";
+export {
+  type ClassificationData,
+  type ClassificationSpec,
+  makeClassification,
+  makeClassificationData,
+  type MakeClassificationOptions,
+  makePaperClassification,
+  TRANSFER_SPECS,
+} from "./data/classification.ts";
+
+// DCGAN on MNIST (paper 4.2, 5.1.2, 5.3).
+export { GanTask, type GanTaskOptions } from "./gan.ts";
+export {
+  AUTHORS_DCGAN,
+  Dcgan,
+  type DcganArch,
+  DcganDiscriminator,
+  DcganGenerator,
+  sampleArch,
+} from "./gan_model.ts";
+export { type InceptionScore, inceptionScore, loadScoringClassifier } from "./inception_score.ts";
+export { ganSchedule, OnlinePpo, type OnlinePpoOptions, runFixed } from "./gan_driver.ts";
+
+// Multi-task translation (paper 4.3, 5.1.3).
+export { Bpe, learnBpe } from "./bpe.ts";
+export { beamDecode, corpusBleu, greedyDecode, Seq2Seq, type Seq2SeqSizes } from "./nmt_model.ts";
+export { NMT_TASKS, NmtTask, type NmtTaskOptions } from "./nmt_task.ts";
+
+// Types (and building blocks) referenced by the exports above.
+export type {
+  ColumnRoles,
+  GeneratedClassification,
+  PaperClassificationOptions,
+} from "./data/classification.ts";
+export type { ClassificationSplit } from "./data/classification.ts";
+export type { PartitionName, RegressionSplit } from "./data/regression.ts";
+export { type Forward, L1ScheduleTask, type ParamSpec } from "./l1_task.ts";
+export type { RuleKind } from "./schedules.ts";
+export type { GanFeatureSet } from "./gan.ts";
+export { DcganLinear, type GanActivation } from "./gan_model.ts";
+export type {
+  ImageSource,
+  InceptionScoreOptions,
+  Scorer,
+  ScoringClassifier,
+} from "./inception_score.ts";
+export type { ImageClassifier } from "./gan_scoring.ts";
+export type { ClassifierDataset } from "./classifier.ts";
+export type {
+  AbortReason,
+  LoopOptions,
+  LoopResult,
+  LoopStats,
+  OnlineMeta,
+  SegmentLog,
+} from "./gan_driver.ts";
+export type { BpeJson } from "./bpe.ts";
+export {
+  type BeamOptions,
+  type BleuResult,
+  Decoder,
+  Encoder,
+  type EncoderOutput,
+  type Seq2SeqBatch,
+} from "./nmt_model.ts";
+export type { EncodedCorpus } from "./nmt_data.ts";
+export type { NmtModelSizes } from "./nmt_task.ts";
+export type { AccumulatorOptions } from "./inception_score.ts";
+export type { GanStatus } from "./gan.ts";
+export { type IdExample, type IdSplits, type Splits, Vocab } from "./nmt_data.ts";
+export { PARTITIONS } from "./data/regression.ts";
+export { Rng } from "./data/rng.ts";
+export type { CnnArchitecture, ScoringCnn } from "./classifier.ts";
