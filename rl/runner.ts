@@ -395,6 +395,17 @@ export interface TrainReinforceOptions {
   args?: Partial<ReinforceArgs>;
   /** Called after each episode (and its update, when one was taken). */
   onEpisode?: (log: ReinforceEpisodeLog) => void | Promise<void>;
+  /**
+   * First episode to run (default 0): resuming from a checkpoint taken after episode
+   * `startEpisode - 1`, at an update boundary (a multiple of S). Episodes keep their seeds.
+   */
+  startEpisode?: number;
+  /**
+   * Train through this instance (e.g. one whose optimizer state and baseline were restored from
+   * a checkpoint) instead of a new one; it must wrap `controller`. The caller keeps ownership:
+   * it is returned, and not disposed on error.
+   */
+  reinforce?: Reinforce;
 }
 
 /** One episode of REINFORCE training, in plain numbers. */
@@ -428,9 +439,19 @@ export async function trainReinforce(
   controller: PolicyController,
   opts: TrainReinforceOptions,
 ): Promise<{ history: ReinforceEpisodeLog[]; reinforce: Reinforce }> {
-  const reinforce = new Reinforce(controller, opts.args);
+  const given = opts.reinforce;
+  if (given && given.controller !== controller) {
+    throw new Error("trainReinforce: opts.reinforce trains another controller");
+  }
+  const reinforce = given ?? new Reinforce(controller, opts.args);
   const a = reinforce.args;
   const s = a.episodesPerUpdate;
+  const start = opts.startEpisode ?? 0;
+  if (!Number.isInteger(start) || start < 0 || start % s !== 0) {
+    throw new Error(
+      `trainReinforce: startEpisode ${start} is not an update boundary (a multiple of S = ${s})`,
+    );
+  }
   const p = task.population;
   const k = task.featureNames.length;
   const buffer = new TrajectoryBuffer(s * opts.steps, p, k, { rewards: a.stepReward !== null });
@@ -440,7 +461,7 @@ export async function trainReinforce(
   let pendingLoss: Tensor | null = null;
   let advantages: number[][] = [];
   try {
-    for (let e = 0; e < opts.episodes; e++) {
+    for (let e = start; e < opts.episodes; e++) {
       const slot = e % s;
       dense?.reset();
       const onStep = dense
@@ -488,7 +509,7 @@ export async function trainReinforce(
       await opts.onEpisode?.(log);
     }
   } catch (err) {
-    reinforce.dispose();
+    if (!given) reinforce.dispose();
     throw err;
   } finally {
     pendingLoss?.dispose();

@@ -3,7 +3,9 @@
  * written once over {@link L1Problem}:
  *
  * - `train <task>`: REINFORCE on the controller partitions; writes controller.json, per-round
- *   metrics, a reward curve and a summary into the run directory.
+ *   metrics, a reward curve and a summary into the run directory, and a checkpoint after every
+ *   round: `train <task> --resume RUNDIR` continues an interrupted run (Ctrl-C, crash) from its
+ *   last completed round and ends exactly as the uninterrupted run would have.
  * - `compare <task>`: Table 1 (W/O L1, S1-S3, DGS, AutoLoss; mean +- std over trials, the paper's
  *   numbers beside ours), plus the optional lambda sweep (Fig. 1), data-budget comparison
  *   (Fig. 3R) and feature ablation (Table 3). Writes summary.json / summary.md and SVG curves.
@@ -14,11 +16,19 @@
  */
 
 import { UserError } from "../run/errors.ts";
+import { onInterrupt } from "../run/signals.ts";
 import { fileURLToPath } from "node:url";
 import { adapterInfo } from "../gpu/device.ts";
 import { init } from "../gpu/backend.ts";
 import type { ControllerFile } from "../rl/controller_file.ts";
-import { type Layer, loadYamlFile, parseSet, resolveConfig, type Schema } from "../run/config.ts";
+import {
+  ConfigError,
+  type Layer,
+  loadYamlFile,
+  parseSet,
+  resolveConfig,
+  type Schema,
+} from "../run/config.ts";
 import { formatDuration, Progress } from "../run/progress.ts";
 import { RunDir } from "../run/run_dir.ts";
 import { linePlot, type Series } from "../run/svg.ts";
@@ -34,13 +44,16 @@ import {
 } from "./l1_config.ts";
 import {
   autoLossMethod,
+  type ControllerTrainCheckpoint,
   type Curve,
   denseGridSearch,
   evaluatePopulation,
+  loadControllerCheckpoint,
   logSpace,
   mean,
   type MethodOptions,
   type MethodResult,
+  type RoundLog,
   std,
   thresholdMethod,
   trainController,
@@ -216,6 +229,7 @@ async function trainFromConfig(
     total: c.rounds,
     unit: "rounds",
     label: extra.label ?? `train ${problem.name}`,
+    start: extra.resume?.round ?? 0,
   });
   const trained = await trainController(problem, {
     population: c.population,
@@ -229,6 +243,8 @@ async function trainFromConfig(
     baseline: c.baseline,
     sharedInit: c.sharedInit,
     dropFeatures: extra.dropFeatures,
+    checkpoint: extra.checkpoint,
+    resume: extra.resume,
     args: {
       learningRate: c.lr,
       baselineDecay: c.baselineDecay,
@@ -257,6 +273,7 @@ async function readControllerFile(path: string): Promise<ControllerFile> {
   return JSON.parse(await Deno.readTextFile(path)) as ControllerFile;
 }
 
+/** Creates the run directory of a new run and saves its config (`--resume` is refused). */
 async function openRun(opts: CommonOptions, cfg: unknown): Promise<RunDir> {
   if (opts.resume) {
     throw new UserError(
@@ -274,14 +291,96 @@ function rewardPlot(history: TrainedController["history"], title: string): strin
   ], { title, xLabel: "round (REINFORCE update)", yLabel: "mean episode reward" });
 }
 
-/** `train <task>`. */
+/** The checkpoint `train <task>` rewrites after every round. */
+const TRAIN_CHECKPOINT = "checkpoint.safetensors";
+
+/**
+ * Reopens the run of `train <task> --resume DIR` with its saved config.yaml, as run/session.ts
+ * does: a resumed run continues exactly the run it was, so `--config`, `--set` and `--seed` are
+ * refused.
+ */
+async function resumeRun<C>(
+  opts: CommonOptions,
+  schema: Schema,
+): Promise<{ run: RunDir; cfg: C }> {
+  if (opts.config.length || opts.set.length || opts.seed !== undefined) {
+    throw new ConfigError(
+      "--resume continues a run with its saved config.yaml; drop --config/--set/--seed " +
+        "(or start a new run)",
+    );
+  }
+  const run = await RunDir.open(opts.resume!);
+  const cfg = resolveConfig(schema, [await loadYamlFile(run.file("config.yaml"))]) as C;
+  return { run, cfg };
+}
+
+/**
+ * Makes metrics.jsonl agree with a checkpoint's history before a resumed run appends to it:
+ * drops the round records of rounds the checkpoint does not hold (they are run again) and adds
+ * the ones it holds but the file lacks (a crash between the checkpoint and the append).
+ */
+async function syncRoundMetrics(run: RunDir, history: readonly RoundLog[]): Promise<void> {
+  const rows = await run.readMetrics();
+  const isRound = (r: Record<string, unknown>) => r.kind === "round";
+  const kept = rows.filter((r) => !isRound(r) || (r.round as number) < history.length);
+  const logged = new Set(kept.filter(isRound).map((r) => r.round));
+  const added = history.filter((h) => !logged.has(h.round)).map((h) => ({ kind: "round", ...h }));
+  if (kept.length === rows.length && added.length === 0) return;
+  const lines = [...kept, ...added].map((r) => JSON.stringify(r) + "\n");
+  await run.writeFile("metrics.jsonl", lines.join(""));
+}
+
+/**
+ * `train <task>`: a new run, or with `--resume DIR` the continuation of an interrupted one from
+ * the checkpoint of its last completed round (a resumed run that had finished only rewrites its
+ * final files).
+ */
 async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: CommonOptions) {
-  const cfg = await loadTaskConfig<C>(spec.schema, opts);
-  if (opts.seed !== undefined) cfg.seed = opts.seed;
-  await init();
-  const run = await openRun(opts, cfg);
+  let cfg: C;
+  let run: RunDir;
+  let resume: ControllerTrainCheckpoint | undefined;
+  let preset: string = opts.preset;
+  if (opts.resume) {
+    ({ cfg, run } = await resumeRun<C>(opts, spec.schema));
+    await init();
+    const path = run.file(TRAIN_CHECKPOINT);
+    if (await Deno.stat(path).then(() => true, () => false)) {
+      resume = await loadControllerCheckpoint(path);
+      preset = resume.tensors.metadata.preset ?? preset;
+      console.log(`resuming ${run.path} after round ${resume.round} of ${cfg.controller.rounds}`);
+    } else {
+      console.log(`resuming ${run.path}: no round was completed, starting over`);
+    }
+    await syncRoundMetrics(run, resume?.history ?? []);
+  } else {
+    cfg = await loadTaskConfig<C>(spec.schema, opts);
+    if (opts.seed !== undefined) cfg.seed = opts.seed;
+    await init();
+    run = await openRun(opts, cfg);
+  }
   const problem = spec.problem(cfg);
-  const trained = await trainFromConfig(problem, cfg, console.log, { run });
+  // Ctrl-C exits at once: the round in progress is lost, the checkpoint (written atomically after
+  // every round) holds the completed ones.
+  let done = resume?.round ?? 0;
+  const removeInterrupt = onInterrupt(() => {
+    console.error(
+      `\ninterrupted: ${run.file(TRAIN_CHECKPOINT)} holds ${done} of ${cfg.controller.rounds} ` +
+        `rounds; continue with: train ${spec.name} --resume ${run.path}`,
+    );
+  });
+  let trained: TrainedController;
+  try {
+    trained = await trainFromConfig(problem, cfg, console.log, {
+      run,
+      checkpoint: { path: run.file(TRAIN_CHECKPOINT), metadata: { preset } },
+      resume,
+      onRound: (round) => {
+        done = round + 1;
+      },
+    });
+  } finally {
+    removeInterrupt();
+  }
   await writeController(run, trained.file);
   await run.writeFile(
     "reward.svg",
@@ -289,7 +388,7 @@ async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: Com
   );
   const summary = {
     task: spec.name,
-    preset: opts.preset,
+    preset,
     rounds: trained.history.length,
     episodes: trained.history.length * cfg.controller.population,
     keptReward: trained.file.provenance.reward,
@@ -298,7 +397,7 @@ async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: Com
     machine: await machine(),
   };
   const md = [
-    `# train ${spec.name} (${opts.preset})`,
+    `# train ${spec.name} (${preset})`,
     "",
     `${summary.episodes} episodes of ${cfg.controller.steps} steps (${
       trainingShape(cfg, summary.rounds)
@@ -428,7 +527,11 @@ interface TrainExtras {
   dropFeatures?: readonly FeatureGroup[];
   label?: string;
   run?: RunDir;
-  onRound?: (round: number, current: ControllerFile) => Promise<void>;
+  onRound?: (round: number, current: ControllerFile) => void | Promise<void>;
+  /** Checkpoint after every round: its path and extra string metadata. */
+  checkpoint?: { path: string; metadata?: Record<string, string> };
+  /** Continue from this checkpoint. */
+  resume?: ControllerTrainCheckpoint;
 }
 
 /** `compare <task>`. */

@@ -29,9 +29,12 @@ export {
 export {
   autoLossMethod,
   type AutoLossOptions,
+  CONTROLLER_CHECKPOINT_FORMAT,
+  type ControllerTrainCheckpoint,
   type ControllerTrainOptions,
   type Curve,
   denseGridSearch,
+  loadControllerCheckpoint,
   logSpace,
   type MethodOptions,
   type MethodResult,

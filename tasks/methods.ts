@@ -32,6 +32,7 @@ import {
 } from "../rl/reinforce.ts";
 import { deriveSeed, type EpisodeRun, runEpisode, trainReinforce } from "../rl/runner.ts";
 import { TrajectoryBuffer } from "../rl/trajectory.ts";
+import { type Checkpoint, loadCheckpoint, loadInto, saveCheckpoint } from "../nn/checkpoint.ts";
 import { tensor } from "../tensor/functional.ts";
 import * as ops from "../tensor/ops.ts";
 import { type Tensor, tidy } from "../tensor/tensor.ts";
@@ -302,8 +303,20 @@ export interface ControllerTrainOptions {
   features?: FeatureSetKind;
   /** Feature groups to drop (Table 3). */
   dropFeatures?: readonly FeatureGroup[];
-  /** Called after each round with the controller as updated by it. */
+  /** Called after each round with the controller as updated by it (after its checkpoint). */
   onRound?: (r: RoundLog, current: ControllerFile) => void | Promise<void>;
+  /**
+   * A checkpoint rewritten atomically at `path` after every round (see
+   * {@link ControllerTrainCheckpoint}), with `metadata` added to its string metadata: training
+   * interrupted at any point can continue from the last completed round with `resume`.
+   */
+  checkpoint?: { path: string; metadata?: Record<string, string> };
+  /**
+   * Continue from this checkpoint (read with {@link loadControllerCheckpoint}) with round
+   * `resume.round`; the result equals that of an uninterrupted run with the same options.
+   * `rounds` may differ from the interrupted run's (to extend it); other settings must match.
+   */
+  resume?: ControllerTrainCheckpoint;
 }
 
 /** One round of controller training. */
@@ -330,6 +343,143 @@ export interface TrainedController {
   history: RoundLog[];
   /** Wall-clock seconds of training. */
   seconds: number;
+}
+
+/** `format` metadata of a controller-training checkpoint. */
+export const CONTROLLER_CHECKPOINT_FORMAT = "autoloss-controller-training";
+
+/**
+ * Controller training at a round boundary, as saved by {@link trainController}'s `checkpoint`:
+ * the controller's parameters (`controller.*`) and the REINFORCE Adam state (`optim.*`) as
+ * tensors, the rest as JSON metadata. Everything else a round depends on is derived from the seed
+ * and the round index, so a resumed run repeats the uninterrupted one exactly.
+ */
+export interface ControllerTrainCheckpoint {
+  /** Rounds completed: the next round to run. */
+  round: number;
+  /** The logs of the completed rounds. */
+  history: RoundLog[];
+  /** The best round's controller so far and its mean reward (null before any round). */
+  best: { file: ControllerFile; reward: number } | null;
+  /** The controller after the last completed round (the one that runs round `round`). */
+  current: ControllerFile;
+  /** REINFORCE moving-average baseline (null before the first episode). */
+  baseline: number | null;
+  /** REINFORCE updates taken. */
+  updates: number;
+  /** Training seconds so far (over all sessions). */
+  seconds: number;
+  /** The settings trained with (a resume must use the same, `rounds` aside). */
+  settings: Record<string, unknown>;
+  /** The file read: parameters and optimizer state. */
+  tensors: Checkpoint;
+}
+
+/** What a resumed run must share with the run it continues (every option but `rounds`). */
+function trainingSettings(
+  problem: L1Problem,
+  o: ControllerTrainOptions,
+  args: Partial<ReinforceArgs>,
+): Record<string, unknown> {
+  return JSON.parse(JSON.stringify({
+    task: problem.name,
+    problem: problem.settings,
+    population: o.population,
+    steps: o.steps,
+    seed: o.seed,
+    hidden: o.hidden,
+    temperature: o.temperature,
+    keep: o.keep,
+    updates: o.updates ?? "episode",
+    baseline: o.baseline ?? "moving",
+    sharedInit: o.sharedInit ?? false,
+    features: o.features ?? problem.settings.features,
+    dropFeatures: [...(o.dropFeatures ?? [])],
+    args,
+  }));
+}
+
+/** Writes a controller-training checkpoint (atomically; see {@link ControllerTrainCheckpoint}). */
+async function saveControllerCheckpoint(
+  to: { path: string; metadata?: Record<string, string> },
+  controller: PolicyController,
+  reinforce: Reinforce,
+  state: Omit<ControllerTrainCheckpoint, "tensors" | "baseline" | "updates">,
+): Promise<void> {
+  const optim = reinforce.optimizer.state("optim.");
+  const tensors: Record<string, Tensor> = { ...optim.tensors };
+  for (const [name, t] of controller.namedParameters()) tensors[`controller.${name}`] = t;
+  try {
+    await saveCheckpoint(to.path, tensors, {
+      ...to.metadata,
+      format: CONTROLLER_CHECKPOINT_FORMAT,
+      version: "1",
+      ...optim.metadata,
+      "train.state": JSON.stringify({
+        ...state,
+        baseline: reinforce.baseline,
+        updates: reinforce.updates,
+      }),
+    });
+  } finally {
+    for (const t of Object.values(optim.tensors)) t.dispose();
+  }
+}
+
+/**
+ * Reads a checkpoint written by {@link trainController} (`checkpoint` option), checking its
+ * format and bookkeeping; pass it as `resume` to continue the training.
+ */
+export async function loadControllerCheckpoint(path: string): Promise<ControllerTrainCheckpoint> {
+  const tensors = await loadCheckpoint(path);
+  const m = tensors.metadata;
+  const fail = (msg: string): never => {
+    throw new Error(`${path}: ${msg}`);
+  };
+  if (m.format !== CONTROLLER_CHECKPOINT_FORMAT || m.version !== "1") {
+    fail(`not a controller-training checkpoint (format '${m.format}', version '${m.version}')`);
+  }
+  let state: Omit<ControllerTrainCheckpoint, "tensors"> | undefined;
+  try {
+    state = JSON.parse(m["train.state"]);
+  } catch (err) {
+    fail(`train.state is not valid JSON (${(err as Error).message})`);
+  }
+  const s = state!;
+  const rounds = Array.isArray(s.history) ? s.history.map((h) => h?.round) : null;
+  if (!Number.isInteger(s.round) || s.round < 0 || rounds?.length !== s.round) {
+    fail(`round ${s.round} does not match a history of ${rounds?.length ?? "no"} rounds`);
+  }
+  if (rounds!.some((r, i) => r !== i)) fail(`history rounds [${rounds}] are not 0..${s.round - 1}`);
+  if (!s.current || typeof s.settings !== "object" || s.settings === null) {
+    fail("train.state lacks the current controller or the settings");
+  }
+  return { ...s, tensors };
+}
+
+/** Loads a checkpoint's controller parameters and REINFORCE state, checking the settings. */
+function restoreTraining(
+  ckpt: ControllerTrainCheckpoint,
+  settings: Record<string, unknown>,
+  controller: PolicyController,
+  reinforce: Reinforce,
+): void {
+  const differ = Object.keys({ ...settings, ...ckpt.settings }).filter((k) =>
+    JSON.stringify(settings[k]) !== JSON.stringify(ckpt.settings[k])
+  );
+  if (differ.length) {
+    throw new Error(
+      `cannot resume: the checkpoint was trained with other settings (${
+        differ.map((k) =>
+          `${k}: ${JSON.stringify(ckpt.settings[k])} there, ${JSON.stringify(settings[k])} here`
+        ).join("; ")
+      })`,
+    );
+  }
+  loadInto(controller.namedParameters(), ckpt.tensors, { prefix: "controller." });
+  reinforce.optimizer.loadState(ckpt.tensors, "optim.");
+  reinforce.baseline = ckpt.baseline;
+  reinforce.updates = ckpt.updates;
 }
 
 /** The REINFORCE preset of a problem (the authors' settings, reference doc section 4). */
@@ -366,6 +516,9 @@ export async function trainController(
     temperature: o.temperature,
     seed: o.seed,
   });
+  const args = { ...reinforcePreset(problem), ...o.args };
+  const reinforce = new Reinforce(controller, args);
+  const settings = trainingSettings(problem, o, args);
   const meta = {
     featureNames: task.featureNames,
     actions: task.actions.map((a) => a.name),
@@ -384,10 +537,15 @@ export async function trainController(
       },
     });
   const history: RoundLog[] = [];
+  const secondsBefore = o.resume?.seconds ?? 0;
+  const seconds = () => secondsBefore + (performance.now() - began) / 1000;
   try {
+    if (o.resume) restoreTraining(o.resume, settings, controller, reinforce);
+    history.push(...(o.resume?.history ?? []));
+    const start = o.resume?.round ?? 0;
     // The controller that runs round e is the one saved after round e - 1.
-    let current = await snapshot(0, null);
-    let best: { file: ControllerFile; reward: number } | null = null;
+    let current = o.resume?.current ?? await snapshot(0, null);
+    let best: { file: ControllerFile; reward: number } | null = o.resume?.best ?? null;
     let last = performance.now();
     const onRound = async (round: number, rewards: number[], metrics: Record<string, number[]>) => {
       const now = performance.now();
@@ -408,24 +566,35 @@ export async function trainController(
         };
       }
       current = await snapshot(round + 1, null);
+      if (o.checkpoint) {
+        await saveControllerCheckpoint(o.checkpoint, controller, reinforce, {
+          round: round + 1,
+          history,
+          best,
+          current,
+          seconds: seconds(),
+          settings,
+        });
+      }
       await o.onRound?.(r, current);
     };
-    const args = { ...reinforcePreset(problem), ...o.args };
     if ((o.updates ?? "episode") === "round") {
       await trainReinforce(task, controller, {
         episodes: o.rounds,
+        startEpisode: start,
+        reinforce,
         steps: o.steps,
         seed: o.seed,
         reward: problem.reward,
-        args,
         onEpisode: (log) => onRound(log.episode, log.rewards, log.metrics),
       });
     } else {
-      await reinforcePerEpisode(task, controller, problem, o, args, onRound);
+      await reinforcePerEpisode(task, reinforce, problem, o, start, onRound);
     }
     const kept = o.keep === "best" && best ? (best as { file: ControllerFile }).file : current;
-    return { file: kept, history, seconds: (performance.now() - began) / 1000 };
+    return { file: kept, history, seconds: seconds() };
   } finally {
+    reinforce.dispose();
     controller.dispose();
     task.dispose();
   }
@@ -439,13 +608,13 @@ export async function trainController(
  */
 async function reinforcePerEpisode(
   task: L1ScheduleTask,
-  controller: PolicyController,
+  reinforce: Reinforce,
   problem: L1Problem,
   o: ControllerTrainOptions,
-  args: Partial<ReinforceArgs>,
+  start: number,
   onRound: (round: number, rewards: number[], metrics: Record<string, number[]>) => Promise<void>,
 ): Promise<void> {
-  const reinforce = new Reinforce(controller, args);
+  const controller = reinforce.controller;
   const a = reinforce.args;
   const p = task.population;
   const k = task.featureNames.length;
@@ -453,7 +622,7 @@ async function reinforcePerEpisode(
   const buffer = new TrajectoryBuffer(t, p, k, { rewards: a.stepReward !== null });
   const dense = a.stepReward ? new DenseStepReward(p, a.stepReward, a) : null;
   try {
-    for (let round = 0; round < o.rounds; round++) {
+    for (let round = start; round < o.rounds; round++) {
       dense?.reset();
       buffer.clear();
       const run = await runEpisode(task, controller, {
@@ -491,7 +660,6 @@ async function reinforcePerEpisode(
       await onRound(round, run.rewards, run.metrics);
     }
   } finally {
-    reinforce.dispose();
     buffer.dispose();
     dense?.dispose();
   }

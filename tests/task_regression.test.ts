@@ -15,7 +15,17 @@ import { Generator } from "../gpu/kernels/random.ts";
 import { concatRegression, makeRegressionData, noiseFloor } from "../tasks/data/regression.ts";
 import { Rng } from "../tasks/data/rng.ts";
 import { RULE_FEATURES } from "../tasks/l1_task.ts";
-import { denseGridSearch, logSpace, mean, selectBest, std } from "../tasks/methods.ts";
+import {
+  type ControllerTrainOptions,
+  denseGridSearch,
+  loadControllerCheckpoint,
+  logSpace,
+  mean,
+  selectBest,
+  std,
+  trainController,
+  type TrainedController,
+} from "../tasks/methods.ts";
 import { regressionProblem } from "../tasks/problems.ts";
 import { quadraticFeatures, RegressionTask } from "../tasks/regression.ts";
 import { RULES, thresholdGrid } from "../tasks/schedules.ts";
@@ -310,4 +320,76 @@ Deno.test("DGS: the lambda with the best validation score is selected", async ()
   assert.equal(r.values.length, 2);
   assert.ok(r.values.every(Number.isFinite));
   assert.ok(Number.isFinite(mean(r.values)) && std(r.values) >= 0);
+});
+
+/** A controller file and history without what differs between runs (dates, seconds). */
+function outcome(t: TrainedController) {
+  return {
+    file: { ...t.file, provenance: { ...t.file.provenance, date: "" } },
+    history: t.history.map(({ seconds: _, ...h }) => h),
+  };
+}
+
+Deno.test("controller training: stopped after a round and resumed, it ends as uninterrupted", async () => {
+  const problem = regressionProblem({
+    data: { seed: 1, dim: 4, sizes: [40, 40, 40, 40, 40], noiseStd: 2 },
+    model: { form: "authors", quadScale: 0 },
+    train: {
+      lr: 5e-3,
+      lambda: 0.2,
+      valEvery: 5,
+      featureValEvery: 1,
+      features: "authors",
+      improvementDecay: 0.8,
+    },
+    rewardC: 20000,
+  });
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const updates of ["episode", "round"] as const) {
+      const o: ControllerTrainOptions = {
+        population: 3,
+        rounds: 4,
+        steps: 12,
+        seed: 5,
+        hidden: 4,
+        temperature: 2,
+        keep: "last",
+        updates,
+        args: { learningRate: 0.05 },
+      };
+      const whole = await trainController(problem, o);
+      const path = `${dir}/${updates}.safetensors`;
+      const stop = new Error("simulated interruption");
+      await assert.rejects(
+        trainController(problem, {
+          ...o,
+          checkpoint: { path, metadata: { note: "kept" } },
+          onRound: (r) => {
+            if (r.round === 1) throw stop;
+          },
+        }),
+        (err) => err === stop,
+      );
+      const ckpt = await loadControllerCheckpoint(path);
+      assert.equal(ckpt.round, 2);
+      assert.equal(ckpt.tensors.metadata.note, "kept");
+      const resumed = await trainController(problem, {
+        ...o,
+        checkpoint: { path },
+        resume: ckpt,
+      });
+      assert.deepEqual(outcome(resumed), outcome(whole), updates);
+      // The controller changed after the resumption (the comparison is not vacuous).
+      assert.notDeepEqual(resumed.file.weights, ckpt.current.weights);
+      assert.equal((await loadControllerCheckpoint(path)).round, 4);
+      // Other settings than the checkpoint's are refused.
+      await assert.rejects(
+        trainController(problem, { ...o, seed: 6, resume: ckpt }),
+        /other settings \(seed: 5 there, 6 here\)/,
+      );
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
