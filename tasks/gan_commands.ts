@@ -937,18 +937,23 @@ function meanCurve(runs: RunOutcome[]): IsPoint[] {
 async function openCommandRun(opts: CommonOptions, command: string): Promise<{
   cfg: GanConfig;
   dir: RunDir;
+  resumed: boolean;
 }> {
   const out = opts.out ?? join("runs", `gan-${command}-${timestamp()}`);
-  const { cfg, dir } = await openSession({ ...opts, out }, GAN_SCHEMA, "gan");
-  return { cfg, dir };
+  return await openSession({ ...opts, out }, GAN_SCHEMA, "gan");
 }
 
 // ---------------------------------------------------------------- compare
 
 async function compare(opts: CommonOptions): Promise<number> {
-  const { cfg, dir } = await openCommandRun(opts, "compare");
+  const { cfg, dir, resumed } = await openCommandRun(opts, "compare");
   const log = (s: string) => console.log(s);
-  log(`run directory: ${dir.path}`);
+  log(`run directory: ${dir.path}${resumed ? " (resumed)" : ""}`);
+  // `--resume`: runs finished before the interruption are kept (they are whole lines of
+  // metrics.jsonl); the interrupted one starts again from its first step.
+  const finished = resumed
+    ? (await dir.readMetrics()).filter((m) => m.kind === "run") as unknown as RunOutcome[]
+    : [];
   if (cfg.note) log(`preset note: ${cfg.note}`);
   const ctx = await loadContext(cfg, log);
   const c = cfg.compare;
@@ -969,6 +974,12 @@ async function compare(opts: CommonOptions): Promise<number> {
     for (let s = 0; s < c.seeds; s++) {
       for (const m of methods) {
         const seed = cfg.seed + s;
+        const before = finished.find((r) => r.method === m.name && r.seed === seed);
+        if (before) {
+          runs.push(before);
+          log(`${m.name} seed ${seed}: final IS ${fmt(before.final)} (finished before the resume)`);
+          continue;
+        }
         const r = await guidedRun(
           cfg,
           ctx,

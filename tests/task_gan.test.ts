@@ -355,3 +355,57 @@ Deno.test("progress IS: '-' before the first evaluation, 3 decimals after", () =
   assert.equal(formatIs(4.21349), "4.213");
   assert.equal(formatIs(NaN), "NaN");
 });
+
+Deno.test({
+  name: "compare gan --resume keeps the finished runs and reruns only the interrupted one",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const { main } = await import("../cli.ts");
+    const out = await Deno.makeTempDir();
+    const lines: string[] = [];
+    const io = { out: (t: string) => lines.push(t), err: (t: string) => lines.push(t) };
+    const log = console.log;
+    console.log = (...a: unknown[]) => void lines.push(a.join(" "));
+    try {
+      const tiny = [
+        "data.limit=64",
+        "model.zDim=8",
+        "model.gFilters=4",
+        "model.dFilters=4",
+        "optim.batchSize=8",
+        "is.every=2",
+        "is.samples=20",
+        "is.finalSamples=20",
+        "is.realSamples=20",
+        "compare.schedules=1:1,1:3",
+        "compare.autoloss=false",
+        "compare.steps=4",
+      ].flatMap((kv) => ["--set", kv]);
+      assert.equal(await main(["compare", "gan", "--out", out, ...tiny], io), 0, lines.join("\n"));
+      const all = (await Deno.readTextFile(`${out}/metrics.jsonl`)).trim().split("\n");
+      const runs = all.filter((l) => JSON.parse(l).kind === "run");
+      assert.equal(runs.length, 2);
+      // Interrupted during the second run: its line and the summary were never written.
+      await Deno.writeTextFile(
+        `${out}/metrics.jsonl`,
+        all.filter((l) => l !== runs[1]).join("\n") + "\n",
+      );
+      await Deno.remove(`${out}/summary.json`);
+      lines.length = 0;
+      assert.equal(await main(["compare", "gan", "--resume", out], io), 0, lines.join("\n"));
+      assert.ok(lines.some((l) => /GAN 1:1 seed 1: .*finished before the resume/.test(l)));
+      const summary = JSON.parse(await Deno.readTextFile(`${out}/summary.json`));
+      assert.deepEqual(summary.runs.map((r: { method: string }) => r.method), [
+        "GAN 1:1",
+        "GAN 1:3",
+      ]);
+      assert.equal(summary.runs[0].final, JSON.parse(runs[0]).final, "the kept run");
+      const again = JSON.parse(runs[1]);
+      assert.equal(summary.runs[1].final, again.final, "the rerun repeats the interrupted run");
+    } finally {
+      console.log = log;
+      await Deno.remove(out, { recursive: true });
+    }
+  },
+});
