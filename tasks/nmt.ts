@@ -393,18 +393,43 @@ async function guard(run: () => Promise<number>): Promise<number> {
 
 function refuseResume(opts: CommonOptions): number | null {
   if (!opts.resume) return null;
-  console.error("error: nmt runs cannot be resumed yet; start a new run");
+  console.error(
+    "error: a `train nmt` run cannot be resumed yet (one run of a few minutes in the quick " +
+      "preset); start a new run. `compare nmt --resume DIR` keeps the methods it finished.",
+  );
   return 2;
 }
 
-/** `compare nmt`: every enabled method, curves, controller plot and the table. */
+/**
+ * The methods a resumed `compare nmt` run already finished (summary.json is rewritten after
+ * each method), and metrics.jsonl trimmed to their lines (the interrupted method starts over).
+ */
+async function finishedMethods(dir: RunDir): Promise<MethodResult[]> {
+  const text = await Deno.readTextFile(dir.file("summary.json")).catch((err) => {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  });
+  const done: MethodResult[] = text ? JSON.parse(text).results ?? [] : [];
+  const names = new Set(done.map((r) => r.method));
+  const rows = await dir.readMetrics();
+  const kept = rows.filter((r) => typeof r.method !== "string" || names.has(r.method as NmtMethod));
+  if (kept.length !== rows.length) {
+    await dir.writeFile("metrics.jsonl", kept.map((r) => JSON.stringify(r) + "\n").join(""));
+  }
+  return done;
+}
+
+/**
+ * `compare nmt`: every enabled method, curves, controller plot and the table. With `--resume`,
+ * the methods finished before the interruption are kept and the others run (each method starts
+ * from the same seeded initialization, so the order of runs does not change the results).
+ */
 export function compareNmt(opts: CommonOptions): Promise<number> {
   return guard(async () => {
-    const refused = refuseResume(opts);
-    if (refused !== null) return refused;
     const t0 = performance.now();
-    const { cfg, dir } = await openSession(opts, NMT_SCHEMA);
-    console.log(`nmt compare: run directory ${dir.path}`);
+    const { cfg, dir, resumed } = await openSession(opts, NMT_SCHEMA);
+    console.log(`nmt compare: run directory ${dir.path}${resumed ? " (resumed)" : ""}`);
+    const finished = resumed ? await finishedMethods(dir) : [];
     const data = await prepareData(cfg);
     const report = dataReport(data);
     await dir.writeFile("data.json", JSON.stringify(report, null, 2) + "\n");
@@ -416,6 +441,12 @@ export function compareNmt(opts: CommonOptions): Promise<number> {
       const ctx = methodContext(cfg, task, dir);
       for (const m of NMT_METHODS) {
         if (!cfg.methods[m]) continue;
+        const before = finished.find((r) => r.method === m);
+        if (before) {
+          results.push(before);
+          console.log(`${METHOD_LABELS[m]}: best val ppl ${fmt(before.bestPpl)} (finished before)`);
+          continue;
+        }
         const r = await runMethod(m, ctx);
         results.push(r);
         console.log(

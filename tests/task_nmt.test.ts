@@ -352,3 +352,89 @@ Deno.test("bleu: corpus BLEU-4 with brevity penalty against a hand computation",
   // Identical and longer than the reference: BLEU 1, no brevity penalty.
   assert.equal(corpusBleu([["a", "b", "c", "d"]], [["a", "b", "c", "d"]]).bleu, 1);
 });
+
+Deno.test({
+  name: "compare nmt --resume keeps finished methods and reruns the interrupted one",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const { main } = await import("../cli.ts");
+    const dir = await Deno.makeTempDir();
+    const out = `${dir}/run`;
+    const subjects = [
+      ["Der Mann", "The man"],
+      ["Die Frau", "The woman"],
+      ["Das Kind", "The child"],
+      ["Der Lehrer", "The teacher"],
+      ["Die Katze", "The cat"],
+      ["Der Hund", "The dog"],
+    ];
+    const verbs = [["sieht", "sees"], ["mag", "likes"], ["findet", "finds"], ["malt", "paints"]];
+    const objects = [
+      ["das rote Haus", "the red house"],
+      ["den alten Baum", "the old tree"],
+      ["ein kleines Auto", "a small car"],
+      ["die neue Schule", "the new school"],
+    ];
+    const lines = subjects.flatMap(([sd, se]) =>
+      verbs.flatMap(([vd, ve]) =>
+        objects.map(([od, oe]) => `x | ${sd} ${vd} ${od}. :: x | ${se} ${ve} ${oe}.`)
+      )
+    );
+    await Deno.writeTextFile(`${dir}/de-en`, lines.join("\n") + "\n");
+    const log = console.log;
+    const printed: string[] = [];
+    console.log = (...a: unknown[]) => void printed.push(a.join(" "));
+    const io = { out: (t: string) => printed.push(t), err: (t: string) => printed.push(t) };
+    try {
+      const sets = [
+        `data.path=${dir}/de-en`,
+        "data.limit=96",
+        "data.srcMerges=20",
+        "data.tgtMerges=20",
+        "data.auxValLimit=8",
+        "model.emb=8",
+        "model.hidden=8",
+        "model.decoderHidden=8",
+        "train.batch=4",
+        "train.batches=4",
+        "train.valEvery=2",
+        "train.evalBatch=8",
+        "methods.finetune=false",
+        "methods.autoloss=false",
+        "methods.uw=false",
+        "methods.dwa=false",
+        "decode.beam=2",
+        "decode.batch=8",
+      ].flatMap((kv) => ["--set", kv]);
+      assert.equal(
+        await main(["compare", "nmt", "--out", out, ...sets], io),
+        0,
+        printed.join("\n"),
+      );
+      const summary = JSON.parse(await Deno.readTextFile(`${out}/summary.json`));
+      const metrics = await Deno.readTextFile(`${out}/metrics.jsonl`);
+      assert.deepEqual(summary.results.map((r: { method: string }) => r.method), ["mt", "fixed"]);
+      // Interrupted during "fixed": the summary holds only "mt", metrics hold part of "fixed".
+      const partial = { ...summary, results: summary.results.slice(0, 1) };
+      await Deno.writeTextFile(`${out}/summary.json`, JSON.stringify(partial));
+      const fixedLines = metrics.split("\n").filter((l) => l.includes('"method":"fixed"'));
+      const cut = metrics.split("\n").filter((l) => l !== fixedLines[fixedLines.length - 1]);
+      await Deno.writeTextFile(`${out}/metrics.jsonl`, cut.join("\n"));
+      printed.length = 0;
+      assert.equal(await main(["compare", "nmt", "--resume", out], io), 0, printed.join("\n"));
+      assert.ok(
+        printed.some((l) => /^MT: best val ppl .*finished before/.test(l)),
+        printed.join("\n"),
+      );
+      const resumed = JSON.parse(await Deno.readTextFile(`${out}/summary.json`));
+      assert.deepEqual(resumed.results.map((r: { method: string }) => r.method), ["mt", "fixed"]);
+      assert.equal(resumed.results[1].bestPpl, summary.results[1].bestPpl, "the rerun repeats it");
+      const again = (await Deno.readTextFile(`${out}/metrics.jsonl`)).split("\n");
+      assert.equal(again.filter((l) => l.includes('"method":"fixed"')).length, fixedLines.length);
+    } finally {
+      console.log = log;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
