@@ -714,6 +714,7 @@ async function evalCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: Comm
     console.error(`error: usage: eval ${spec.name} RUNDIR (a run directory with controller.json)`);
     return 2;
   }
+  if (opts.resume) throw new UserError(`eval ${spec.name} cannot be resumed; run it again`);
   const cfg = await loadTaskConfig<C>(spec.schema, opts);
   if (opts.seed !== undefined) cfg.seed = opts.seed;
   await init();

@@ -17,6 +17,7 @@
  * @module
  */
 
+import { UserError } from "../run/errors.ts";
 import { join } from "node:path";
 import { init } from "../gpu/backend.ts";
 import { Generator } from "../gpu/kernels/random.ts";
@@ -1096,6 +1097,9 @@ async function configFor(opts: CommonOptions): Promise<GanConfig> {
 
 /** Creates the run directory of `transfer`/`eval` and saves the config. */
 async function openGuidedRun(opts: CommonOptions, command: string, cfg: GanConfig) {
+  if (opts.resume) {
+    throw new UserError(`${command} gan cannot be resumed yet; start a new run`);
+  }
   await init();
   const dir = await RunDir.create({ task: `gan-${command}`, out: opts.out });
   await dir.writeConfig(cfg);
