@@ -28,6 +28,7 @@
  * @module
  */
 
+import { mulberry32 } from "../nn/host_random.ts";
 import { Adam } from "../nn/optim.ts";
 import { clipGradNorm } from "../nn/optim.ts";
 import { FlatParams, Module } from "../nn/module.ts";
@@ -265,18 +266,6 @@ export interface NextObservation {
   features: Tensor;
   /** 1 where it starts a new episode, [P] (zeros when the task never ends). */
   done: Tensor;
-}
-
-/** A deterministic PRNG for minibatch shuffles (mulberry32). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** PPO on an actor ({@link PolicyController}) and a critic ({@link ValueNet}). */

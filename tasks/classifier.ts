@@ -17,6 +17,7 @@
  * @module
  */
 
+import { hash32, mulberry32 } from "../nn/host_random.ts";
 import { join } from "node:path";
 import { Generator } from "../gpu/kernels/random.ts";
 import {
@@ -307,27 +308,6 @@ export function architectureOf(cfg: ClassifierConfig): CnnArchitecture {
 }
 
 // ---------------------------------------------------------------- augmentation
-
-/** A 32-bit integer hash (lowbias32). */
-function hash32(x: number): number {
-  x = (x ^ (x >>> 16)) >>> 0;
-  x = Math.imul(x, 0x7feb352d) >>> 0;
-  x = (x ^ (x >>> 15)) >>> 0;
-  x = Math.imul(x, 0x846ca68b) >>> 0;
-  return (x ^ (x >>> 16)) >>> 0;
-}
-
-/** mulberry32: floats in [0, 1) from a 32-bit seed. */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Options of {@link augmentImages}. */
 export interface AugmentOptions {

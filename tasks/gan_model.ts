@@ -21,6 +21,7 @@
  * @module
  */
 
+import { mulberry32 } from "../nn/host_random.ts";
 import { Generator } from "../gpu/kernels/random.ts";
 import { Conv2d, ConvTranspose2d } from "../nn/conv.ts";
 import { normal, zerosInit } from "../nn/init.ts";
@@ -240,18 +241,6 @@ export const ARCH_SPACE: {
   zDims: [64, 128],
   activations: ["relu", "leaky_relu"],
 };
-
-/** mulberry32 (seeded floats in [0, 1)). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * A random DCGAN architecture as in appendix A.5, drawn from `seed`: G's and D's base widths each

@@ -24,6 +24,7 @@
  * @module
  */
 
+import { mulberry32 } from "../nn/host_random.ts";
 import { type Bpe, countWords, learnBpe } from "./bpe.ts";
 import { BOS, EOS, PAD, SPECIALS, UNK } from "./nmt_model.ts";
 
@@ -146,18 +147,6 @@ export function normalizeNumbers(token: string): string {
 }
 
 // ---------------------------------------------------------------- seeded splits
-
-/** mulberry32: a small deterministic PRNG returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** A seeded Fisher-Yates shuffle (a new array). */
 export function shuffled<T>(items: readonly T[], seed: number): T[] {

@@ -34,7 +34,7 @@ import { tensor } from "../tensor/functional.ts";
 import * as ops from "../tensor/ops.ts";
 import { keep, noGrad, type Tensor, tidy } from "../tensor/tensor.ts";
 import type { EncodedCorpus, IdExample } from "./nmt_data.ts";
-import { mulberry32 } from "./nmt_data.ts";
+import { mulberry32 } from "../nn/host_random.ts";
 import {
   disposeBatch,
   makeBatch,

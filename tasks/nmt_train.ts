@@ -36,7 +36,7 @@ import { tensor, zeros } from "../tensor/functional.ts";
 import * as ops from "../tensor/ops.ts";
 import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
 import { beamDecode, corpusBleu, disposeBatch, greedyDecode, makeBatch } from "./nmt_model.ts";
-import { mulberry32 } from "./nmt_data.ts";
+import { mulberry32 } from "../nn/host_random.ts";
 import { NMT_TASKS, type NmtTask } from "./nmt_task.ts";
 
 /** The method keys, in report order. */

@@ -6,6 +6,7 @@
  * @module
  */
 
+import { hash32, mulberry32 } from "../host_random.ts";
 import { tensor } from "../../tensor/functional.ts";
 import type { Tensor } from "../../tensor/tensor.ts";
 
@@ -60,27 +61,6 @@ export interface Batch {
   indices: Int32Array;
   /** The epoch the batch belongs to. */
   epoch: number;
-}
-
-/** A 32-bit integer hash (lowbias32), used to derive one shuffling stream per epoch. */
-function hash32(x: number): number {
-  x = (x ^ (x >>> 16)) >>> 0;
-  x = Math.imul(x, 0x7feb352d) >>> 0;
-  x = (x ^ (x >>> 15)) >>> 0;
-  x = Math.imul(x, 0x846ca68b) >>> 0;
-  return (x ^ (x >>> 16)) >>> 0;
-}
-
-/** mulberry32: a small, fast PRNG with 32 bits of state; returns floats in [0, 1). */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /**
