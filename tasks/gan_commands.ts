@@ -49,6 +49,7 @@ import {
   type LoopStats,
   mergeStats,
   OnlinePpo,
+  type OnlinePpoOptions,
   runFixed,
   runLearned,
   saveGanCheckpoint,
@@ -454,16 +455,10 @@ async function finishRun(
   );
 }
 
-async function trainOnline(
-  cfg: GanConfig,
-  dir: RunDir,
-  resumed: boolean,
-  ctx: GanContext,
-  log: (s: string) => void,
-): Promise<number> {
+/** The online PPO controller's settings from the config (`controller.ppo`), seeded `seed`. */
+function onlinePpoOptions(cfg: GanConfig, seed: number): OnlinePpoOptions {
   const p = cfg.controller.ppo;
-  const task = makeTask(cfg, ctx, { isEvery: 0 });
-  const trainer = new OnlinePpo(task, {
+  return {
     segment: p.segment,
     ppo: {
       learningRate: p.lr,
@@ -477,9 +472,21 @@ async function trainOnline(
       entCoef: p.entCoef,
     },
     reward: { c: p.rewardC, k: p.rewardK },
-    seed: cfg.controller.seed,
+    seed,
     maxRollbacks: cfg.controller.maxRollbacks,
-  });
+  };
+}
+
+async function trainOnline(
+  cfg: GanConfig,
+  dir: RunDir,
+  resumed: boolean,
+  ctx: GanContext,
+  log: (s: string) => void,
+): Promise<number> {
+  const p = cfg.controller.ppo;
+  const task = makeTask(cfg, ctx, { isEvery: 0 });
+  const trainer = new OnlinePpo(task, onlinePpoOptions(cfg, cfg.controller.seed));
   const ckpt = dir.file("checkpoint.safetensors");
   const segmentsPerCkpt = Math.max(1, Math.ceil(cfg.train.checkpointEvery / p.segment));
   let book: RunBook | null = null;
@@ -831,23 +838,7 @@ async function guidedRun(
     task.reset(seed);
     if (method.kind === "online") {
       const p = cfg.controller.ppo;
-      const trainer = new OnlinePpo(task, {
-        segment: p.segment,
-        ppo: {
-          learningRate: p.lr,
-          hidden: [p.hidden],
-          activation: "tanh",
-          gamma: p.gamma,
-          gaeLambda: p.gaeLambda,
-          updateEpochs: p.epochs,
-          numMinibatches: p.minibatches,
-          clipCoef: p.clip,
-          entCoef: p.entCoef,
-        },
-        reward: { c: p.rewardC, k: p.rewardK },
-        seed: cfg.controller.seed + seed,
-        maxRollbacks: cfg.controller.maxRollbacks,
-      });
+      const trainer = new OnlinePpo(task, onlinePpoOptions(cfg, cfg.controller.seed + seed));
       try {
         task.evaluateIs();
         await trainer.start();
