@@ -101,6 +101,24 @@ export interface RegressionProblemOptions {
   rewardC: number;
 }
 
+/** The task options both problems take from `create`'s options and the training settings. */
+function sharedTaskOptions(c: CreateOptions, s: TrainSettings) {
+  return {
+    population: c.population,
+    lambda: c.lambda,
+    mode: c.mode,
+    lr: s.lr,
+    features: c.features ?? s.features,
+    dropFeatures: c.dropFeatures,
+    totalSteps: c.steps,
+    valEvery: s.valEvery,
+    featureValEvery: s.featureValEvery,
+    patience: c.patience ?? null,
+    improvementDecay: s.improvementDecay,
+    sharedInit: c.sharedInit,
+  };
+}
+
 /** The regression problem (data generated once). */
 export function regressionProblem(opts: RegressionProblemOptions): L1Problem & {
   data: RegressionData;
@@ -130,18 +148,7 @@ export function regressionProblem(opts: RegressionProblemOptions): L1Problem & {
         ? [parts.trainTask, parts.validTask]
         : [concatRegression(parts.trainTask, parts.validTask), parts.validTask];
       return new RegressionTask({
-        population: c.population,
-        lambda: c.lambda,
-        mode: c.mode,
-        lr: s.lr,
-        features: c.features ?? s.features,
-        dropFeatures: c.dropFeatures,
-        totalSteps: c.steps,
-        valEvery: s.valEvery,
-        featureValEvery: s.featureValEvery,
-        patience: c.patience ?? null,
-        improvementDecay: s.improvementDecay,
-        sharedInit: c.sharedInit,
+        ...sharedTaskOptions(c, s),
         train,
         val,
         test: parts.test,
@@ -191,18 +198,7 @@ export function mlpProblem(opts: MlpProblemOptions): L1Problem & { data: Classif
         ? [parts.trainTask, parts.validTask]
         : [concatClassification(parts.trainTask, parts.validTask), parts.validTask];
       return new MlpTask({
-        population: c.population,
-        lambda: c.lambda,
-        mode: c.mode,
-        lr: s.lr,
-        features: c.features ?? s.features,
-        dropFeatures: c.dropFeatures,
-        totalSteps: c.steps,
-        valEvery: s.valEvery,
-        featureValEvery: s.featureValEvery,
-        patience: c.patience ?? null,
-        improvementDecay: s.improvementDecay,
-        sharedInit: c.sharedInit,
+        ...sharedTaskOptions(c, s),
         train,
         val,
         test: parts.test,
