@@ -141,7 +141,8 @@ export interface LoopOptions {
   nonfiniteBefore?: number;
 }
 
-function newStats(): LoopStats & { start: number; syncs0: number } {
+/** Counters at zero. */
+function zeroStats(): LoopStats {
   return {
     steps: 0,
     hostSyncs: 0,
@@ -151,9 +152,11 @@ function newStats(): LoopStats & { start: number; syncs0: number } {
     waitMs: 0,
     recordMs: 0,
     seconds: 0,
-    start: performance.now(),
-    syncs0: backend().stats.hostSyncs,
   };
+}
+
+function newStats(): LoopStats & { start: number; syncs0: number } {
+  return { ...zeroStats(), start: performance.now(), syncs0: backend().stats.hostSyncs };
 }
 
 function finish(s: LoopStats & { start: number; syncs0: number }): LoopStats {
@@ -904,16 +907,7 @@ function truncate(src: TrajectoryBuffer, rows: number): TrajectoryBuffer {
 
 /** Sums the counters of several loops. */
 export function mergeStats(list: LoopStats[]): LoopStats {
-  const out: LoopStats = {
-    steps: 0,
-    hostSyncs: 0,
-    pipelinedReads: 0,
-    blockingReads: 0,
-    minQueuedAtWait: -1,
-    waitMs: 0,
-    recordMs: 0,
-    seconds: 0,
-  };
+  const out = zeroStats();
   for (const s of list) {
     out.steps += s.steps;
     out.hostSyncs += s.hostSyncs;

@@ -4,6 +4,7 @@
  * @module
  */
 
+import { mulberry32 } from "../nn/host_random.ts";
 import assert from "node:assert/strict";
 import { init } from "../gpu/backend.ts";
 import { readMany, type Tensor, tidy } from "../tensor/tensor.ts";
@@ -15,16 +16,7 @@ export async function setup(): Promise<void> {
 }
 
 /** A deterministic pseudo-random generator for test data (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng: (seed: number) => () => number = mulberry32;
 
 /** Random f32 data in [lo, hi), optionally kept at least `gap` away from 0 (for kinks). */
 export function randomData(n: number, seed: number, lo = -1, hi = 1, gap = 0): Float32Array {
