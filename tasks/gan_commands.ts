@@ -356,12 +356,27 @@ function loopNote(s: LoopStats): Record<string, number> {
 
 // ---------------------------------------------------------------- train
 
+/**
+ * The online controller trains in whole segments of `controller.ppo.segment` steps: a run of
+ * `steps` shorter than one segment would take no step at all, so it is refused.
+ */
+function requireSegment(cfg: GanConfig, steps: number, key: string): void {
+  const segment = cfg.controller.ppo.segment;
+  if (steps < segment) {
+    throw new UserError(
+      `${key} (${steps}) is shorter than one online-controller segment ` +
+        `(controller.ppo.segment = ${segment}): raise ${key} or lower controller.ppo.segment`,
+    );
+  }
+}
+
 async function train(opts: CommonOptions, forceFixed = false): Promise<number> {
   const { cfg, dir, resumed } = await openSession(opts, GAN_SCHEMA, "gan");
   if (forceFixed) cfg.controller.algorithm = "fixed";
   const log = (s: string) => console.log(s);
   log(`run directory: ${dir.path}${resumed ? " (resumed)" : ""}`);
   if (cfg.note) log(`preset note: ${cfg.note}`);
+  if (cfg.controller.algorithm === "ppo") requireSegment(cfg, cfg.train.steps, "train.steps");
   const ctx = await loadContext(cfg, log);
   const length = cfg.controller.algorithm === "reinforce"
     ? `${cfg.controller.reinforce.episodes} episodes of up to ${cfg.controller.reinforce.episodeSteps} steps`
@@ -959,7 +974,10 @@ async function compare(opts: CommonOptions): Promise<number> {
     if (c.controller) {
       frozen = await loadController(c.controller, { actions: ["G", "D"] });
       methods.push({ kind: "frozen", name: "AutoLoss", controller: frozen, greedy: false });
-    } else methods.push({ kind: "online", name: "AutoLoss" });
+    } else {
+      requireSegment(cfg, c.steps, "compare.steps");
+      methods.push({ kind: "online", name: "AutoLoss" });
+    }
   }
   const runs: RunOutcome[] = [];
   try {
@@ -1097,6 +1115,29 @@ async function openGuidedRun(opts: CommonOptions, command: string, cfg: GanConfi
   return dir;
 }
 
+/**
+ * Runs `method` and then each fixed schedule of `baselines` on `arch`, all for
+ * `cfg.transfer.steps` steps from seed `cfg.seed`; returns the method's run first.
+ */
+async function againstBaselines(
+  cfg: GanConfig,
+  ctx: GanContext,
+  method: Method,
+  baselines: readonly string[],
+  arch: DcganArch,
+  label: string,
+): Promise<RunOutcome[]> {
+  const steps = cfg.transfer.steps;
+  const runs = [
+    await guidedRun(cfg, ctx, method, cfg.seed, steps, arch, `${label} ${method.name}`),
+  ];
+  for (const b of baselines) {
+    const fixed: Method = { kind: "fixed", name: ganSchedule(b).name, schedule: b };
+    runs.push(await guidedRun(cfg, ctx, fixed, cfg.seed, steps, arch, `${label} ${b}`));
+  }
+  return runs;
+}
+
 async function transfer(opts: CommonOptions): Promise<number> {
   const cfg = await configFor(opts);
   const dir = await openGuidedRun(opts, "transfer", cfg);
@@ -1120,38 +1161,14 @@ async function transfer(opts: CommonOptions): Promise<number> {
         ];
         let wins = 0;
         for (const [i, arch] of archs.entries()) {
-          const auto = await guidedRun(
+          const [auto, ...fixed] = await againstBaselines(
             cfg,
             ctx,
-            {
-              kind: "frozen",
-              name: "AutoLoss",
-              controller,
-              greedy: t.greedy,
-            },
-            cfg.seed,
-            t.steps,
+            { kind: "frozen", name: "AutoLoss", controller, greedy: t.greedy },
+            baselines,
             arch,
-            `arch ${i + 1} AutoLoss`,
+            `arch ${i + 1}`,
           );
-          const fixed = [];
-          for (const b of baselines) {
-            fixed.push(
-              await guidedRun(
-                cfg,
-                ctx,
-                {
-                  kind: "fixed",
-                  name: ganSchedule(b).name,
-                  schedule: b,
-                },
-                cfg.seed,
-                t.steps,
-                arch,
-                `arch ${i + 1} ${b}`,
-              ),
-            );
-          }
           const best = fixed.reduce((a, b) => (b.final > a.final ? b : a));
           const better = auto.final > best.final;
           if (better) wins++;
@@ -1201,38 +1218,14 @@ async function transfer(opts: CommonOptions): Promise<number> {
             );
           } else {
             const fcfg = { ...cfg, data: { ...cfg.data, dataset: "fashion" as const } };
-            const auto = await guidedRun(
+            const rows = await againstBaselines(
               fcfg,
               ctx,
-              {
-                kind: "frozen",
-                name: "AutoLoss",
-                controller,
-                greedy: t.greedy,
-              },
-              cfg.seed,
-              t.steps,
+              { kind: "frozen", name: "AutoLoss", controller, greedy: t.greedy },
+              baselines,
               archOf(cfg),
-              "fashion AutoLoss",
+              "fashion",
             );
-            const rows = [auto];
-            for (const b of baselines) {
-              rows.push(
-                await guidedRun(
-                  fcfg,
-                  ctx,
-                  {
-                    kind: "fixed",
-                    name: ganSchedule(b).name,
-                    schedule: b,
-                  },
-                  cfg.seed,
-                  t.steps,
-                  archOf(cfg),
-                  `fashion ${b}`,
-                ),
-              );
-            }
             results.push({ kind: "fashion", runs: rows });
             await dir.appendMetrics({ kind: "fashion", runs: rows });
             lines.push(

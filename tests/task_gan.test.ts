@@ -409,3 +409,22 @@ Deno.test({
     }
   },
 });
+
+Deno.test("train gan with fewer steps than one controller segment fails with the keys to change", async () => {
+  const { main } = await import("../cli.ts");
+  const out = await Deno.makeTempDir();
+  const err: string[] = [];
+  try {
+    const code = await main(
+      ["train", "gan", "--out", `${out}/run`, "--set", "train.steps=20"],
+      { out: () => {}, err: (t) => err.push(t) },
+    );
+    assert.equal(code, 1);
+    assert.match(
+      err.join("\n"),
+      /train\.steps \(20\) is shorter than one online-controller segment \(controller\.ppo\.segment = 250\)/,
+    );
+  } finally {
+    await Deno.remove(out, { recursive: true });
+  }
+});
