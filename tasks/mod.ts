@@ -6,7 +6,7 @@
 
 import { handlers, MLP_SPEC, REGRESSION_SPEC, transferMlp } from "./commands.ts";
 import { registerTask } from "./registry.ts";
-import { evalClassifier, trainClassifier } from "./classifier.ts";
+import { evalClassifier, trainClassifier } from "./classifier_commands.ts";
 import "./nmt.ts";
 import "./gan_commands.ts";
 
