@@ -4,7 +4,8 @@
  * @module
  */
 
-import { handlers, MLP_SPEC, REGRESSION_SPEC, transferMlp } from "./commands.ts";
+import { handlers, transferMlp } from "./commands.ts";
+import { MLP_SPEC, REGRESSION_SPEC } from "./l1_run.ts";
 import { registerTask } from "./registry.ts";
 import { evalClassifier, trainClassifier } from "./classifier_commands.ts";
 import "./nmt.ts";

@@ -1,0 +1,446 @@
+/**
+ * `compare`, `eval` and `transfer` of the regression and MLP tasks (registered through
+ * tasks/commands.ts): Table 1 (W/O L1, S1-S3, DGS, AutoLoss; mean +- std over trials, the
+ * paper's numbers beside ours), plus the optional lambda sweep (Fig. 1), data-budget comparison
+ * (Fig. 3R) and feature ablation (Table 3); `eval` guides fresh models with a saved controller;
+ * `transfer mlp` is Table 2.
+ * @module
+ */
+
+import { UserError } from "../run/errors.ts";
+import { init } from "../gpu/backend.ts";
+import type { ControllerFile } from "../rl/controller_file.ts";
+import { formatDuration } from "../run/progress.ts";
+import { linePlot } from "../run/svg.ts";
+import { TRANSFER_SPECS } from "./data/classification.ts";
+import { Rng } from "./data/rng.ts";
+import type { FeatureGroup } from "./l1_task.ts";
+import { MLP_SCHEMA, type MlpConfig, type SharedConfig } from "./l1_config.ts";
+import {
+  autoLossMethod,
+  type Curve,
+  denseGridSearch,
+  evaluatePopulation,
+  logSpace,
+  mean,
+  type MethodOptions,
+  type MethodResult,
+  std,
+  thresholdMethod,
+  type TrainedController,
+  withoutL1,
+} from "./methods.ts";
+import type { L1Problem } from "./problems.ts";
+import type { CommonOptions } from "./registry.ts";
+import { taskOnly } from "./schedules.ts";
+import {
+  curveSeries,
+  fmt,
+  loadTaskConfig,
+  machine,
+  type MethodSummary,
+  methodTable,
+  mlpFromConfig,
+  openRun,
+  PAPER_TABLE1,
+  PAPER_TABLE2,
+  PAPER_TABLE3,
+  readControllerFile,
+  rewardPlot,
+  summarize,
+  type TaskSpec,
+  trainFromConfig,
+  trainingShape,
+  writeController,
+} from "./l1_run.ts";
+
+/** The methods of Table 1 for a problem, in the paper's column order. */
+async function table1(
+  problem: L1Problem,
+  cfg: SharedConfig,
+  controller: () => Promise<ControllerFile>,
+  log: (s: string) => void,
+): Promise<MethodResult[]> {
+  const c = cfg.compare;
+  const o: MethodOptions = {
+    trials: c.trials,
+    steps: cfg.train.steps,
+    seed: cfg.seed,
+    curvePoints: c.curvePoints,
+    log,
+  };
+  const gridSteps = c.gridSteps > 0 ? c.gridSteps : cfg.train.steps;
+  const out: MethodResult[] = [];
+  const done = (r: MethodResult) => {
+    out.push(r);
+    log(
+      `${r.name}: ${fmt(mean(r.values), 4)} ± ${fmt(std(r.values), 4)} ` +
+        `(${formatDuration(r.seconds)})`,
+    );
+  };
+  if (c.methods.wol1) done(await withoutL1(problem, o));
+  for (const kind of ["S1", "S2", "S3"] as const) {
+    const key = kind.toLowerCase() as "s1" | "s2" | "s3";
+    if (c.methods[key]) done(await thresholdMethod(problem, kind, c[key], { ...o, gridSteps }));
+  }
+  if (c.methods.dgs) {
+    const lambdas = logSpace(c.dgsMin, c.dgsMax, c.dgsCount);
+    done(await denseGridSearch(problem, lambdas, { ...o, gridSteps }));
+  }
+  if (c.methods.autoloss) {
+    done(
+      await autoLossMethod(problem, {
+        ...o,
+        controller: await controller(),
+        greedy: cfg.controller.greedy,
+      }),
+    );
+  }
+  return out;
+}
+
+/** Fig. 1: DGS and AutoLoss at each lambda (one population each: lambdas x trials members). */
+async function lambdaSweep(
+  problem: L1Problem,
+  cfg: SharedConfig,
+  file: ControllerFile,
+): Promise<{ lambdas: number[]; dgs: number[]; autoloss: number[] }> {
+  const lambdas = cfg.sweep.lambdas;
+  const n = cfg.sweep.trials;
+  const perMember = lambdas.flatMap((l) => new Array(n).fill(l));
+  const steps = cfg.train.steps;
+  const byLambda = (test: number[]) =>
+    lambdas.map((_, i) => mean(test.slice(i * n, i * n + n).map((t) => problem.report(t))));
+  const { run } = await evaluatePopulation(
+    problem,
+    { population: perMember.length, lambda: perMember, mode: "joint", data: "task", steps },
+    taskOnly,
+    { seed: cfg.seed, curvePoints: 1 },
+  );
+  const dgs = byLambda(run.metrics.test);
+  const auto = await autoLossMethod(problem, {
+    trials: perMember.length,
+    steps,
+    seed: cfg.seed,
+    controller: file,
+    greedy: cfg.controller.greedy,
+    lambda: perMember,
+    curvePoints: 1,
+  });
+  const autoloss = lambdas.map((_, i) => mean(auto.values.slice(i * n, i * n + n)));
+  return { lambdas, dgs, autoloss };
+}
+
+/**
+ * Fig. 3R, DGS side: after k runs of the lambda grid, taken in random order, the test value of the
+ * lambda that is best by validation among them, against the k * gridSteps training steps
+ * consumed; averaged over `orders` random orders (seeded), i.e. the expected outcome of a grid
+ * search stopped after k runs.
+ */
+function dgsBudgetCurve(
+  dgs: MethodResult,
+  gridSteps: number,
+  seed: number,
+  higherIsBetter: boolean,
+  orders = 256,
+): Curve {
+  const best = dgs.detail.gridBest as number[];
+  const test = dgs.detail.gridTest as number[];
+  const n = best.length;
+  const sum = new Array(n).fill(0);
+  const rng = new Rng(seed);
+  for (let o = 0; o < orders; o++) {
+    const order = rng.permutation(n);
+    let at = order[0];
+    order.forEach((i, k) => {
+      if (higherIsBetter ? best[i] > best[at] : best[i] < best[at]) at = i;
+      sum[k] += test[at];
+    });
+  }
+  return {
+    x: sum.map((_, k) => (k + 1) * gridSteps),
+    y: sum.map((v) => v / orders),
+  };
+}
+
+/** `compare <task>`. */
+export async function compareCommand<C extends SharedConfig>(
+  spec: TaskSpec<C>,
+  opts: CommonOptions,
+) {
+  const cfg = await loadTaskConfig<C>(spec.schema, opts);
+  if (opts.seed !== undefined) cfg.seed = opts.seed;
+  await init();
+  const began = performance.now();
+  const run = await openRun(opts, cfg);
+  const problem = spec.problem(cfg);
+  const log = (s: string) => console.log(s);
+  const digits = spec.name === "regression" ? 3 : 4;
+  const budget: Curve = { x: [], y: [] };
+  let trained: TrainedController | null = null;
+  let controllerFile: ControllerFile | null = null;
+  const controller = async (): Promise<ControllerFile> => {
+    if (controllerFile) return controllerFile;
+    if (cfg.controller.file) {
+      controllerFile = await readControllerFile(cfg.controller.file);
+      return controllerFile;
+    }
+    const onRound = async (round: number, current: ControllerFile) => {
+      if ((round + 1) % cfg.budget.every !== 0) return;
+      const r = await autoLossMethod(problem, {
+        trials: cfg.budget.trials,
+        steps: cfg.train.steps,
+        seed: cfg.seed,
+        controller: current,
+        greedy: cfg.controller.greedy,
+        curvePoints: 1,
+      });
+      budget.x.push((round + 1) * cfg.controller.population * cfg.controller.steps);
+      budget.y.push(mean(r.values));
+      await run.appendMetrics({
+        kind: "budget",
+        round,
+        steps: budget.x.at(-1),
+        value: budget.y.at(-1),
+      });
+    };
+    trained = await trainFromConfig(problem, cfg, log, {
+      run,
+      onRound: cfg.budget.enabled ? onRound : undefined,
+    });
+    await writeController(run, trained.file);
+    await run.writeFile("reward.svg", rewardPlot(trained.history, `${spec.name}: training`));
+    controllerFile = trained.file;
+    return controllerFile;
+  };
+  const results = await table1(problem, cfg, controller, log);
+  const paper = PAPER_TABLE1[spec.name];
+  const methods: Record<string, MethodSummary> = {};
+  for (const r of results) {
+    methods[r.name] = {
+      ...summarize(r.values, paper[r.name]),
+      detail: r.detail,
+      seconds: r.seconds,
+    };
+  }
+  const md = [
+    `# compare ${spec.name} (preset ${opts.preset}, seed ${cfg.seed})`,
+    "",
+    `Table 1: ${problem.metricLabel}, ${cfg.compare.trials} trials of ${cfg.train.steps} steps ` +
+    "each, test metric at the best validation point.",
+    "",
+    methodTable(problem.metricLabel, Object.entries(methods), digits),
+  ];
+  const summary: Record<string, unknown> = {
+    task: spec.name,
+    preset: opts.preset,
+    metric: problem.metricLabel,
+    ...("floor" in problem ? { noiseFloor: (problem as { floor: number }).floor } : {}),
+    methods,
+  };
+  const t = trained as TrainedController | null;
+  if (t) {
+    summary.controller = {
+      episodes: t.history.length * cfg.controller.population,
+      rounds: t.history.length,
+      seconds: t.seconds,
+      keptReward: t.file.provenance.reward,
+    };
+    md.push(
+      "",
+      `AutoLoss controller: ${t.history.length * cfg.controller.population} episodes of ` +
+        `${cfg.controller.steps} steps (${trainingShape(cfg, t.history.length)}), trained in ` +
+        `${formatDuration(t.seconds)}.`,
+    );
+  }
+  await run.writeFile(
+    "curves.svg",
+    linePlot(curveSeries(results), {
+      title: `${spec.name}: validation loss (mean over trials)`,
+      xLabel: "step",
+      yLabel: "validation loss",
+    }),
+  );
+  if (cfg.sweep.enabled) {
+    const sw = await lambdaSweep(problem, cfg, await controller());
+    summary.sweep = sw;
+    const x = sw.lambdas.map((l) => Math.log(l));
+    await run.writeFile(
+      "lambda_sweep.svg",
+      linePlot([
+        { name: "linear combination (DGS at lambda)", x, y: sw.dgs },
+        { name: "AutoLoss", x, y: sw.autoloss },
+      ], { title: `${spec.name}: Fig. 1`, xLabel: "ln(lambda)", yLabel: problem.metricLabel }),
+    );
+    md.push(
+      "",
+      `Fig. 1 (lambda sweep, ${cfg.sweep.trials} trials per lambda; lambda_sweep.svg):`,
+      "",
+      "| lambda | task + lambda L1 | AutoLoss |",
+      "|---|---|---|",
+      ...sw.lambdas.map((l, i) =>
+        `| ${l} | ${fmt(sw.dgs[i], digits)} | ${fmt(sw.autoloss[i], digits)} |`
+      ),
+    );
+  }
+  const dgs = results.find((r) => r.name === "DGS");
+  if (cfg.budget.enabled && dgs && budget.x.length) {
+    const gridSteps = cfg.compare.gridSteps > 0 ? cfg.compare.gridSteps : cfg.train.steps;
+    const dgsCurve = dgsBudgetCurve(dgs, gridSteps, cfg.seed, problem.higherIsBetter);
+    const report = (c: Curve) => ({ x: c.x, y: c.y });
+    summary.budget = { autoloss: report(budget), dgs: report(dgsCurve) };
+    await run.writeFile(
+      "budget.svg",
+      linePlot([
+        { name: "AutoLoss (controller training)", x: budget.x, y: budget.y },
+        {
+          name: "DGS (runs so far, best by validation)",
+          x: dgsCurve.x,
+          y: dgsCurve.y,
+        },
+      ], {
+        title: `${spec.name}: Fig. 3R`,
+        xLabel: "training steps consumed",
+        yLabel: problem.metricLabel,
+      }),
+    );
+    md.push("", "Fig. 3R (data budget): budget.svg");
+  }
+  if (cfg.ablation.enabled && methods.AutoLoss) {
+    const rows: [string, MethodSummary][] = [];
+    const groups: [FeatureGroup, string][] = [
+      ["grad", "drop gradient norms"],
+      ["loss", "drop loss values"],
+      ["val", "drop validation metrics"],
+    ];
+    for (const [group, label] of groups) {
+      const tc = await trainFromConfig(problem, cfg, log, { dropFeatures: [group], label });
+      await writeController(run, tc.file, `controller_no_${group}.json`);
+      const r = await autoLossMethod(problem, {
+        trials: cfg.compare.trials,
+        steps: cfg.train.steps,
+        seed: cfg.seed,
+        controller: tc.file,
+        greedy: cfg.controller.greedy,
+        dropFeatures: [group],
+        name: label,
+      });
+      rows.push([label, { ...summarize(r.values, PAPER_TABLE3[label]), seconds: r.seconds }]);
+    }
+    rows.push(["full", { ...methods.AutoLoss, paper: PAPER_TABLE3.full }]);
+    summary.ablation = Object.fromEntries(rows);
+    md.push("", "Table 3 (feature ablation):", "", methodTable(problem.metricLabel, rows, digits));
+  }
+  summary.seconds = (performance.now() - began) / 1000;
+  summary.machine = await machine();
+  md.push("", `Total ${formatDuration(summary.seconds as number)}.`);
+  await run.writeSummary(summary, md.join("\n"));
+  console.log(md.join("\n"));
+  console.log(`\nrun directory: ${run.path}`);
+}
+
+/** `eval <task> RUNDIR`: the controller saved in RUNDIR guides fresh models on the task data. */
+export async function evalCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: CommonOptions) {
+  const dir = opts.args[0];
+  if (!dir) {
+    console.error(`error: usage: eval ${spec.name} RUNDIR (a run directory with controller.json)`);
+    return 2;
+  }
+  if (opts.resume) throw new UserError(`eval ${spec.name} cannot be resumed; run it again`);
+  const cfg = await loadTaskConfig<C>(spec.schema, opts);
+  if (opts.seed !== undefined) cfg.seed = opts.seed;
+  await init();
+  const file = await readControllerFile(`${dir}/controller.json`);
+  const problem = spec.problem(cfg);
+  const r = await autoLossMethod(problem, {
+    trials: cfg.compare.trials,
+    steps: cfg.train.steps,
+    seed: cfg.seed,
+    controller: file,
+    greedy: cfg.controller.greedy,
+  });
+  const digits = spec.name === "regression" ? 3 : 4;
+  const s = summarize(r.values, PAPER_TABLE1[spec.name].AutoLoss);
+  console.log(methodTable(problem.metricLabel, [["AutoLoss", s]], digits));
+  console.log(`L1 share of steps: ${fmt(r.detail.l1Fraction as number, 3)}`);
+}
+
+/** `transfer mlp [RUNDIR]`: Table 2. */
+export async function transferCommand(opts: CommonOptions) {
+  const cfg = await loadTaskConfig<MlpConfig>(MLP_SCHEMA, opts);
+  if (opts.seed !== undefined) cfg.seed = opts.seed;
+  await init();
+  const began = performance.now();
+  const run = await openRun(opts, cfg);
+  const log = (s: string) => console.log(s);
+  const source = opts.args[0] ? `${opts.args[0]}/controller.json` : cfg.controller.file;
+  let file: ControllerFile;
+  if (source) file = await readControllerFile(source);
+  else {
+    const trained = await trainFromConfig(mlpFromConfig(cfg, 0), cfg, log, { run });
+    file = trained.file;
+  }
+  await writeController(run, file);
+  const o: MethodOptions = {
+    trials: cfg.compare.trials,
+    steps: cfg.train.steps,
+    seed: cfg.seed,
+    curvePoints: cfg.compare.curvePoints,
+    log,
+  };
+  const gridSteps = cfg.compare.gridSteps > 0 ? cfg.compare.gridSteps : cfg.train.steps;
+  const lambdas = logSpace(cfg.compare.dgsMin, cfg.compare.dgsMax, cfg.compare.dgsCount);
+  const table: Record<string, MethodSummary[]> = { "W/O L1": [], DGS: [], AutoLoss: [] };
+  for (const [k, index] of cfg.transfer.datasets.entries()) {
+    const problem = mlpFromConfig(cfg, index);
+    log(`data set #${index} (${TRANSFER_SPECS[index].name})`);
+    const rs = [
+      await withoutL1(problem, o),
+      await denseGridSearch(problem, lambdas, { ...o, gridSteps }),
+      await autoLossMethod(problem, { ...o, controller: file, greedy: cfg.controller.greedy }),
+    ];
+    for (const r of rs) {
+      table[r.name].push({ ...summarize(r.values, PAPER_TABLE2[r.name]?.[k]), detail: r.detail });
+      log(`  ${r.name}: ${fmt(mean(r.values), 4)} ± ${fmt(std(r.values), 4)}`);
+    }
+  }
+  const sets = cfg.transfer.datasets;
+  const md = [
+    `# transfer mlp (preset ${opts.preset}, seed ${cfg.seed})`,
+    "",
+    `Table 2: test error, ${cfg.compare.trials} trials; the controller was trained on data set #0 ` +
+    "(the authors' distribution). Paper numbers in parentheses.",
+    "",
+    `| Method | ${sets.map((i) => `#${i} (${TRANSFER_SPECS[i].name})`).join(" | ")} |`,
+    `|---|${sets.map(() => "---|").join("")}`,
+    ...Object.entries(table).map(([name, rows]) =>
+      `| ${name} | ${
+        rows.map((s) =>
+          `${fmt(s.mean, 4)} ± ${fmt(s.std, 4)}${
+            s.paper === undefined ? "" : ` (${fmt(s.paper, 4)})`
+          }`
+        ).join(" | ")
+      } |`
+    ),
+  ];
+  const methods = Object.fromEntries(
+    Object.entries(table).flatMap(([name, rows]) =>
+      rows.map((s, k) => [`${name} #${sets[k]}`, s] as const)
+    ),
+  );
+  const seconds = (performance.now() - began) / 1000;
+  md.push("", `Total ${formatDuration(seconds)}.`);
+  await run.writeSummary(
+    {
+      task: "mlp",
+      preset: opts.preset,
+      metric: "test error",
+      methods,
+      seconds,
+      machine: await machine(),
+    },
+    md.join("\n"),
+  );
+  console.log(md.join("\n"));
+  console.log(`\nrun directory: ${run.path}`);
+}
