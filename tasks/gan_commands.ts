@@ -24,14 +24,14 @@ import { type CommonOptions, registerTask } from "./registry.ts";
 import { formatIs, type GanTask } from "./gan.ts";
 import { GAN_SCHEMA, type GanConfig } from "./gan_config.ts";
 import {
-  EpisodicReinforce,
   ganSchedule,
   type LoopStats,
   mergeStats,
-  OnlinePpo,
   runFixed,
   saveGanCheckpoint,
 } from "./gan_driver.ts";
+import { EpisodicReinforce } from "./gan_episodic.ts";
+import { OnlinePpo } from "./gan_online_ppo.ts";
 import { describeArch } from "./gan_model.ts";
 import {
   archOf,

@@ -23,7 +23,8 @@ import { loadPreset, openSession } from "../run/session.ts";
 import type { CommonOptions } from "./registry.ts";
 import { formatIs, ganFeatureNames, type GanStatus } from "./gan.ts";
 import { GAN_SCHEMA, type GanConfig, scheduleList } from "./gan_config.ts";
-import { ganSchedule, OnlinePpo, runFixed, runLearned } from "./gan_driver.ts";
+import { ganSchedule, runFixed, runLearned } from "./gan_driver.ts";
+import { OnlinePpo } from "./gan_online_ppo.ts";
 import { type DcganArch, describeArch, sampleArchs } from "./gan_model.ts";
 import {
   archOf,

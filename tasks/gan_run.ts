@@ -7,7 +7,7 @@
  */
 
 import { UserError } from "../run/errors.ts";
-import type { OnlinePpoOptions } from "./gan_driver.ts";
+import type { OnlinePpoOptions } from "./gan_online_ppo.ts";
 import { Generator } from "../gpu/kernels/random.ts";
 import { type ImageDataset, loadFashionMnist, loadMnist } from "../nn/data/mnist.ts";
 import { imageGrid } from "../run/png.ts";

@@ -71,7 +71,8 @@ export {
   sampleArch,
 } from "./gan_model.ts";
 export { type InceptionScore, inceptionScore, loadScoringClassifier } from "./inception_score.ts";
-export { ganSchedule, OnlinePpo, type OnlinePpoOptions, runFixed } from "./gan_driver.ts";
+export { ganSchedule, runFixed } from "./gan_driver.ts";
+export { OnlinePpo, type OnlinePpoOptions } from "./gan_online_ppo.ts";
 
 // Multi-task translation (paper 4.3, 5.1.3).
 export { Bpe, learnBpe } from "./bpe.ts";
@@ -98,14 +99,8 @@ export type {
 } from "./inception_score.ts";
 export type { ImageClassifier } from "./gan_scoring.ts";
 export type { ClassifierDataset } from "./classifier.ts";
-export type {
-  AbortReason,
-  LoopOptions,
-  LoopResult,
-  LoopStats,
-  OnlineMeta,
-  SegmentLog,
-} from "./gan_driver.ts";
+export type { AbortReason, LoopOptions, LoopResult, LoopStats } from "./gan_driver.ts";
+export type { OnlineMeta, SegmentLog } from "./gan_online_ppo.ts";
 export type { BpeJson } from "./bpe.ts";
 export {
   type BeamOptions,

@@ -23,12 +23,12 @@ import {
 } from "../tasks/gan.ts";
 import {
   ganSchedule,
-  OnlinePpo,
   PAPER_SCHEDULES,
   runFixed,
   runLearned,
   saveGanCheckpoint,
 } from "../tasks/gan_driver.ts";
+import { OnlinePpo } from "../tasks/gan_online_ppo.ts";
 import {
   ARCH_SPACE,
   AUTHORS_DCGAN,
