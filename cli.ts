@@ -5,7 +5,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { adapterInfo, NoAdapterError } from "./gpu/device.ts";
+import { init, parseBackendChoice } from "./gpu/backend.ts";
+import { adapterInfo, getAdapter, NoAdapterError } from "./gpu/webgpu/device.ts";
 import { ConfigError } from "./run/config.ts";
 import { userMessage } from "./run/errors.ts";
 import { didYouMean } from "./run/suggest.ts";
@@ -29,9 +30,10 @@ const OPTIONS = {
   out: { type: "string" },
   resume: { type: "string" },
   seed: { type: "string" },
+  backend: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
-const INFO_OPTIONS = { help: OPTIONS.help } as const;
+const INFO_OPTIONS = { help: OPTIONS.help, backend: OPTIONS.backend } as const;
 
 const OPTIONS_HELP = `Options:
   --preset quick|paper  config preset (default quick): quick runs in minutes on a laptop,
@@ -42,6 +44,8 @@ const OPTIONS_HELP = `Options:
   --out DIR             run directory to create (default runs/<task>-<YYYYMMDD-HHMMSS>)
   --resume RUNDIR       continue an interrupted run from its directory
   --seed N              random seed (a non-negative integer)
+  --backend NAME        webgpu, cpu or auto (default auto, or AUTOLOSS_BACKEND): auto runs
+                        WebGPU on a hardware GPU and the CPU backend otherwise
   -h, --help            show this help`;
 
 const COMMANDS: Record<string, { usage: string; about: string; examples: string[] }> = {
@@ -81,8 +85,9 @@ const COMMANDS: Record<string, { usage: string; about: string; examples: string[
   },
   info: {
     usage: "info",
-    about: "Print the WebGPU adapter in use, its limits, and the registered tasks.",
-    examples: ["info", "DENO_WEBGPU_BACKEND=vulkan " + PROG + " info"],
+    about:
+      "Print the backend that runs (and why), the WebGPU adapter and its limits, and the tasks.",
+    examples: ["info", "info --backend cpu", "DENO_WEBGPU_BACKEND=vulkan " + PROG + " info"],
   },
 };
 
@@ -121,7 +126,12 @@ function commandHelp(name: string): string {
     "",
     c.about,
     "",
-    ...(name === "info" ? ["Options:\n  -h, --help            show this help"] : [OPTIONS_HELP]),
+    ...(name === "info"
+      ? [
+        "Options:\n  --backend NAME        webgpu, cpu or auto (default auto)\n" +
+        "  -h, --help            show this help",
+      ]
+      : [OPTIONS_HELP]),
     ...(name === "info" ? [] : ["", taskList()]),
     "",
     "Examples:",
@@ -137,22 +147,32 @@ function flagError(err: unknown, flags: string[]): string {
 }
 
 async function info(io: Io): Promise<number> {
-  const r = await adapterInfo();
-  const width = Math.max(...Object.keys(r.limits).map((k) => k.length));
-  io.out([
-    `adapter:      ${r.description || "(no description)"}`,
-    `vendor:       ${r.vendor || "-"}`,
-    `architecture: ${r.architecture || "-"}`,
-    `fallback:     ${
-      r.isFallbackAdapter ? "yes (software rendering: expect slow training)" : "no"
-    }`,
-    `backend:      ${r.backend}`,
-    `deno:         ${r.deno}`,
-    `features:     ${r.features.join(", ") || "-"}`,
-    "limits:",
-    ...Object.entries(r.limits).map(([k, v]) => `  ${k.padEnd(width)}  ${v.toLocaleString("en")}`),
-    taskList(),
-  ].join("\n"));
+  const be = await init();
+  const lines = [
+    `backend:      ${be.info.kind} (${be.info.reason})`,
+    `device:       ${be.info.device}`,
+    `deno:         ${Deno.version.deno}`,
+  ];
+  if (await getAdapter()) {
+    const r = await adapterInfo();
+    const width = Math.max(...Object.keys(r.limits).map((k) => k.length));
+    lines.push(
+      `adapter:      ${r.description || "(no description)"}`,
+      `vendor:       ${r.vendor || "-"}`,
+      `architecture: ${r.architecture || "-"}`,
+      `fallback:     ${r.isFallbackAdapter ? "yes (software rendering: slow)" : "no"}`,
+      `wgpu backend: ${r.backend}`,
+      `features:     ${r.features.join(", ") || "-"}`,
+      "limits:",
+      ...Object.entries(r.limits).map(([k, v]) =>
+        `  ${k.padEnd(width)}  ${Number(v).toLocaleString("en")}`
+      ),
+    );
+  } else {
+    lines.push("adapter:      none (no WebGPU adapter: the CPU backend runs everything)");
+  }
+  lines.push(taskList());
+  io.out(lines.join("\n"));
   return 0;
 }
 
@@ -226,6 +246,9 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
         return 2;
       }
       if (p.values.help) io.out(commandHelp(cmd));
+      if (p.values.backend) {
+        await init({ backend: parseBackendChoice(p.values.backend, "--backend") });
+      }
       return p.values.help ? 0 : await info(io);
     }
     const p = parse(OPTIONS, () => parseArgs({ ...argv, options: OPTIONS }));
@@ -234,10 +257,13 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
       io.out(commandHelp(cmd));
       return 0;
     }
+    if (p.values.backend) {
+      await init({ backend: parseBackendChoice(p.values.backend, "--backend") });
+    }
     return await runTask(cmd as TaskCommand, p.positionals, p.values, p.values.seed, io);
   } catch (err) {
     if (err instanceof NoAdapterError) {
-      io.err(err.message);
+      io.err((err as Error).message);
       return 1;
     }
     const message = userMessage(err);

@@ -15,25 +15,48 @@
  * @module
  */
 
-// Engine: runtime and adapter.
-export { adapterInfo, type AdapterReport, getDevice, NoAdapterError } from "./gpu/device.ts";
+// Engine: backends, kernel descriptions, adapter.
 export {
-  type Access,
   type Backend,
   backend,
+  type BackendChoice,
+  BackendChoiceError,
+  type BackendInfo,
+  type BackendKind,
   type BackendStats,
-  type Binding,
-  type Grid,
+  type BufferRef,
+  type Gate,
   init,
-  type Kernel,
+  type InitOptions,
+  type ProfileEntry,
+  requestedBackend,
   type Storage,
-  WebGPUBackend,
 } from "./gpu/backend.ts";
-export type { BufferRef } from "./gpu/kernels/buffer_ref.ts";
-export { bind } from "./gpu/kernels/buffer_ref.ts";
-export { Generator } from "./gpu/kernels/random.ts";
-export type { DType } from "./gpu/shaders/common.ts";
-export type { BinaryOp, UnaryOp } from "./gpu/shaders/elementwise.ts";
+export {
+  type BinaryOp,
+  type DType,
+  E,
+  type Expr,
+  type KernelSpec,
+  type MapInput,
+  type MatmulSpec,
+  type RandomKind,
+  type ReduceOp,
+  type UnaryOp,
+  type WeightDecayMode,
+} from "./gpu/kernel.ts";
+export { Generator } from "./gpu/random.ts";
+export {
+  adapterInfo,
+  type AdapterReport,
+  getAdapter,
+  getDevice,
+  NoAdapterError,
+} from "./gpu/webgpu/device.ts";
+export { WebGPUBackend } from "./gpu/webgpu/backend.ts";
+export type { Access } from "./gpu/webgpu/render.ts";
+export { CpuBackend } from "./gpu/cpu/backend.ts";
+export { SharedMemory, type Views } from "./gpu/cpu/memory.ts";
 
 // Tensors and autodiff.
 export {

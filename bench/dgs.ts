@@ -15,7 +15,7 @@
 
 import { parseArgs } from "node:util";
 import { init } from "../gpu/backend.ts";
-import { adapterInfo } from "../gpu/device.ts";
+import { adapterInfo } from "../gpu/webgpu/device.ts";
 import { runEpisode } from "../rl/runner.ts";
 import { memberSeed } from "../rl/task.ts";
 import { logSpace } from "../tasks/methods.ts";

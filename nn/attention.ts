@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Generator } from "../gpu/kernels/random.ts";
+import type { Generator } from "../gpu/random.ts";
 import * as ops from "../tensor/ops.ts";
 import { rand, softmax, tensor } from "../tensor/functional.ts";
 import { isGradEnabled, type Tensor, tidy } from "../tensor/tensor.ts";

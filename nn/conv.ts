@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Generator } from "../gpu/kernels/random.ts";
+import type { Generator } from "../gpu/random.ts";
 import {
   conv2d,
   type Conv2dOptions,

@@ -1,7 +1,7 @@
 /**
  * Small seeded pseudo-random generators on the host, for what is decided in TypeScript rather
  * than on the GPU: data shuffles, minibatch orders, augmentation offsets, architecture samples.
- * (Tensor randomness is the counter-based GPU generator of gpu/kernels/random.ts.)
+ * (Tensor randomness is the counter-based GPU generator of gpu/random.ts.)
  * @module
  */
 

@@ -4,7 +4,7 @@
  * @module
  */
 
-import type { Generator } from "../gpu/kernels/random.ts";
+import type { Generator } from "../gpu/random.ts";
 import { rand, randn, tensor, zeros } from "../tensor/functional.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 

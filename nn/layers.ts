@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { Generator } from "../gpu/kernels/random.ts";
+import type { Generator } from "../gpu/random.ts";
 import { bernoulli, ones, rand, randn, tensor, zeros } from "../tensor/functional.ts";
 import * as ops from "../tensor/ops.ts";
 import { noGrad, type Tensor, tidy } from "../tensor/tensor.ts";

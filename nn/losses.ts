@@ -6,9 +6,7 @@
  * @module
  */
 
-import { backend } from "../gpu/backend.ts";
-import { runMap } from "../gpu/kernels/elementwise.ts";
-import { contiguousStrides } from "../gpu/shaders/common.ts";
+import { contiguousStrides, E } from "../gpu/kernel.ts";
 import * as ops from "../tensor/ops.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { FlatParams, Range } from "./module.ts";
@@ -74,11 +72,15 @@ export function bceWithLogits(
 export function dropIndex(idx: Tensor, ignoreIndex: number, classes: number): Tensor {
   if (idx.dtype !== "i32") throw new Error(`dropIndex: indices must be i32, got ${idx.describe()}`);
   const out = ops.empty(idx.shape, "i32", "dropIndex");
-  const expr = `select(x, -1i, x == ${Math.trunc(ignoreIndex)}i || x < 0i || x >= ${classes}i)`;
-  runMap(
-    backend(),
-    "drop_index",
-    expr,
+  const x = E.in(0);
+  const c = (v: number) => E.const(Math.trunc(v), "i32");
+  const dropped = E.binary(
+    "maximum",
+    E.binary("eq", x, c(ignoreIndex)),
+    E.binary("maximum", E.binary("lt", x, c(0)), E.binary("ge", x, c(classes))),
+  );
+  ops.runMap(
+    E.where(dropped, c(-1), x),
     idx.shape,
     [{
       ref: idx.refFor("dropIndex"),

@@ -33,24 +33,32 @@
  * @module
  */
 
-import { backend, type Grid } from "../gpu/backend.ts";
-import type { BufferRef } from "../gpu/kernels/buffer_ref.ts";
-import {
-  runAdam,
-  runAdvance,
-  runClipScale,
-  runNorm,
-  runSgd,
-  type UpdateBuffers,
-  updateGrid,
-} from "../gpu/kernels/optim.ts";
-import { HYPER_SLOTS, type UpdateSpan } from "../gpu/shaders/optim.ts";
+import { backend, type BufferRef, type Gate } from "../gpu/backend.ts";
+import { gateSize, HYPER_SLOTS, type UpdateSpan } from "../gpu/kernel.ts";
 import { assign_, empty, fill_ } from "../tensor/ops.ts";
 import { keep, Tensor } from "../tensor/tensor.ts";
 import type { CheckpointTensor } from "./checkpoint.ts";
 import type { FlatParams, Range } from "./module.ts";
 
-export type { UpdateBuffers, UpdateSpan };
+export type { UpdateSpan };
+
+/** The buffers of an update: hyperparameters, counters, params, grads, and optimizer state. */
+export interface UpdateBuffers {
+  /** Hyperparameter buffer (layout: ADAM_HYPER or SGD_HYPER of gpu/kernel.ts). */
+  hyper: BufferRef;
+  /** Step counters, one f32 per slot. */
+  counters: BufferRef;
+  /** Flat parameters. */
+  params: BufferRef;
+  /** Flat gradients. */
+  grads: BufferRef;
+  /** Per-element state buffers (Adam: m, v; SGD with momentum: the momentum buffer). */
+  state: BufferRef[];
+}
+
+function updateBuffers(b: UpdateBuffers): BufferRef[] {
+  return [b.hyper, b.counters, b.params, b.grads, ...b.state];
+}
 
 /** Whether parameter groups share one step counter or each keep their own (see module doc). */
 export type StateSharing = "shared" | "per-group";
@@ -99,14 +107,14 @@ export function rangeOf(flat: FlatParams, range: Range | string = "all"): Range 
   return range;
 }
 
-function toGrid(indirect: Tensor | IndirectGrid): Grid {
+function toGate(indirect: Tensor | IndirectGrid): Gate {
   const { args, at = 0 } = indirect instanceof Tensor ? { args: indirect } : indirect;
   if (args.dtype === "f32" || at < 0 || at + 3 > args.size) {
     throw new Error(
       `indirect: expects 3 u32/i32 workgroup counts at element ${at} of ${args.describe()}`,
     );
   }
-  return { indirect: args.storageFor("indirect"), offset: args.offset + at * 4 };
+  return { storage: args.storageFor("indirect"), offset: args.offset + at * 4 };
 }
 
 /**
@@ -162,7 +170,7 @@ export abstract class Optimizer {
   protected abstract hyperValues(): number[];
 
   /** Records the fused update over `span` (its counter already advanced). */
-  protected abstract update(span: UpdateSpan, buffers: UpdateBuffers, grid?: Grid): void;
+  protected abstract update(span: UpdateSpan, buffers: UpdateBuffers, gate?: Gate): void;
 
   /** The (range, counter slot) pairs a step on `group` updates. */
   #plan(group: string): { range: Range; slot: number }[] {
@@ -199,7 +207,7 @@ export abstract class Optimizer {
    */
   step(group = "all", opts: StepOptions = {}): void {
     const be = backend();
-    const grid = opts.indirect ? toGrid(opts.indirect) : undefined;
+    const gate = opts.indirect ? toGate(opts.indirect) : undefined;
     const buffers: UpdateBuffers = {
       hyper: this.#hyperRef(),
       counters: this.#counters.refFor("step"),
@@ -208,8 +216,8 @@ export abstract class Optimizer {
       state: [...this.#state.values()].map((t) => t.refFor("step")),
     };
     for (const { range, slot } of this.#plan(group)) {
-      runAdvance(be, buffers.counters, slot, grid ?? [1, 1, 1]);
-      this.update({ start: range.start, n: range.end - range.start, slot }, buffers, grid);
+      be.run({ kind: "advance", slot }, [buffers.counters], gate);
+      this.update({ start: range.start, n: range.end - range.start, slot }, buffers, gate);
     }
   }
 
@@ -219,7 +227,7 @@ export abstract class Optimizer {
    * a step on "all" dispatches once per group with the same args; any non-zero count is correct.
    */
   dispatchSize(group = "all"): [number, number, number] {
-    const sizes = this.#plan(group).map(({ range }) => updateGrid(range.end - range.start)[0]);
+    const sizes = this.#plan(group).map(({ range }) => gateSize(range.end - range.start)[0]);
     return [Math.max(...sizes), 1, 1];
   }
 
@@ -355,8 +363,12 @@ export class SGD extends Optimizer {
   }
 
   /** Records the fused SGD kernel. */
-  protected update(span: UpdateSpan, buffers: UpdateBuffers, grid?: Grid): void {
-    runSgd(backend(), span, this.nesterov, buffers, grid);
+  protected update(span: UpdateSpan, buffers: UpdateBuffers, gate?: Gate): void {
+    backend().run(
+      { kind: "sgd", span, momentum: buffers.state.length > 0, nesterov: this.nesterov },
+      updateBuffers(buffers),
+      gate,
+    );
   }
 }
 
@@ -413,8 +425,9 @@ export class Adam extends Optimizer {
   }
 
   /** Records the fused Adam kernel. */
-  protected update(span: UpdateSpan, buffers: UpdateBuffers, grid?: Grid): void {
-    runAdam(backend(), span, this.decoupledWeightDecay ? "decoupled" : "l2", buffers, grid);
+  protected update(span: UpdateSpan, buffers: UpdateBuffers, gate?: Gate): void {
+    const decay = this.decoupledWeightDecay ? "decoupled" : "l2";
+    backend().run({ kind: "adam", span, decay }, updateBuffers(buffers), gate);
   }
 }
 
@@ -439,13 +452,10 @@ export class AdamW extends Adam {
 export function gradNorm(flat: FlatParams, range: Range | string = "all"): Tensor {
   const r = rangeOf(flat, range);
   const out = empty([1], "f32", "gradNorm");
-  runNorm(
-    backend(),
+  backend().run({ kind: "norm", start: r.start, n: r.end - r.start, outIndex: 0 }, [
     flat.grad.refFor("gradNorm"),
-    r.start,
-    r.end - r.start,
     out.refFor("gradNorm"),
-  );
+  ]);
   return out;
 }
 
@@ -467,11 +477,12 @@ export function clipGradNorm(
   const r = rangeOf(flat, range);
   const n = r.end - r.start;
   const be = backend();
-  const grid = opts.indirect ? toGrid(opts.indirect) : undefined;
+  const gate = opts.indirect ? toGate(opts.indirect) : undefined;
   const norm = empty([1], "f32", "clipGradNorm");
   const grads = flat.grad.refFor("clipGradNorm");
-  runNorm(be, grads, r.start, n, norm.refFor("clipGradNorm"), 0, grid);
-  runClipScale(be, norm.refFor("clipGradNorm"), grads, r.start, n, maxNorm, grid);
+  const normRef = norm.refFor("clipGradNorm");
+  be.run({ kind: "norm", start: r.start, n, outIndex: 0 }, [grads, normRef], gate);
+  be.run({ kind: "clipScale", start: r.start, n, maxNorm }, [normRef, grads], gate);
   return norm;
 }
 

@@ -19,7 +19,7 @@
  * @module
  */
 
-import type { Generator } from "../gpu/kernels/random.ts";
+import type { Generator } from "../gpu/random.ts";
 import * as ops from "../tensor/ops.ts";
 import { bernoulli, rand, tensor } from "../tensor/functional.ts";
 import {

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { orthogonal } from "../nn/init.ts";
 import { Linear } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";

@@ -20,7 +20,7 @@
  */
 
 import { backend } from "../gpu/backend.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { tensor, zeros } from "../tensor/functional.ts";
 import * as ops from "../tensor/ops.ts";
 import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";

@@ -9,7 +9,7 @@
  * @module
  */
 
-import type { Generator } from "../gpu/kernels/random.ts";
+import type { Generator } from "../gpu/random.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 
 /** One thing the controller can choose: minimize `loss` by updating parameter group `group`. */

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { full, tensor, zeros } from "../tensor/functional.ts";
 import * as ops from "../tensor/ops.ts";
 import { keep, noGrad, type Tensor, tidy } from "../tensor/tensor.ts";

@@ -12,7 +12,7 @@
  */
 
 import { hash32, mulberry32 } from "../nn/host_random.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import {
   type Checkpoint,
   loadCheckpoint,

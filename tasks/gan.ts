@@ -72,7 +72,7 @@
 import { backend } from "../gpu/backend.ts";
 import type { HostDataset } from "../nn/data/batches.ts";
 import { BatchIterator, type BatchIteratorState } from "../nn/data/batches.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { bceWithLogits } from "../nn/losses.ts";
 import { Adam, gradNorm, type StateSharing } from "../nn/optim.ts";
 import type { Checkpoint } from "../nn/checkpoint.ts";

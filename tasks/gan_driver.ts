@@ -52,7 +52,7 @@
 
 import { UserError } from "../run/errors.ts";
 import { backend } from "../gpu/backend.ts";
-import type { Generator } from "../gpu/kernels/random.ts";
+import type { Generator } from "../gpu/random.ts";
 import { saveCheckpoint } from "../nn/checkpoint.ts";
 import type { Checkpoint } from "../nn/checkpoint.ts";
 import type { PolicyController } from "../rl/controller.ts";

@@ -7,7 +7,7 @@
 
 import { UserError } from "../run/errors.ts";
 import { backend } from "../gpu/backend.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { saveCheckpoint } from "../nn/checkpoint.ts";
 import type { Checkpoint } from "../nn/checkpoint.ts";
 import { MlpController } from "../rl/controller.ts";

@@ -13,7 +13,7 @@
 import { UserError } from "../run/errors.ts";
 import { join } from "node:path";
 import { init } from "../gpu/backend.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { loadController } from "../rl/controller_file.ts";
 import type { PolicyController } from "../rl/controller.ts";
 import { type Layer, loadYamlFile, parseSet, resolveConfig } from "../run/config.ts";

@@ -22,7 +22,7 @@
  */
 
 import { mulberry32 } from "../nn/host_random.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { Conv2d, ConvTranspose2d } from "../nn/conv.ts";
 import { normal, zerosInit } from "../nn/init.ts";
 import { BatchNorm2d, linear } from "../nn/layers.ts";

@@ -8,7 +8,7 @@
  */
 
 import { UserError } from "../run/errors.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { loadCheckpoint } from "../nn/checkpoint.ts";
 import type { Checkpoint } from "../nn/checkpoint.ts";
 import type { PolicyController } from "../rl/controller.ts";

@@ -8,7 +8,7 @@
 
 import { UserError } from "../run/errors.ts";
 import type { OnlinePpoOptions } from "./gan_online_ppo.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { type ImageDataset, loadFashionMnist, loadMnist } from "../nn/data/mnist.ts";
 import { imageGrid } from "../run/png.ts";
 import { Progress } from "../run/progress.ts";

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { Conv2d } from "../nn/conv.ts";
 import { linear } from "../nn/layers.ts";
 import { normal, zerosInit } from "../nn/init.ts";

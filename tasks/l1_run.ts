@@ -7,7 +7,7 @@
 
 import { UserError } from "../run/errors.ts";
 import { fileURLToPath } from "node:url";
-import { adapterInfo } from "../gpu/device.ts";
+import { backend } from "../gpu/backend.ts";
 import type { ControllerFile } from "../rl/controller_file.ts";
 import { type Layer, loadYamlFile, parseSet, resolveConfig, type Schema } from "../run/config.ts";
 import { formatDuration, Progress } from "../run/progress.ts";
@@ -138,15 +138,15 @@ function loadAverage(): number[] | null {
 }
 
 /** Machine description for summaries (timings depend on it). */
-export async function machine(): Promise<Record<string, unknown>> {
-  const a = await adapterInfo().catch(() => null);
-  return {
-    adapter: a?.description || a?.vendor || "unknown",
-    fallbackAdapter: a?.isFallbackAdapter ?? null,
+export function machine(): Promise<Record<string, unknown>> {
+  const be = backend().info;
+  return Promise.resolve({
+    backend: be.kind,
+    device: be.device,
     cpus: navigator.hardwareConcurrency,
     loadAverage: loadAverage(),
     deno: Deno.version.deno,
-  };
+  });
 }
 
 /** `v` with `digits` decimals. */

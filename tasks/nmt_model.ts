@@ -21,7 +21,7 @@
  * @module
  */
 
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { Embedding, Linear } from "../nn/layers.ts";
 import { crossEntropy } from "../nn/losses.ts";
 import { Module } from "../nn/module.ts";

@@ -8,7 +8,7 @@
  *   is `im2col` of the output gradient followed by the two matmul gradient products.
  *
  * The column layout `[C*kh*kw, N*OH*OW]` (batch folded into the columns; see
- * gpu/shaders/conv.ts) makes every convolution one plain 2-D matmul, forward and backward.
+ * gpu/webgpu/shaders/conv.ts) makes every convolution one plain 2-D matmul, forward and backward.
  * Weight layouts follow PyTorch: conv `[Cout, Cin, kh, kw]`, transposed conv `[Cin, Cout, kh, kw]`.
  *
  * Importing this module registers the gradient rules of its primitives in `GRAD_RULES`.
@@ -16,14 +16,12 @@
  */
 
 import { backend, OFFSET_ALIGN } from "../gpu/backend.ts";
-import { runCol2im, runIm2col, runMaxPool2d, runMaxPool2dBackward } from "../gpu/kernels/conv.ts";
-import { colCols, colRows, type ConvGeometry } from "../gpu/shaders/conv.ts";
-import { numel } from "../gpu/shaders/common.ts";
+import { colCols, colRows, type ConvGeometry, numel } from "../gpu/kernel.ts";
 import { GRAD_RULES, type GradRule } from "./autograd.ts";
 import * as ops from "./ops.ts";
 import { isGradEnabled, Tensor } from "./tensor.ts";
 
-export type { ConvGeometry } from "../gpu/shaders/conv.ts";
+export type { ConvGeometry } from "../gpu/kernel.ts";
 
 /** A size given once for both spatial dims, or as `[height, width]`. */
 export type Size2 = number | readonly [number, number];
@@ -233,7 +231,9 @@ export function im2col(x: Tensor, g: ConvGeometry): Tensor {
     throw new Error(`im2col: ${x.describe()} does not match the geometry ${describeGeometry(g)}`);
   }
   const out = ops.empty([colRows(g), colCols(g)], "f32", "im2col");
-  runIm2col(backend(), x.refFor("im2col"), out.refFor("im2col"), g);
+  if (out.size > 0) {
+    backend().run({ kind: "im2col", g }, [x.refFor("im2col"), out.refFor("im2col")]);
+  }
   return record(out, "im2col", [x], { geometry: g });
 }
 
@@ -250,7 +250,9 @@ export function col2im(cols: Tensor, g: ConvGeometry): Tensor {
     );
   }
   const out = ops.empty([g.n, g.c, g.h, g.w], "f32", "col2im");
-  runCol2im(backend(), cols.refFor("col2im"), out.refFor("col2im"), g);
+  if (out.size > 0) {
+    backend().run({ kind: "col2im", g }, [cols.refFor("col2im"), out.refFor("col2im")]);
+  }
   return record(out, "col2im", [cols], { geometry: g });
 }
 
@@ -286,13 +288,12 @@ export function maxPool2d(
   const be = backend();
   const storage = be.alloc((idxOffset + count) * 4);
   const out = new Tensor(storage, shape, "f32", 0, "maxPool2d");
-  runMaxPool2d(
-    be,
-    x.refFor("maxPool2d"),
-    { storage, offset: 0, numel: idxOffset + count },
-    g,
-    idxOffset,
-  );
+  if (count > 0) {
+    be.run({ kind: "maxPool2d", g, idxOffset }, [
+      x.refFor("maxPool2d"),
+      { storage, offset: 0, numel: idxOffset + count },
+    ]);
+  }
   poolIndexOffsets.set(out, idxOffset);
   return record(out, "maxPool2d", [x], { geometry: g });
 }
@@ -328,13 +329,13 @@ export function maxPool2dBackward(grad: Tensor, pooled: Tensor, g: ConvGeometry)
   }
   const idx = maxPool2dIndices(pooled);
   const out = ops.empty([g.n, g.c, g.h, g.w], "f32", "maxPool2dBackward");
-  runMaxPool2dBackward(
-    backend(),
-    grad.refFor("maxPool2dBackward"),
-    idx.refFor("maxPool2dBackward"),
-    out.refFor("maxPool2dBackward"),
-    g,
-  );
+  if (out.size > 0) {
+    backend().run({ kind: "maxPool2dBackward", g }, [
+      grad.refFor("maxPool2dBackward"),
+      idx.refFor("maxPool2dBackward"),
+      out.refFor("maxPool2dBackward"),
+    ]);
+  }
   idx.dispose();
   return out;
 }

@@ -4,9 +4,9 @@
  * @module
  */
 
-import type { DType } from "../gpu/shaders/common.ts";
+import type { DType } from "../gpu/kernel.ts";
 import { backend } from "../gpu/backend.ts";
-import type { Generator } from "../gpu/kernels/random.ts";
+import type { Generator } from "../gpu/random.ts";
 import * as ops from "./ops.ts";
 import { noGrad, Tensor } from "./tensor.ts";
 

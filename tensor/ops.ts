@@ -5,20 +5,19 @@
  * @module
  */
 
-import { backend } from "../gpu/backend.ts";
-import { contiguousStrides, type DType, numel } from "../gpu/shaders/common.ts";
+import { backend, type BufferRef } from "../gpu/backend.ts";
 import {
-  BINARY_EXPR,
   type BinaryOp,
-  UNARY_EXPR,
+  contiguousStrides,
+  type DType,
+  E,
+  type Expr,
+  type MapInput,
+  numel,
   type UnaryOp,
-} from "../gpu/shaders/elementwise.ts";
-import { runAccumulate, runFill, runMap, runPlace } from "../gpu/kernels/elementwise.ts";
-import { constant } from "../gpu/kernels/constants.ts";
-import { runReduce } from "../gpu/kernels/reduce.ts";
-import { runMatmul } from "../gpu/kernels/matmul.ts";
-import { Generator, runCategorical, runRandom } from "../gpu/kernels/random.ts";
-import { runGatherRows, runPick, runScatterAddRows, runUnpick } from "../gpu/kernels/gather.ts";
+} from "../gpu/kernel.ts";
+import { constant } from "../gpu/constants.ts";
+import { Generator, runCategorical, runRandom } from "../gpu/random.ts";
 import { isGradEnabled, Tensor } from "./tensor.ts";
 
 /** Allocates an uninitialized tensor. */
@@ -91,6 +90,59 @@ export function broadcastStrides(shape: readonly number[], outShape: readonly nu
   });
 }
 
+// ---------------------------------------------------------------- kernels
+
+/** An input of {@link runMap}: a buffer read through strides in output coordinates. */
+export interface MapArg extends MapInput {
+  /** The buffer read. */
+  ref: BufferRef;
+}
+
+/** Runs `out = expr(inputs...)` over `shape` (one elementwise kernel). */
+export function runMap(
+  expr: Expr,
+  shape: readonly number[],
+  inputs: readonly MapArg[],
+  out: BufferRef,
+  outDtype: DType,
+): void {
+  if (numel(shape) === 0) return;
+  backend().run(
+    {
+      kind: "map",
+      expr,
+      shape: [...shape],
+      inputs: inputs.map((a) => ({ dtype: a.dtype, strides: a.strides, offset: a.offset ?? 0 })),
+      out: outDtype,
+    },
+    [...inputs.map((a) => a.ref), out],
+  );
+}
+
+/** Writes the contiguous `src` of `shape` into `out` at element `offset` with `outStrides`. */
+function runPlace(
+  src: BufferRef,
+  shape: readonly number[],
+  out: BufferRef,
+  outStrides: readonly number[],
+  offset: number,
+  dtype: DType,
+): void {
+  if (numel(shape) === 0) return;
+  backend().run(
+    { kind: "place", shape: [...shape], outStrides: [...outStrides], offset, dtype },
+    [src, out],
+  );
+}
+
+/** Fills `out` with a baked constant. */
+function runFill(out: BufferRef, dtype: DType, value: number): void {
+  runMap(E.const(value, dtype), [out.numel], [], out, dtype);
+}
+
+const X = E.in(0);
+const Y = E.in(1);
+
 // ---------------------------------------------------------------- elementwise
 
 /** Applies a unary op from the table (`exp`, `relu`, ...). */
@@ -98,15 +150,9 @@ export function unary(op: UnaryOp, x: Tensor): Tensor {
   requireF32(op, x);
   const out = empty(x.shape, "f32", op);
   runMap(
-    backend(),
-    op,
-    UNARY_EXPR[op],
+    E.unary(op, X),
     x.shape,
-    [{
-      ref: x.refFor(op),
-      dtype: "f32",
-      strides: contiguousStrides(x.shape),
-    }],
+    [{ ref: x.refFor(op), dtype: "f32", strides: contiguousStrides(x.shape) }],
     out.refFor(op),
     "f32",
   );
@@ -123,34 +169,29 @@ export type ScalarOp =
   | "clamp_max"
   | "step";
 
-/**
- * Scalar-parameter unary ops over `x` with the constant `y`. The constant is read from a small
- * shared buffer (gpu/kernels/constants.ts), not baked into the WGSL: one pipeline serves every
- * value.
- */
-const SCALAR_EXPR: Record<ScalarOp, string> = {
-  add_scalar: "x + y",
-  mul_scalar: "x * y",
-  pow_scalar: "pow_signed(x, y)",
-  leaky_relu: "select(x, x * y, !is_nan(x) && x < 0.0)",
-  clamp_min: "select(x, y, !is_nan(x) && x < y)",
-  clamp_max: "select(x, y, !is_nan(x) && x > y)",
-  step: "select(0.0, 1.0, x > y)",
+/** The binary op of each scalar op: `x op c` (pow_signed, leaky_relu, ... as in the table). */
+const SCALAR_BINARY: Record<ScalarOp, BinaryOp> = {
+  add_scalar: "add",
+  mul_scalar: "mul",
+  pow_scalar: "pow",
+  leaky_relu: "leaky_relu",
+  clamp_min: "clamp_min",
+  clamp_max: "clamp_max",
+  step: "step",
 };
 
 /** Applies `op` with the constant `c` (e.g. `x * c`, `leakyRelu(x, c)`). */
 export function scalarOp(op: ScalarOp, x: Tensor, c: number): Tensor {
   requireF32(op, x);
   const out = empty(x.shape, "f32", op);
-  const be = backend();
+  // The constant is read from a small shared buffer (gpu/constants.ts), not baked into the
+  // kernel: one compiled kernel serves every value.
   runMap(
-    be,
-    op,
-    SCALAR_EXPR[op],
+    E.binary(SCALAR_BINARY[op], X, Y),
     x.shape,
     [
       { ref: x.refFor(op), dtype: "f32", strides: contiguousStrides(x.shape) },
-      { ref: constant(be, c), dtype: "f32", strides: x.shape.map(() => 0) },
+      { ref: constant(backend(), c), dtype: "f32", strides: x.shape.map(() => 0) },
     ],
     out.refFor(op),
     "f32",
@@ -164,9 +205,7 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   const shape = broadcastShapes(op, a.shape, b.shape);
   const out = empty(shape, "f32", op);
   runMap(
-    backend(),
-    op,
-    BINARY_EXPR[op],
+    E.binary(op, X, Y),
     shape,
     [
       { ref: a.refFor(op), dtype: "f32", strides: broadcastStrides(a.shape, shape) },
@@ -184,9 +223,7 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   const shape = broadcastShapes("where", broadcastShapes("where", cond.shape, a.shape), b.shape);
   const out = empty(shape, "f32", "where");
   runMap(
-    backend(),
-    "where",
-    "select(z, y, x != 0.0)",
+    E.where(X, Y, E.in(2)),
     shape,
     [cond, a, b].map((t) => ({
       ref: t.refFor("where"),
@@ -204,9 +241,7 @@ export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x.view(x.shape, "cast");
   const out = empty(x.shape, dtype, "cast");
   runMap(
-    backend(),
-    "cast",
-    `${dtype}(x)`,
+    E.cast(dtype, X),
     x.shape,
     [{
       ref: x.refFor("cast"),
@@ -233,13 +268,18 @@ function reducedShape(shape: readonly number[], axes: number[], keepdim: boolean
     : shape.filter((_, i) => !axes.includes(i));
 }
 
+function runReduce(op: "sum" | "max" | "argmax", x: Tensor, axes: number[], out: Tensor): void {
+  if (out.size === 0) return;
+  backend().run({ kind: "reduce", op, shape: [...x.shape], axes }, [x.refFor(op), out.refFor(op)]);
+}
+
 /** Sum over `axis` (all axes when omitted). */
 export function sum(x: Tensor, axis?: number | number[], keepdim = false): Tensor {
   requireF32("sum", x);
   const axes = reduceAxes("sum", x, axis);
   const out = empty(reducedShape(x.shape, axes, keepdim), "f32", "sum");
-  if (x.size === 0) runFill(backend(), out.refFor("sum"), "f32", "0.0");
-  else runReduce(backend(), "sum", x.refFor("sum"), x.shape, axes, out.refFor("sum"));
+  if (x.size === 0) runFill(out.refFor("sum"), "f32", 0);
+  else runReduce("sum", x, axes, out);
   return record(out, "sum", [x], { axes, keepdim });
 }
 
@@ -249,7 +289,7 @@ export function max(x: Tensor, axis?: number | number[], keepdim = false): Tenso
   const axes = reduceAxes("max", x, axis);
   if (x.size === 0) throw new Error(`max: ${x.describe()} is empty`);
   const out = empty(reducedShape(x.shape, axes, keepdim), "f32", "max");
-  runReduce(backend(), "max", x.refFor("max"), x.shape, axes, out.refFor("max"));
+  runReduce("max", x, axes, out);
   return record(out, "max", [x], { axes, keepdim });
 }
 
@@ -258,7 +298,7 @@ export function argmax(x: Tensor, axis = -1, keepdim = false): Tensor {
   requireF32("argmax", x);
   const a = normAxis("argmax", axis, x.ndim);
   const out = empty(reducedShape(x.shape, [a], keepdim), "i32", "argmax");
-  runReduce(backend(), "argmax", x.refFor("argmax"), x.shape, [a], out.refFor("argmax"));
+  runReduce("argmax", x, [a], out);
   return out;
 }
 
@@ -302,16 +342,19 @@ export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Te
     );
   }
   const out = empty([...batchShape, m, n], "f32", "matmul");
-  runMatmul(backend(), a.refFor("matmul"), b.refFor("matmul"), out.refFor("matmul"), {
-    batch,
-    m,
-    k,
-    n,
-    transA,
-    transB,
-    batchStrideA: aBatch === 1 ? 0 : m * k,
-    batchStrideB: bBatch === 1 ? 0 : k * n,
-  });
+  if (out.size > 0) {
+    backend().run({
+      kind: "matmul",
+      batch,
+      m,
+      k,
+      n,
+      transA,
+      transB,
+      batchStrideA: aBatch === 1 ? 0 : m * k,
+      batchStrideB: bBatch === 1 ? 0 : k * n,
+    }, [a.refFor("matmul"), b.refFor("matmul"), out.refFor("matmul")]);
+  }
   return record(out, "matmul", [a, b], { transA, transB });
 }
 
@@ -350,9 +393,7 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   const shape = p.map((a) => x.shape[a]);
   const out = empty(shape, x.dtype, "permute");
   runMap(
-    backend(),
-    "permute",
-    "x",
+    X,
     shape,
     [{
       ref: x.refFor("permute"),
@@ -373,9 +414,7 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   }
   const out = empty(shape, x.dtype, "expand");
   runMap(
-    backend(),
-    "expand",
-    "x",
+    X,
     shape,
     [{
       ref: x.refFor("expand"),
@@ -401,9 +440,7 @@ export function slice(x: Tensor, starts: readonly number[], ends: readonly numbe
   const st = contiguousStrides(x.shape);
   const out = empty(shape, x.dtype, "slice");
   runMap(
-    backend(),
-    "slice",
-    "x",
+    X,
     shape,
     [{
       ref: x.refFor("slice"),
@@ -424,11 +461,9 @@ export function pad(x: Tensor, pads: readonly (readonly [number, number])[]): Te
   }
   const shape = x.shape.map((d, i) => d + pads[i][0] + pads[i][1]);
   const out = empty(shape, x.dtype, "pad");
-  const be = backend();
-  runFill(be, out.refFor("pad"), x.dtype, x.dtype === "f32" ? "0.0" : `${x.dtype}(0)`);
+  runFill(out.refFor("pad"), x.dtype, 0);
   const st = contiguousStrides(shape);
   runPlace(
-    be,
     x.refFor("pad"),
     x.shape,
     out.refFor("pad"),
@@ -456,7 +491,7 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
   const st = contiguousStrides(shape);
   let at = 0;
   for (const t of xs) {
-    runPlace(backend(), t.refFor("concat"), t.shape, out.refFor("concat"), st, at * st[a], t.dtype);
+    runPlace(t.refFor("concat"), t.shape, out.refFor("concat"), st, at * st[a], t.dtype);
     at += t.shape[a];
   }
   return record(out, "concat", [...xs], { axis: a, sizes: xs.map((t) => t.shape[a]) });
@@ -473,15 +508,13 @@ export function gatherRows(table: Tensor, idx: Tensor): Tensor {
   }
   const [rows, dim] = table.shape;
   const out = empty([...idx.shape, dim], "f32", "gatherRows");
-  runGatherRows(
-    backend(),
-    table.refFor("gatherRows"),
-    idx.refFor("gatherRows"),
-    out.refFor("gatherRows"),
-    rows,
-    dim,
-    idx.size,
-  );
+  if (out.size > 0) {
+    backend().run({ kind: "gatherRows", rows, dim, n: idx.size }, [
+      table.refFor("gatherRows"),
+      idx.refFor("gatherRows"),
+      out.refFor("gatherRows"),
+    ]);
+  }
   return record(out, "gatherRows", [table, idx], { rows });
 }
 
@@ -494,15 +527,13 @@ export function scatterAddRows(src: Tensor, idx: Tensor, rows: number): Tensor {
     throw new Error(`scatterAddRows: ${src.describe()} does not hold ${n} rows of ${dim}`);
   }
   const out = zerosLike([rows, dim]);
-  runScatterAddRows(
-    backend(),
-    src.refFor("scatterAddRows"),
-    idx.refFor("scatterAddRows"),
-    out.refFor("scatterAddRows"),
-    rows,
-    dim,
-    n,
-  );
+  if (n * dim > 0) {
+    backend().run({ kind: "scatterAddRows", rows, dim, n }, [
+      src.refFor("scatterAddRows"),
+      idx.refFor("scatterAddRows"),
+      out.refFor("scatterAddRows"),
+    ]);
+  }
   return record(out, "scatterAddRows", [src, idx], {});
 }
 
@@ -515,14 +546,13 @@ export function pick(x: Tensor, idx: Tensor): Tensor {
     );
   }
   const out = empty([x.shape[0]], "f32", "pick");
-  runPick(
-    backend(),
-    x.refFor("pick"),
-    idx.refFor("pick"),
-    out.refFor("pick"),
-    x.shape[0],
-    x.shape[1],
-  );
+  if (out.size > 0) {
+    backend().run({ kind: "pick", rows: x.shape[0], k: x.shape[1] }, [
+      x.refFor("pick"),
+      idx.refFor("pick"),
+      out.refFor("pick"),
+    ]);
+  }
   return record(out, "pick", [x, idx], { k: x.shape[1] });
 }
 
@@ -530,7 +560,13 @@ export function pick(x: Tensor, idx: Tensor): Tensor {
 export function unpick(g: Tensor, idx: Tensor, k: number): Tensor {
   const rows = g.size;
   const out = empty([rows, k], "f32", "unpick");
-  runUnpick(backend(), g.refFor("unpick"), idx.refFor("unpick"), out.refFor("unpick"), rows, k);
+  if (out.size > 0) {
+    backend().run({ kind: "unpick", rows, k }, [
+      g.refFor("unpick"),
+      idx.refFor("unpick"),
+      out.refFor("unpick"),
+    ]);
+  }
   return record(out, "unpick", [g, idx], { k });
 }
 
@@ -538,23 +574,16 @@ export function unpick(g: Tensor, idx: Tensor, k: number): Tensor {
 
 function zerosLike(shape: readonly number[]): Tensor {
   const out = empty(shape, "f32", "zeros");
-  runFill(backend(), out.refFor("zeros"), "f32", "0.0");
+  runFill(out.refFor("zeros"), "f32", 0);
   return out;
 }
 
 /** Fills `x` in place with a constant (no autograd). */
 export function fill_(x: Tensor, value: number): Tensor {
-  const be = backend();
   runMap(
-    be,
-    "fill",
-    "x",
+    X,
     x.shape,
-    [{
-      ref: constant(be, value, x.dtype),
-      dtype: x.dtype,
-      strides: x.shape.map(() => 0),
-    }],
+    [{ ref: constant(backend(), value, x.dtype), dtype: x.dtype, strides: x.shape.map(() => 0) }],
     x.refFor("fill_"),
     x.dtype,
   );
@@ -566,7 +595,7 @@ export function assign_(dst: Tensor, src: Tensor): Tensor {
   if (dst.size !== src.size || dst.dtype !== src.dtype) {
     throw new Error(`assign_: cannot copy ${src.describe()} into ${dst.describe()}`);
   }
-  runPlace(backend(), src.refFor("assign_"), [src.size], dst.refFor("assign_"), [1], 0, src.dtype);
+  runPlace(src.refFor("assign_"), [src.size], dst.refFor("assign_"), [1], 0, src.dtype);
   return dst;
 }
 
@@ -575,7 +604,13 @@ export function accumulate_(dst: Tensor, src: Tensor): Tensor {
   if (dst.size !== src.size) {
     throw new Error(`accumulate_: cannot add ${src.describe()} into ${dst.describe()}`);
   }
-  runAccumulate(backend(), src.refFor("accumulate_"), dst.refFor("accumulate_"));
+  runMap(
+    E.binary("add", E.out(), X),
+    [dst.size],
+    [{ ref: src.refFor("accumulate_"), dtype: "f32", strides: [1] }],
+    dst.refFor("accumulate_"),
+    "f32",
+  );
   return dst;
 }
 

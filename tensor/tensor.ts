@@ -5,9 +5,8 @@
  * @module
  */
 
-import { backend, type Storage } from "../gpu/backend.ts";
-import type { BufferRef } from "../gpu/kernels/buffer_ref.ts";
-import { type DType, numel } from "../gpu/shaders/common.ts";
+import { backend, type BufferRef, type Storage } from "../gpu/backend.ts";
+import { type DType, numel } from "../gpu/kernel.ts";
 // Circular by design: methods delegate to the op modules, which construct Tensors. Nothing from
 // these modules is used while this module is being evaluated.
 import * as ops from "./ops.ts";

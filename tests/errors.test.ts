@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import { tensor, zeros } from "../tensor/functional.ts";
 import * as ops from "../tensor/ops.ts";
 import { tidy } from "../tensor/tensor.ts";
-import { backend, numberLines } from "../gpu/backend.ts";
+import { backend } from "../gpu/backend.ts";
+import { numberLines, WebGPUBackend } from "../gpu/webgpu/backend.ts";
 import { setup } from "./helpers.ts";
 
 await setup();
@@ -47,18 +48,19 @@ Deno.test("backward on a non-scalar or no-grad tensor explains why", () => {
   assert.throws(() => zeros([1]).exp().backward(), /does not require grad/);
 });
 
-Deno.test("a WGSL error is reported with the numbered shader source", async () => {
+const webgpu = backend() instanceof WebGPUBackend;
+
+Deno.test({
+  name: "a WGSL error is reported with the numbered shader source",
+  ignore: !webgpu,
+}, async () => {
   assert.equal(numberLines("a\nb"), "   1| a\n   2| b");
-  const be = backend();
+  const be = backend() as WebGPUBackend;
   const out = zeros([4]);
   const code = `@group(0) @binding(0) var<storage, read_write> out: array<f32>;
 @compute @workgroup_size(1)
 fn main() { out[0] = undefined_name; }`;
-  be.run({ code, name: "broken" }, [{ storage: out.storageFor("t"), access: "read_write" }], [
-    1,
-    1,
-    1,
-  ]);
+  be.runWgsl("broken", code, [out.refFor("t")], ["read_write"], [1, 1, 1]);
   await assert.rejects(
     async () => {
       await be.sync();
@@ -74,14 +76,17 @@ fn main() { out[0] = undefined_name; }`;
   assert.equal(await tensor([2]).mul(3).item(), 6);
 });
 
-Deno.test("a lost device turns a pending read into a clear error, not a hang", async () => {
+Deno.test({
+  name: "a lost device turns a pending read into a clear error, not a hang",
+  ignore: !webgpu,
+}, async () => {
   // In a subprocess: destroying the device must not affect other tests.
   const script = `
-    import { init, backend } from "${new URL("../gpu/backend.ts", import.meta.url)}";
+    import { init } from "${new URL("../gpu/backend.ts", import.meta.url)}";
     import { tensor } from "${new URL("../tensor/functional.ts", import.meta.url)}";
-    await init();
+    const be = await init({ backend: "webgpu" });
     const t = tensor([1, 2, 3]).mul(2);
-    backend().device.destroy();
+    be.device.destroy();
     try { await t.data(); console.log("no error"); } catch (e) { console.log(e.message); }
   `;
   const out = await new Deno.Command(Deno.execPath(), {

@@ -6,8 +6,8 @@
 
 import assert from "node:assert/strict";
 import { backend } from "../gpu/backend.ts";
-import { runMatmul } from "../gpu/kernels/matmul.ts";
-import { LARGE_BLOCK, SMALL_BLOCK } from "../gpu/shaders/matmul.ts";
+import { forceMatmul } from "../gpu/webgpu/render.ts";
+import { LARGE_BLOCK, SMALL_BLOCK } from "../gpu/webgpu/shaders/matmul.ts";
 import * as ops from "../tensor/ops.ts";
 import { ones, tensor } from "../tensor/functional.ts";
 import { assertClose, randomData, setup } from "./helpers.ts";
@@ -36,16 +36,19 @@ function refMatmul(
   return c;
 }
 
-const VARIANTS = {
-  simple: ["simple", SMALL_BLOCK],
-  blocked4x4: ["blocked", SMALL_BLOCK],
-  blocked8x8: ["blocked", LARGE_BLOCK],
-} as const;
+/** The matmul variants of the running backend, each forced in turn. */
+const VARIANTS: Record<string, () => void> = backend().info.kind === "webgpu"
+  ? {
+    simple: () => forceMatmul({ variant: "simple" }),
+    blocked4x4: () => forceMatmul({ variant: "blocked", block: SMALL_BLOCK }),
+    blocked8x8: () => forceMatmul({ variant: "blocked", block: LARGE_BLOCK }),
+  }
+  : { default: () => {} };
 
 for (
   const [m, k, n] of [[1, 1, 1], [7, 13, 5], [33, 17, 29], [64, 64, 64], [72, 36, 132], [5, 100, 3]]
 ) {
-  for (const [name, [variant, block]] of Object.entries(VARIANTS)) {
+  for (const [name, force] of Object.entries(VARIANTS)) {
     for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]]) {
       Deno.test(`matmul ${name} ${m}x${k}x${n} tA=${transA} tB=${transB}`, async () => {
         const a = randomData(m * k, m + k);
@@ -53,24 +56,25 @@ for (
         const ta = tensor(a, transA ? [k, m] : [m, k]);
         const tb = tensor(b, transB ? [n, k] : [k, n]);
         const out = ops.empty([m, n]);
-        runMatmul(
-          backend(),
-          ta.refFor("t"),
-          tb.refFor("t"),
-          out.refFor("t"),
-          {
-            batch: 1,
-            m,
-            k,
-            n,
-            transA,
-            transB,
-            batchStrideA: 0,
-            batchStrideB: 0,
-          },
-          variant,
-          block,
-        );
+        force();
+        try {
+          backend().run(
+            {
+              kind: "matmul",
+              batch: 1,
+              m,
+              k,
+              n,
+              transA,
+              transB,
+              batchStrideA: 0,
+              batchStrideB: 0,
+            },
+            [ta.refFor("t"), tb.refFor("t"), out.refFor("t")],
+          );
+        } finally {
+          forceMatmul(null);
+        }
         assertClose(
           await out.data(),
           refMatmul(a, b, m, k, n, transA, transB),

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { backend } from "../gpu/backend.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { tensor } from "../tensor/functional.ts";
 import { tidy } from "../tensor/tensor.ts";
 import { Linear, ReLU, Sequential } from "../nn/layers.ts";

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { tensor } from "../tensor/functional.ts";
 import { readMany, tidy } from "../tensor/tensor.ts";
 import { BatchNorm1d, Linear, Sequential } from "../nn/layers.ts";

@@ -4,7 +4,7 @@
  */
 
 import assert from "node:assert/strict";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { tensor } from "../tensor/functional.ts";
 import { readMany, type Tensor, tidy } from "../tensor/tensor.ts";
 import {

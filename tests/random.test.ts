@@ -1,7 +1,7 @@
 /** The counter-based GPU RNG: reproducible from a seed, with the right moments. */
 
 import assert from "node:assert/strict";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import * as ops from "../tensor/ops.ts";
 import { bernoulli, rand, randn, tensor } from "../tensor/functional.ts";
 import { setup } from "./helpers.ts";

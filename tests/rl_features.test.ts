@@ -1,7 +1,7 @@
 /** rl/features.ts, rl/rewards.ts and rl/schedules.ts: GPU bookkeeping against host arithmetic. */
 
 import assert from "node:assert/strict";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { tensor } from "../tensor/functional.ts";
 import { readMany, type Tensor } from "../tensor/tensor.ts";
 import {

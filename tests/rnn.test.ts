@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { backend } from "../gpu/backend.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import * as ops from "../tensor/ops.ts";
 import { tensor } from "../tensor/functional.ts";
 import { noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { backend } from "../gpu/backend.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { loadCheckpoint } from "../nn/checkpoint.ts";
 import { MlpController } from "../rl/controller.ts";
 import { makeActor } from "../rl/ppo.ts";

@@ -6,7 +6,7 @@
 
 import assert from "node:assert/strict";
 import { backend } from "../gpu/backend.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { readMany } from "../tensor/tensor.ts";
 import { MlpController } from "../rl/controller.ts";
 import { runEpisode, runSteps } from "../rl/runner.ts";

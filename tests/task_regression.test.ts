@@ -11,7 +11,7 @@ import { MlpController } from "../rl/controller.ts";
 import { runEpisode, runSteps } from "../rl/runner.ts";
 import { thresholdRule } from "../rl/schedules.ts";
 import { memberSeed } from "../rl/task.ts";
-import { Generator } from "../gpu/kernels/random.ts";
+import { Generator } from "../gpu/random.ts";
 import { concatRegression, makeRegressionData, noiseFloor } from "../tasks/data/regression.ts";
 import { Rng } from "../tasks/data/rng.ts";
 import { RULE_FEATURES } from "../tasks/l1_task.ts";

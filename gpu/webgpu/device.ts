@@ -7,6 +7,8 @@
  * @module
  */
 
+import { envGet } from "../backend.ts";
+
 /** A description of the adapter in use, as printed by `cli.ts info`. */
 export interface AdapterReport {
   /** Vendor string (a PCI id on some drivers). */
@@ -62,15 +64,6 @@ const LIMIT_NAMES = [
   "minStorageBufferOffsetAlignment",
 ] as const;
 
-/** Reads an environment variable, or undefined when env access is not permitted. */
-export function envGet(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined;
-  }
-}
-
 let devicePromise: Promise<{ adapter: GPUAdapter; device: GPUDevice }> | null = null;
 let lostReason: string | null = null;
 
@@ -83,21 +76,45 @@ function quietMesa(): void {
   }
 }
 
+let adapterPromise: Promise<GPUAdapter | null> | null = null;
+
+/** The WebGPU adapter (requested once), or null when there is none. Acquires no device. */
+export function getAdapter(): Promise<GPUAdapter | null> {
+  adapterPromise ??= (async () => {
+    quietMesa();
+    if (typeof navigator === "undefined" || !("gpu" in navigator)) return null;
+    return await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  })();
+  return adapterPromise;
+}
+
 async function acquire(): Promise<{ adapter: GPUAdapter; device: GPUDevice }> {
-  quietMesa();
-  if (typeof navigator === "undefined" || !("gpu" in navigator)) throw new NoAdapterError();
-  const adapter = await navigator.gpu.requestAdapter({ powerPreference: "high-performance" });
+  const adapter = await getAdapter();
   if (!adapter) throw new NoAdapterError();
   const requiredLimits: Record<string, number> = {};
   for (const name of LIMIT_NAMES) {
     const v = (adapter.limits as unknown as Record<string, number>)[name];
-    if (typeof v === "number") requiredLimits[name] = v;
+    // Some drivers report limits beyond 2^53 (or 2^32 for 32-bit ones): clamp to what the
+    // WebGPU API can carry, never above the adapter's value.
+    if (typeof v === "number" && Number.isFinite(v)) {
+      requiredLimits[name] = Math.min(v, name.endsWith("Size") ? 2 ** 52 : 2 ** 32 - 1);
+    }
   }
   const requiredFeatures: GPUFeatureName[] = [];
   for (const f of ["timestamp-query", "shader-f16"] as GPUFeatureName[]) {
     if (adapter.features.has(f)) requiredFeatures.push(f);
   }
-  const device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  let device: GPUDevice;
+  try {
+    device = await adapter.requestDevice({ requiredLimits, requiredFeatures });
+  } catch (err) {
+    // A driver that refuses its own maxima still gets a device with the defaults (lower limits).
+    console.error(
+      `autoloss: the adapter refused its own limits (${(err as Error).message}); ` +
+        "retrying with the WebGPU defaults",
+    );
+    device = await adapter.requestDevice({ requiredFeatures });
+  }
   device.lost.then((info) => {
     lostReason = `${info.reason}: ${info.message}`;
   });

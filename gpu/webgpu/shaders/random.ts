@@ -8,6 +8,7 @@
  * @module
  */
 
+import type { RandomKind } from "../../kernel.ts";
 import { BUILTINS, f32, linearIndex, u32 } from "./common.ts";
 
 const HASH = `
@@ -30,9 +31,6 @@ fn rand_unit(i: u32, lane: u32) -> f32 { return f32(rand_u32(i, lane) >> 8u) * (
 // Uniform in (0, 1]: safe for log().
 fn rand_open(i: u32, lane: u32) -> f32 { return f32((rand_u32(i, lane) >> 8u) + 1u) * (1.0 / 16777216.0); }
 `;
-
-/** Distribution of a random fill. */
-export type RandomKind = "uniform" | "normal" | "bernoulli";
 
 /**
  * WGSL filling `n` f32 outputs (binding 1): uniform in [a, b), normal(mean a, std b), or

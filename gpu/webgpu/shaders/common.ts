@@ -5,11 +5,9 @@
  * @module
  */
 
-/** Element types a tensor can hold. */
-export type DType = "f32" | "i32" | "u32";
+import { contiguousStrides, type DType, numel } from "../../kernel.ts";
 
-/** Bytes per element of every {@link DType}. */
-export const BYTES_PER_ELEMENT = 4;
+export { contiguousStrides, type DType, numel };
 
 /** Threads per workgroup for 1-D kernels. */
 export const WG = 64;
@@ -60,20 +58,6 @@ export function linearIndex(nx: number, wg = WG): string {
 /** WGSL builtin parameters matching {@link linearIndex}. */
 export const BUILTINS =
   "@builtin(workgroup_id) wid: vec3u, @builtin(local_invocation_index) lid: u32";
-
-/** Product of a shape's dimensions. */
-export function numel(shape: readonly number[]): number {
-  let n = 1;
-  for (const d of shape) n *= d;
-  return n;
-}
-
-/** Row-major (contiguous) strides of a shape. */
-export function contiguousStrides(shape: readonly number[]): number[] {
-  const s = new Array(shape.length).fill(1);
-  for (let i = shape.length - 2; i >= 0; i--) s[i] = s[i + 1] * shape[i + 1];
-  return s;
-}
 
 /** A WGSL `u32` literal. */
 export function u32(n: number): string {

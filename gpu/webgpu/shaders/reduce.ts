@@ -7,44 +7,8 @@
  * @module
  */
 
-import { BUILTINS, contiguousStrides, linearIndex, NAN_HELPERS, u32 } from "./common.ts";
-
-/** Reduction operator. */
-export type ReduceOp = "sum" | "max" | "argmax";
-
-/** A reduction split into kept (output) dims and reduced dims, each with input strides. */
-export interface ReducePlan {
-  /** Kept dimensions (output shape after collapsing). */
-  keepShape: number[];
-  /** Input strides of the kept dimensions. */
-  keepStrides: number[];
-  /** Reduced dimensions (collapsed). */
-  redShape: number[];
-  /** Input strides of the reduced dimensions. */
-  redStrides: number[];
-}
-
-/** Splits `shape` into kept and reduced dimensions, merging adjacent dims of the same kind. */
-export function planReduce(shape: readonly number[], axes: readonly number[]): ReducePlan {
-  const strides = contiguousStrides(shape);
-  const plan: ReducePlan = { keepShape: [], keepStrides: [], redShape: [], redStrides: [] };
-  let lastKind: "keep" | "red" | null = null;
-  for (let d = 0; d < shape.length; d++) {
-    if (shape[d] === 1) continue;
-    const kind = axes.includes(d) ? "red" : "keep";
-    const s = kind === "red" ? plan.redShape : plan.keepShape;
-    const st = kind === "red" ? plan.redStrides : plan.keepStrides;
-    if (kind === lastKind && st[st.length - 1] === strides[d] * shape[d]) {
-      s[s.length - 1] *= shape[d];
-      st[st.length - 1] = strides[d];
-    } else {
-      s.push(shape[d]);
-      st.push(strides[d]);
-    }
-    lastKind = kind;
-  }
-  return plan;
-}
+import type { ReduceOp, ReducePlan } from "../../kernel.ts";
+import { BUILTINS, linearIndex, NAN_HELPERS, u32 } from "./common.ts";
 
 function offsetCode(name: string, idx: string, shape: number[], strides: number[]): string {
   if (shape.length === 0) return `let ${name} = 0u;`;

@@ -5,9 +5,8 @@
  * @module
  */
 
-import type { Backend, Storage } from "../backend.ts";
-import type { DType } from "../shaders/common.ts";
-import type { BufferRef } from "./buffer_ref.ts";
+import type { Backend, BufferRef, Storage } from "./backend.ts";
+import type { DType } from "./kernel.ts";
 
 /** Constants kept alive per backend (least recently used are released beyond this). */
 const CAPACITY = 1024;

@@ -21,49 +21,8 @@
  * @module
  */
 
+import { colCols, colRows, type ConvGeometry } from "../../kernel.ts";
 import { BUILTINS, linearIndex, NAN_HELPERS, u32 } from "./common.ts";
-
-/** The geometry of a 2-D convolution window sliding over an NCHW image. */
-export interface ConvGeometry {
-  /** Batch size. */
-  n: number;
-  /** Channels. */
-  c: number;
-  /** Image height. */
-  h: number;
-  /** Image width. */
-  w: number;
-  /** Kernel height. */
-  kh: number;
-  /** Kernel width. */
-  kw: number;
-  /** Vertical stride. */
-  strideH: number;
-  /** Horizontal stride. */
-  strideW: number;
-  /** Zero rows added above the image (rows added below follow from `outH`). */
-  padTop: number;
-  /** Zero columns added left of the image (columns added right follow from `outW`). */
-  padLeft: number;
-  /** Vertical dilation (1 = dense kernel). */
-  dilationH: number;
-  /** Horizontal dilation. */
-  dilationW: number;
-  /** Output (window-position) height. */
-  outH: number;
-  /** Output (window-position) width. */
-  outW: number;
-}
-
-/** Rows of the column matrix: `c * kh * kw`. */
-export function colRows(g: ConvGeometry): number {
-  return g.c * g.kh * g.kw;
-}
-
-/** Columns of the column matrix: `n * outH * outW`. */
-export function colCols(g: ConvGeometry): number {
-  return g.n * g.outH * g.outW;
-}
 
 /** A WGSL `i32` literal. */
 function i32(n: number): string {

@@ -13,6 +13,7 @@
  * @module
  */
 
+import type { UpdateSpan, WeightDecayMode } from "../../kernel.ts";
 import { f32, NAN_HELPERS, u32 } from "./common.ts";
 
 /** Threads per workgroup of the element kernels. */
@@ -36,24 +37,6 @@ function gridStride(n: number, body: string): string {
 }
 
 /**
- * Layout of the Adam hyperparameter buffer (f32 each, in this order). `oneMinusBeta1/2` and
- * `logBeta1/2` are computed on the host in double precision: in f32, `1 - 0.999` is off by 1e-5
- * relative (as PyTorch, which computes it in Python floats); the logs feed the bias corrections
- * (see {@link BIAS_CORRECTION}).
- */
-export const ADAM_HYPER = [
-  "lr",
-  "beta1",
-  "beta2",
-  "eps",
-  "weightDecay",
-  "oneMinusBeta1",
-  "oneMinusBeta2",
-  "logBeta1",
-  "logBeta2",
-] as const;
-
-/**
  * WGSL `one_minus_pow(log_beta, t) = 1 - beta^t`, computed as `-expm1(t * ln beta)`: a Taylor
  * polynomial for |x| < 0.5, else `1 - exp(x)`. The direct `1 - pow(beta, t)` in f32 cancels
  * catastrophically when beta^t is near 1 (relative error ~1e-4 for beta = 0.999, t = 1); this is
@@ -67,31 +50,6 @@ fn one_minus_pow(log_beta: f32, t: f32) -> f32 {
     (1.0 + x / 7.0 * (1.0 + x / 8.0))))));
   return -x * p;
 }`;
-
-/** Layout of the SGD hyperparameter buffer (f32 each, in this order). */
-export const SGD_HYPER = [
-  "lr",
-  "momentum",
-  "dampening",
-  "weightDecay",
-  "oneMinusDampening",
-] as const;
-
-/** Most f32 values a hyperparameter buffer holds. */
-export const HYPER_SLOTS = 16;
-
-/** Where an update kernel works: elements [start, start + n) of the flat buffers, counter `slot`. */
-export interface UpdateSpan {
-  /** First element. */
-  start: number;
-  /** Number of elements. */
-  n: number;
-  /** Index of the step counter in the counters buffer. */
-  slot: number;
-}
-
-/** How weight decay enters an update: none, added to the gradient (L2), or decoupled (AdamW). */
-export type WeightDecayMode = "l2" | "decoupled";
 
 /**
  * WGSL of a fused Adam step (PyTorch's formulation, eps outside the bias-corrected root):

@@ -8,27 +8,8 @@
  * @module
  */
 
+import type { MatmulSpec } from "../../kernel.ts";
 import { BUILTINS, linearIndex, u32 } from "./common.ts";
-
-/** Shape and layout of a (batched) matmul C[b] = op(A[b]) @ op(B[b]). */
-export interface MatmulSpec {
-  /** Batch count of the output. */
-  batch: number;
-  /** Rows of C. */
-  m: number;
-  /** Contraction length. */
-  k: number;
-  /** Columns of C. */
-  n: number;
-  /** A is stored as [K, M] (and read transposed). */
-  transA: boolean;
-  /** B is stored as [N, K] (and read transposed). */
-  transB: boolean;
-  /** Element stride between consecutive batches of A (0 broadcasts A). */
-  batchStrideA: number;
-  /** Element stride between consecutive batches of B (0 broadcasts B). */
-  batchStrideB: number;
-}
 
 function header(vecA: boolean, vecB: boolean): string {
   return `@group(0) @binding(0) var<storage, read> A: array<${vecA ? "vec4<f32>" : "f32"}>;

@@ -1,13 +1,14 @@
 /**
- * Host side of the counter-based RNG: a generator is a (seed, stream) pair; each draw uses the
- * next stream number, so a sequence of draws is reproducible from the seed.
+ * Counter-based random numbers: element i of draw number `stream` under `seed` is a pure
+ * function of (seed, stream, i), so results are reproducible from a seed, independent of dispatch
+ * order and of how many threads run, and the same on every backend (the integer hash is exact;
+ * normal draws go through each backend's own log/cos). A generator is a (seed, stream) pair;
+ * each draw uses the next stream number.
  * @module
  */
 
-import type { Backend } from "../backend.ts";
-import { foldGrid, WG } from "../shaders/common.ts";
-import { categoricalShader, type RandomKind, randomShader } from "../shaders/random.ts";
-import { bind, type BufferRef } from "./buffer_ref.ts";
+import type { Backend, BufferRef } from "./backend.ts";
+import type { RandomKind } from "./kernel.ts";
 
 /** A reproducible random stream: the state is two integers, saved with checkpoints. */
 export class Generator {
@@ -41,31 +42,28 @@ export class Generator {
   }
 }
 
-/** Fills `out` (f32) from a distribution; see {@link randomShader} for `a`, `b`. */
+/**
+ * Fills `out` (f32) from a distribution: uniform in [a, b), normal(mean a, std b), or
+ * bernoulli(p = a) as 0/1.
+ */
 export function runRandom(
   be: Backend,
   gen: Generator,
-  kind: RandomKind,
+  dist: RandomKind,
   out: BufferRef,
   a: number,
   b: number,
 ): void {
   const params = gen.nextParams(be);
-  if (out.numel > 0) {
-    const { grid, nx } = foldGrid(Math.ceil(out.numel / WG));
-    be.run(
-      { code: randomShader(kind, out.numel, a, b, nx), name: `random_${kind}` },
-      [bind(params, "read"), bind(out, "read_write")],
-      grid,
-    );
-  }
+  if (out.numel > 0) be.run({ kind: "random", dist, n: out.numel, a, b }, [params, out]);
   be.release(params.storage);
 }
 
 /**
- * Draws one category per row of `probs` [rows, k] into i32 `out` [rows]. With `seeds` (u32 or
- * i32 [rows]), row r uses `seeds[r]` in place of the generator's seed (see
- * {@link categoricalShader}); the generator still supplies and advances the stream number.
+ * Draws one category per row of non-negative weights `probs` [rows, k] into i32 `out` [rows] by
+ * inverse CDF. With `seeds` (u32 or i32 [rows]), row r draws element 0 of the stream under
+ * `seeds[r]` instead of element r under the generator's seed: a row's draw then depends only on
+ * its own seed and the stream number, not on its position or on how many rows there are.
  */
 export function runCategorical(
   be: Backend,
@@ -78,16 +76,9 @@ export function runCategorical(
 ): void {
   const params = gen.nextParams(be);
   if (rows > 0) {
-    const { grid, nx } = foldGrid(Math.ceil(rows / WG));
     be.run(
-      { code: categoricalShader(rows, k, nx, seeds !== undefined), name: "categorical" },
-      [
-        bind(params, "read"),
-        ...(seeds ? [bind(seeds, "read")] : []),
-        bind(probs, "read"),
-        bind(out, "read_write"),
-      ],
-      grid,
+      { kind: "categorical", rows, k, rowSeeds: seeds !== undefined },
+      seeds ? [params, seeds, probs, out] : [params, probs, out],
     );
   }
   be.release(params.storage);

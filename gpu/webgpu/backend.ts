@@ -1,0 +1,523 @@
+/**
+ * The WebGPU backend: WGSL compute shaders (rendered from kernel specs by render.ts) on Deno's
+ * WebGPU.
+ *
+ * Runtime discipline (see docs/architecture.md):
+ * - Dispatches are recorded into one open compute pass and submitted at a sync point (a read,
+ *   an explicit `flush()`, or every `SUBMIT_EVERY` dispatches). Nothing here awaits except `read`.
+ * - Rendered kernels and their pipelines are cached by the spec's compact key; bind groups by
+ *   (pipeline, buffers, offsets).
+ * - Buffers come from a size-bucketed pool and return to it only after the submit that used them.
+ * - `read` packs several storages into one staging buffer and one `mapAsync`.
+ * @module
+ */
+
+import type {
+  Backend,
+  BackendInfo,
+  BackendStats,
+  BufferRef,
+  Gate,
+  ProfileEntry,
+  Storage,
+} from "../backend.ts";
+import { OFFSET_ALIGN } from "../backend.ts";
+import { kernelFlops, kernelKey, kernelName, kernelShape, type KernelSpec } from "../kernel.ts";
+import { adapterInfo, checkDeviceLost, getAdapter, getDevice } from "./device.ts";
+import { type Access, checkGateable, matmulOverrideKey, render } from "./render.ts";
+
+export { getAdapter };
+
+/** A WebGPU storage: a pooled GPU buffer. */
+interface GpuStorage extends Storage {
+  /** Underlying GPU buffer. */
+  readonly buffer: GPUBuffer;
+}
+
+/** One buffer binding of a dispatch. */
+interface Binding {
+  storage: GpuStorage;
+  offset: number;
+  size: number;
+}
+
+/** A rendered kernel ready to dispatch. */
+interface Compiled {
+  name: string;
+  shape: string;
+  flops: number;
+  pipeline: GPUComputePipeline;
+  pipelineId: number;
+  grid: [number, number, number];
+  access: Access[];
+}
+
+/** Submit automatically after this many recorded dispatches. */
+const SUBMIT_EVERY = 128;
+
+/** Most timestamp pairs one profiling query set holds before it is resolved. */
+const QUERY_PAIRS = 2048;
+
+/** Rounds a byte count up to the pool's size class. */
+function sizeClass(bytes: number): number {
+  const b = Math.max(16, Math.ceil(bytes / 16) * 16);
+  if (b <= 4096) return Math.ceil(b / 256) * 256;
+  // Above 4 KiB: 8 classes per power of two (at most 12.5% waste).
+  const p = 2 ** Math.floor(Math.log2(b));
+  const step = p / 8;
+  return Math.ceil(b / step) * step;
+}
+
+/** Formats WGSL with line numbers for error messages. */
+export function numberLines(code: string): string {
+  return code.split("\n").map((l, i) => `${String(i + 1).padStart(4)}| ${l}`).join("\n");
+}
+
+/** Per-kernel timing state while profiling. */
+interface Profiling {
+  entries: Map<string, ProfileEntry>;
+  querySet: GPUQuerySet | null;
+  /** Kernel entry of each timestamp pair recorded into the current query set. */
+  pending: ProfileEntry[];
+  /** Resolved, not yet read: (buffer, entries) per resolved query set. */
+  resolved: { buffer: GPUBuffer; entries: ProfileEntry[] }[];
+}
+
+/** WebGPU implementation of {@link Backend}. Create with {@link WebGPUBackend.create}. */
+export class WebGPUBackend implements Backend {
+  /** The device in use. */
+  readonly device: GPUDevice;
+  /** What runs and why. */
+  readonly info: BackendInfo;
+  /** Counters. */
+  readonly stats: BackendStats = {
+    liveStorages: 0,
+    liveBytes: 0,
+    dispatches: 0,
+    submits: 0,
+    hostSyncs: 0,
+    pipelines: 0,
+  };
+  #nextId = 1;
+  #pool = new Map<number, GPUBuffer[]>();
+  #pending: GPUBuffer[] = [];
+  #kernels = new Map<string, Compiled>();
+  #pipelines = new Map<string, { pipeline: GPUComputePipeline; id: number }>();
+  #bindGroups = new Map<string, GPUBindGroup>();
+  #bufferIds = new WeakMap<GPUBuffer, number>();
+  #encoder: GPUCommandEncoder | null = null;
+  #pass: GPUComputePassEncoder | null = null;
+  #sinceSubmit = 0;
+  #usedInEncoder = new Set<GPUBuffer>();
+  #error: Error | null = null;
+  #profiling: Profiling | null = null;
+  #timestamps: boolean;
+
+  #lost: Promise<never>;
+
+  private constructor(device: GPUDevice, info: BackendInfo) {
+    this.device = device;
+    this.info = info;
+    this.#timestamps = device.features.has("timestamp-query");
+    // A lost device must turn pending reads into errors, never into a hang.
+    this.#lost = device.lost.then((info) => {
+      throw new Error(
+        `The WebGPU device was lost (${info.reason}: ${info.message}). Restart the process; ` +
+          "if it recurs, lower the batch size or check the GPU driver.",
+      );
+    });
+    this.#lost.catch(() => {});
+    device.addEventListener("uncapturederror", (ev) => {
+      const e = (ev as GPUUncapturedErrorEvent).error;
+      this.#error ??= new Error(`WebGPU error: ${e.message}`);
+    });
+  }
+
+  /** Acquires the shared device and wraps it; `reason` says why WebGPU was chosen. */
+  static async create(reason: string): Promise<WebGPUBackend> {
+    const { device } = await getDevice();
+    const a = await adapterInfo();
+    const kind = a.isFallbackAdapter ? "software fallback adapter" : "GPU adapter";
+    return new WebGPUBackend(device, {
+      kind: "webgpu",
+      device: `${kind} '${a.description || a.vendor}' (DENO_WEBGPU_BACKEND=${a.backend})`,
+      reason,
+    });
+  }
+
+  #checkErrors(): void {
+    checkDeviceLost();
+    if (this.#error) {
+      const e = this.#error;
+      this.#error = null;
+      throw e;
+    }
+  }
+
+  alloc(bytes: number): Storage {
+    const size = sizeClass(bytes);
+    const free = this.#pool.get(size);
+    let buffer = free?.pop();
+    if (!buffer) {
+      buffer = this.device.createBuffer({
+        size,
+        usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST |
+          GPUBufferUsage.INDIRECT,
+      });
+      this.#bufferIds.set(buffer, this.#nextId++);
+    }
+    this.stats.liveStorages++;
+    this.stats.liveBytes += bytes;
+    const storage: GpuStorage = { id: this.#bufferIds.get(buffer)!, bytes, buffer, refs: 1 };
+    return storage;
+  }
+
+  write(storage: Storage, data: ArrayBufferView, offset = 0): void {
+    const s = storage as GpuStorage;
+    if (offset + data.byteLength > s.bytes) {
+      throw new RangeError(
+        `write of ${data.byteLength} bytes at offset ${offset} overflows a ${s.bytes}-byte storage`,
+      );
+    }
+    // queue.writeBuffer is ordered before the next submit; work already recorded into the open
+    // encoder that touches this storage must be submitted first, or it would see the new data.
+    if (this.#usedInEncoder.has(s.buffer)) this.flush();
+    const pad = data.byteLength % 4;
+    if (pad === 0) {
+      this.device.queue.writeBuffer(
+        s.buffer,
+        offset,
+        data.buffer as ArrayBuffer,
+        data.byteOffset,
+        data.byteLength,
+      );
+    } else {
+      const tmp = new Uint8Array(data.byteLength + 4 - pad);
+      tmp.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+      this.device.queue.writeBuffer(s.buffer, offset, tmp);
+    }
+  }
+
+  #pipeline(name: string, code: string): { pipeline: GPUComputePipeline; id: number } {
+    const cached = this.#pipelines.get(code);
+    if (cached) return cached;
+    this.device.pushErrorScope("validation");
+    const module = this.device.createShaderModule({ code, label: name });
+    const pipeline = this.device.createComputePipeline({
+      layout: "auto",
+      compute: { module, entryPoint: "main" },
+      label: name,
+    });
+    // Validation errors arrive asynchronously; report them with the numbered source.
+    this.device.popErrorScope().then((err) => {
+      if (err) {
+        this.#error ??= new Error(
+          `WGSL kernel '${name}' failed to compile:${err.message}\n--- source ---\n` +
+            numberLines(code),
+        );
+      }
+    });
+    const entry = { pipeline, id: this.#pipelines.size + 1 };
+    this.#pipelines.set(code, entry);
+    this.stats.pipelines++;
+    return entry;
+  }
+
+  /** The compiled kernel of `spec`, rendered and compiled on first use. */
+  #compiled(spec: KernelSpec): Compiled {
+    const key = spec.kind === "matmul" ? kernelKey(spec) + matmulOverrideKey() : kernelKey(spec);
+    let c = this.#kernels.get(key);
+    if (c) return c;
+    const r = render(spec);
+    const name = kernelName(spec);
+    const { pipeline, id } = this.#pipeline(name, r.code);
+    c = {
+      name,
+      shape: kernelShape(spec),
+      flops: kernelFlops(spec),
+      pipeline,
+      pipelineId: id,
+      grid: r.grid,
+      access: r.access,
+    };
+    if (this.#kernels.size > 16384) this.#kernels.clear();
+    this.#kernels.set(key, c);
+    return c;
+  }
+
+  #bindGroup(c: Compiled, bindings: Binding[]): GPUBindGroup {
+    let key = `${c.pipelineId}`;
+    for (const b of bindings) key += `|${b.storage.id}:${b.offset}:${b.size}`;
+    let bg = this.#bindGroups.get(key);
+    if (bg) return bg;
+    bg = this.device.createBindGroup({
+      layout: c.pipeline.getBindGroupLayout(0),
+      entries: bindings.map((b, i) => ({
+        binding: i,
+        resource: { buffer: b.storage.buffer, offset: b.offset, size: b.size },
+      })),
+    });
+    if (this.#bindGroups.size > 8192) this.#bindGroups.clear();
+    this.#bindGroups.set(key, bg);
+    return bg;
+  }
+
+  #endPass(): void {
+    if (this.#pass) {
+      this.#pass.end();
+      this.#pass = null;
+    }
+  }
+
+  #openPass(entry: ProfileEntry | null): GPUComputePassEncoder {
+    const p = this.#profiling;
+    if (entry && p && this.#timestamps) {
+      // Profiling: one pass per dispatch, timed by the pass's begin/end timestamps.
+      this.#endPass();
+      if (p.pending.length >= QUERY_PAIRS) this.#resolveQueries();
+      p.querySet ??= this.device.createQuerySet({ type: "timestamp", count: 2 * QUERY_PAIRS });
+      const i = p.pending.length;
+      p.pending.push(entry);
+      this.#encoder ??= this.device.createCommandEncoder();
+      this.#pass = this.#encoder.beginComputePass({
+        timestampWrites: {
+          querySet: p.querySet,
+          beginningOfPassWriteIndex: 2 * i,
+          endOfPassWriteIndex: 2 * i + 1,
+        },
+      });
+      return this.#pass;
+    }
+    if (!this.#pass) {
+      this.#encoder ??= this.device.createCommandEncoder();
+      this.#pass = this.#encoder.beginComputePass();
+    }
+    return this.#pass;
+  }
+
+  run(spec: KernelSpec, buffers: readonly BufferRef[], gate?: Gate): void {
+    this.#checkErrors();
+    const c = this.#compiled(spec);
+    if (gate) checkGateable(spec);
+    this.#dispatch(c, buffers, gate);
+  }
+
+  /**
+   * Runs a hand-written WGSL kernel (entry point `main`, buffers bound at @group(0) @binding(i)
+   * with the given access) over a direct grid: for custom kernels outside the spec families.
+   * Compile errors are reported with the numbered source at the next sync.
+   */
+  runWgsl(
+    name: string,
+    code: string,
+    buffers: readonly BufferRef[],
+    access: readonly Access[],
+    grid: [number, number, number],
+  ): void {
+    this.#checkErrors();
+    const { pipeline, id } = this.#pipeline(name, code);
+    const c: Compiled = {
+      name,
+      shape: "",
+      flops: 0,
+      pipeline,
+      pipelineId: id,
+      grid,
+      access: [...access],
+    };
+    this.#dispatch(c, buffers);
+  }
+
+  #dispatch(c: Compiled, buffers: readonly BufferRef[], gate?: Gate): void {
+    if (buffers.length !== c.access.length) {
+      throw new Error(
+        `kernel '${c.name}': ${buffers.length} buffers given, ${c.access.length} bound`,
+      );
+    }
+    const bindings: Binding[] = buffers.map((b) => {
+      if (b.storage.refs <= 0) throw new Error(`kernel '${c.name}': a bound storage was released`);
+      if (b.offset % OFFSET_ALIGN !== 0) {
+        throw new Error(
+          `kernel '${c.name}': binding offset ${b.offset} is not ${OFFSET_ALIGN}-aligned`,
+        );
+      }
+      return { storage: b.storage as GpuStorage, offset: b.offset, size: Math.max(4, b.numel * 4) };
+    });
+    if (!gate && c.grid[0] * c.grid[1] * c.grid[2] === 0) return;
+    for (const b of bindings) this.#usedInEncoder.add(b.storage.buffer);
+    const bg = this.#bindGroup(c, bindings);
+    const entry = this.#profiling ? this.#entry(c) : null;
+    const pass = this.#openPass(entry);
+    pass.setPipeline(c.pipeline);
+    pass.setBindGroup(0, bg);
+    if (gate) {
+      const buffer = (gate.storage as GpuStorage).buffer;
+      this.#usedInEncoder.add(buffer);
+      pass.dispatchWorkgroupsIndirect(buffer, gate.offset);
+    } else {
+      pass.dispatchWorkgroups(c.grid[0], c.grid[1], c.grid[2]);
+    }
+    this.stats.dispatches++;
+    if (++this.#sinceSubmit >= SUBMIT_EVERY) this.flush();
+  }
+
+  copy(src: Storage, srcOffset: number, dst: Storage, dstOffset: number, bytes: number): void {
+    this.#checkErrors();
+    this.#endPass();
+    const s = src as GpuStorage;
+    const d = dst as GpuStorage;
+    this.#encoder ??= this.device.createCommandEncoder();
+    this.#encoder.copyBufferToBuffer(s.buffer, srcOffset, d.buffer, dstOffset, bytes);
+    this.#usedInEncoder.add(s.buffer).add(d.buffer);
+  }
+
+  flush(): void {
+    if (this.#encoder) {
+      this.#endPass();
+      if (this.#profiling?.pending.length) this.#resolveQueries();
+      this.device.queue.submit([this.#encoder.finish()]);
+      this.#encoder = null;
+      this.#sinceSubmit = 0;
+      this.#usedInEncoder.clear();
+      this.stats.submits++;
+    }
+    // Buffers released before this submit may now be reused by later work.
+    for (const b of this.#pending) {
+      const list = this.#pool.get(b.size);
+      if (list) list.push(b);
+      else this.#pool.set(b.size, [b]);
+    }
+    this.#pending = [];
+  }
+
+  async read(
+    regions: { storage: Storage; offset: number; bytes: number }[],
+  ): Promise<ArrayBuffer[]> {
+    this.#checkErrors();
+    let total = 0;
+    const starts: number[] = [];
+    for (const r of regions) {
+      starts.push(total);
+      total += Math.ceil(r.bytes / 4) * 4;
+    }
+    const staging = this.device.createBuffer({
+      size: Math.max(4, total),
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    this.#endPass();
+    this.#encoder ??= this.device.createCommandEncoder();
+    regions.forEach((r, i) => {
+      const n = Math.ceil(r.bytes / 4) * 4;
+      if (n > 0) {
+        const buffer = (r.storage as GpuStorage).buffer;
+        this.#encoder!.copyBufferToBuffer(buffer, r.offset, staging, starts[i], n);
+      }
+    });
+    this.flush();
+    this.stats.hostSyncs++;
+    await this.#waitFor(staging.mapAsync(GPUMapMode.READ));
+    const all = staging.getMappedRange().slice(0);
+    staging.unmap();
+    staging.destroy();
+    this.#checkErrors();
+    return regions.map((r, i) => all.slice(starts[i], starts[i] + r.bytes));
+  }
+
+  /** Awaits `p`, turning a lost device into a clear error instead of a hang or a vague one. */
+  async #waitFor(p: Promise<unknown>): Promise<void> {
+    try {
+      await Promise.race([p, this.#lost]);
+    } catch (err) {
+      await new Promise((r) => setTimeout(r, 0));
+      checkDeviceLost();
+      throw err;
+    }
+  }
+
+  async sync(): Promise<void> {
+    this.flush();
+    this.stats.hostSyncs++;
+    await this.#waitFor(this.device.queue.onSubmittedWorkDone());
+    this.#checkErrors();
+  }
+
+  retain(storage: Storage): void {
+    if (storage.refs <= 0) throw new Error("retain() of a released storage");
+    storage.refs++;
+  }
+
+  release(storage: Storage): void {
+    if (storage.refs <= 0) return;
+    if (--storage.refs === 0) {
+      this.stats.liveStorages--;
+      this.stats.liveBytes -= storage.bytes;
+      this.#pending.push((storage as GpuStorage).buffer);
+      if (!this.#encoder) this.flush();
+    }
+  }
+
+  #entry(c: Compiled): ProfileEntry {
+    const p = this.#profiling!;
+    const key = `${c.name}|${c.shape}`;
+    let e = p.entries.get(key);
+    if (!e) p.entries.set(key, e = { name: c.name, shape: c.shape, calls: 0, ms: 0, flops: 0 });
+    e.calls++;
+    e.flops += c.flops;
+    return e;
+  }
+
+  /** Resolves the open query set into a buffer read at the end of profiling. */
+  #resolveQueries(): void {
+    const p = this.#profiling!;
+    if (!p.querySet || !p.pending.length) return;
+    this.#endPass();
+    this.#encoder ??= this.device.createCommandEncoder();
+    const bytes = p.pending.length * 16;
+    const resolve = this.device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.QUERY_RESOLVE | GPUBufferUsage.COPY_SRC,
+    });
+    const buffer = this.device.createBuffer({
+      size: bytes,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
+    this.#encoder.resolveQuerySet(p.querySet, 0, 2 * p.pending.length, resolve, 0);
+    this.#encoder.copyBufferToBuffer(resolve, 0, buffer, 0, bytes);
+    p.resolved.push({ buffer, entries: p.pending });
+    p.pending = [];
+    p.querySet = this.device.createQuerySet({ type: "timestamp", count: 2 * QUERY_PAIRS });
+  }
+
+  profile(on: true): void;
+  profile(on: false): Promise<ProfileEntry[]>;
+  profile(on: boolean): void | Promise<ProfileEntry[]> {
+    if (on) {
+      this.flush();
+      this.#profiling = { entries: new Map(), querySet: null, pending: [], resolved: [] };
+      return;
+    }
+    return this.#finishProfile();
+  }
+
+  async #finishProfile(): Promise<ProfileEntry[]> {
+    const p = this.#profiling;
+    if (!p) return [];
+    this.flush();
+    this.#profiling = null;
+    for (const { buffer, entries } of p.resolved) {
+      await this.#waitFor(buffer.mapAsync(GPUMapMode.READ));
+      const t = new BigUint64Array(buffer.getMappedRange());
+      entries.forEach((e, i) => {
+        const dt = Number(t[2 * i + 1] - t[2 * i]);
+        if (dt > 0 && dt < 1e12) e.ms += dt / 1e6;
+      });
+      buffer.unmap();
+      buffer.destroy();
+    }
+    return [...p.entries.values()].sort((a, b) => b.ms - a.ms || b.calls - a.calls);
+  }
+
+  close(): void {
+    this.flush();
+  }
+}
