@@ -9,6 +9,7 @@ import { init, parseBackendChoice } from "./gpu/backend.ts";
 import { adapterInfo, getAdapter, NoAdapterError } from "./gpu/webgpu/device.ts";
 import { ConfigError } from "./run/config.ts";
 import { userMessage } from "./run/errors.ts";
+import { formatProfile, profileWorkload, writeProfile } from "./run/profile.ts";
 import { didYouMean } from "./run/suggest.ts";
 import { type CommonOptions, getTask, listTasks, type TaskCommand } from "./tasks/registry.ts";
 import "./tasks/mod.ts";
@@ -31,6 +32,8 @@ const OPTIONS = {
   resume: { type: "string" },
   seed: { type: "string" },
   backend: { type: "string" },
+  steps: { type: "string" },
+  warmup: { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 const INFO_OPTIONS = { help: OPTIONS.help, backend: OPTIONS.backend } as const;
@@ -82,6 +85,18 @@ const COMMANDS: Record<string, { usage: string; about: string; examples: string[
     usage: "baseline <task> [options]",
     about: "Train <task> with a fixed, hand-designed schedule (no controller), for reference.",
     examples: ["baseline gan", "baseline gan --set schedule.ratio=5 --seed 2"],
+  },
+  profile: {
+    usage: "profile <task> [--steps N] [--warmup N] [--out FILE.json] [options]",
+    about:
+      "Profile one training step of <task> at its config's sizes: wall time per step and, per\n" +
+      "kernel and shape, calls, milliseconds, share of the step and GFLOP/s (--out: as JSON).",
+    examples: [
+      "profile gan",
+      "profile gan --backend webgpu --steps 5",
+      "profile nmt --preset paper --set train.batch=32",
+      "profile regression --out runs/profile-regression.json",
+    ],
   },
   info: {
     usage: "info",
@@ -176,6 +191,53 @@ async function info(io: Io): Promise<number> {
   return 0;
 }
 
+async function profile(
+  positionals: string[],
+  values: { preset: string; config: string[]; set: string[]; out?: string; seed?: string },
+  steps: string | undefined,
+  warmup: string | undefined,
+  io: Io,
+): Promise<number> {
+  const fail = (msg: string) => (io.err(`error: ${msg}`), 2);
+  const [name] = positionals;
+  const names = listTasks().filter((t) => t.profile).map((t) => t.name);
+  if (!name) {
+    return fail(`missing <task>: usage: ${COMMANDS.profile.usage}; tasks: ${names.join(", ")}`);
+  }
+  const task = getTask(name);
+  if (!task?.profile) {
+    return fail(
+      `no profile for task '${name}'${didYouMean(name, names) || ";"} tasks: ${names.join(", ")}`,
+    );
+  }
+  const int = (v: string | undefined, flag: string, dflt: number, min: number) => {
+    if (v === undefined) return dflt;
+    if (!/^\d+$/.test(v) || Number(v) < min) {
+      throw new ConfigError(`${flag} must be an integer >= ${min}, got '${v}'`);
+    }
+    return Number(v);
+  };
+  const { preset, config, set, out } = values;
+  if (preset !== "quick" && preset !== "paper") return fail(`--preset must be quick or paper`);
+  const opts: CommonOptions = { command: "profile", task: name, args: [], preset, config, set };
+  if (values.seed !== undefined) opts.seed = int(values.seed, "--seed", 0, 0);
+  const w = await task.profile(opts);
+  try {
+    const report = await profileWorkload(w, {
+      steps: int(steps, "--steps", 10, 1),
+      warmup: int(warmup, "--warmup", 3, 0),
+    });
+    io.out(formatProfile(report));
+    if (out) {
+      await writeProfile(out, report);
+      io.out(`wrote ${out}`);
+    }
+  } finally {
+    w.dispose();
+  }
+  return 0;
+}
+
 async function runTask(
   command: TaskCommand,
   positionals: string[],
@@ -259,6 +321,13 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
     }
     if (p.values.backend) {
       await init({ backend: parseBackendChoice(p.values.backend, "--backend") });
+    }
+    if (cmd === "profile") {
+      return await profile(p.positionals, p.values, p.values.steps, p.values.warmup, io);
+    }
+    if (p.values.steps !== undefined || p.values.warmup !== undefined) {
+      io.err(`error: --steps and --warmup belong to the profile command`);
+      return 2;
     }
     return await runTask(cmd as TaskCommand, p.positionals, p.values, p.values.seed, io);
   } catch (err) {

@@ -60,12 +60,23 @@ export { SharedMemory, type Views } from "./gpu/cpu/memory.ts";
 
 // Tensors and autodiff.
 export {
+  lazyMap,
+  MAX_LEAVES,
+  MAX_NODES,
+  type Operand as MapOperand,
+  runInPlace,
+  setFusion,
+} from "./tensor/lazy.ts";
+export {
   type HostArray,
   isGradEnabled,
   keep,
+  type Leaf,
   type Node,
   noGrad,
+  type PendingMap,
   readMany,
+  realizeReaders,
   Tensor,
   type TensorContainer,
   tidy,

@@ -125,6 +125,12 @@ export interface Backend {
   profile(on: true): void;
   /** Stops profiling; returns the entries, slowest first. */
   profile(on: false): Promise<ProfileEntry[]>;
+  /**
+   * Registers the function called with every storage about to be written (by `write`, as the
+   * destination of `copy`, or as a buffer a kernel writes), before the write: the tensor layer
+   * computes pending fused tensors that read it there, so they see the old contents.
+   */
+  setWriteHook(hook: ((storage: Storage) => void) | null): void;
   /** Releases threads and devices (the process can exit); the backend is unusable afterwards. */
   close(): void;
 }

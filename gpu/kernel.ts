@@ -568,3 +568,20 @@ export function kernelShape(spec: KernelSpec): string {
       return "";
   }
 }
+
+/**
+ * Indices of the buffers a spec's kernel writes (the rest are only read): what a backend reports
+ * to the write hook before running it (see `Backend.setWriteHook`).
+ */
+export function writtenBuffers(spec: KernelSpec, count: number): number[] {
+  switch (spec.kind) {
+    case "adam":
+      return [2, 4, 5];
+    case "sgd":
+      return spec.momentum ? [2, 4] : [2];
+    case "advance":
+      return [0];
+    default:
+      return [count - 1];
+  }
+}

@@ -7,6 +7,7 @@
  */
 
 import { contiguousStrides, E } from "../gpu/kernel.ts";
+import { lazyMap } from "../tensor/lazy.ts";
 import * as ops from "../tensor/ops.ts";
 import type { Tensor } from "../tensor/tensor.ts";
 import type { FlatParams, Range } from "./module.ts";
@@ -71,26 +72,23 @@ export function bceWithLogits(
  */
 export function dropIndex(idx: Tensor, ignoreIndex: number, classes: number): Tensor {
   if (idx.dtype !== "i32") throw new Error(`dropIndex: indices must be i32, got ${idx.describe()}`);
-  const out = ops.empty(idx.shape, "i32", "dropIndex");
-  const x = E.in(0);
   const c = (v: number) => E.const(Math.trunc(v), "i32");
-  const dropped = E.binary(
-    "maximum",
-    E.binary("eq", x, c(ignoreIndex)),
-    E.binary("maximum", E.binary("lt", x, c(0)), E.binary("ge", x, c(classes))),
-  );
-  ops.runMap(
-    E.where(dropped, c(-1), x),
+  return lazyMap(
+    ([x]) =>
+      E.where(
+        E.binary(
+          "maximum",
+          E.binary("eq", x, c(ignoreIndex)),
+          E.binary("maximum", E.binary("lt", x, c(0)), E.binary("ge", x, c(classes))),
+        ),
+        c(-1),
+        x,
+      ),
     idx.shape,
-    [{
-      ref: idx.refFor("dropIndex"),
-      dtype: "i32",
-      strides: contiguousStrides(idx.shape),
-    }],
-    out.refFor("dropIndex"),
+    [{ tensor: idx, dtype: "i32", strides: contiguousStrides(idx.shape) }],
     "i32",
+    "dropIndex",
   );
-  return out;
 }
 
 /** Options of {@link nll} and {@link crossEntropy}. */

@@ -76,16 +76,15 @@ export interface LSTMRunOptions {
 }
 
 /**
- * Kernel dispatches per time step and direction in {@link lstm}'s forward pass, for a step with
- * a previous state and no padding: input-projection slice 1, recurrent matmul 1, add 1, sigmoid 1,
- * slices of i, f, o 3, slice of g 1, tanh(g) 1, f*c 1, i*g 1, add 1, tanh(c) 1, o*tanh(c) 1, and
- * 1 for placing the step's output in the `[B, T, H]` result. A step with padding adds 3 (two
- * `where` for the state, one mask multiply for the output). The first step without an initial
- * state needs 10 (no recurrent matmul, add, f slice, f*c or c add). Per layer and direction the
- * sequence adds 4 (two weight slices, the input projection matmul and its bias add). The backward
- * pass costs about 38 dispatches per step and direction (measured).
+ * Kernel dispatches per time step and direction in {@link lstm}'s forward pass (outputs
+ * computed), for a step with a previous state and no padding, with elementwise fusion
+ * (tensor/lazy.ts): the recurrent matmul, the step's slice of the input projection, their sum,
+ * the sigmoid gates, the cell update `f*c + i*tanh(g)` (one kernel), `o*tanh(c)` (one kernel) and
+ * placing the step's output in the `[B, T, H]` result. A step with padding adds 5 (the two
+ * state `where`s and the output mask, each read twice, so computed rather than fused). Before
+ * fusion a step took 15.
  */
-export const LSTM_DISPATCHES_PER_STEP = 15;
+export const LSTM_DISPATCHES_PER_STEP = 7;
 
 function checkWeights(op: string, w: LSTMWeights, inputSize: number): number {
   const h4 = w.bias.shape[0];

@@ -54,6 +54,25 @@ export async function loadPreset(task: string, preset: string): Promise<Layer> {
 }
 
 /**
+ * Resolves a task's config from its preset, `--config` files, `--set` overrides and `--seed`
+ * (in that order), without opening a run directory.
+ */
+export async function resolveTaskConfig<S extends Schema>(
+  opts: Pick<CommonOptions, "preset" | "config" | "set" | "seed">,
+  schema: S,
+  task: string,
+): Promise<ConfigOf<S>> {
+  const layers: Layer[] = [await loadPreset(task, opts.preset)];
+  for (const path of opts.config) layers.push(await loadYamlFile(path));
+  for (const expr of opts.set) layers.push(parseSet(expr));
+  if (opts.seed !== undefined) {
+    if (!("seed" in schema)) throw new ConfigError(`task '${task}' has no seed setting`);
+    layers.push({ source: "--seed", values: { seed: opts.seed } });
+  }
+  return resolveConfig(schema, layers);
+}
+
+/**
  * Resolves the config and opens the run directory for a task command.
  *
  * With `--resume DIR`, the config comes from `DIR/config.yaml` (validated against the schema) and
@@ -77,14 +96,7 @@ export async function openSession<S extends Schema>(
     await init();
     return { cfg, dir, resumed: true };
   }
-  const layers: Layer[] = [await loadPreset(task, opts.preset)];
-  for (const path of opts.config) layers.push(await loadYamlFile(path));
-  for (const expr of opts.set) layers.push(parseSet(expr));
-  if (opts.seed !== undefined) {
-    if (!("seed" in schema)) throw new ConfigError(`task '${task}' has no seed setting`);
-    layers.push({ source: "--seed", values: { seed: opts.seed } });
-  }
-  const cfg = resolveConfig(schema, layers);
+  const cfg = await resolveTaskConfig(opts, schema, task);
   await init();
   const dir = await RunDir.create({ task, out: opts.out });
   await dir.writeConfig(cfg);

@@ -6,7 +6,8 @@
 
 import { handlers, transferMlp } from "./commands.ts";
 import { MLP_SPEC, REGRESSION_SPEC } from "./l1_run.ts";
-import { registerTask } from "./registry.ts";
+import { registerProfile, registerTask } from "./registry.ts";
+import { PROFILE_WORKLOADS } from "./profile.ts";
 import { evalClassifier, trainClassifier } from "./classifier_commands.ts";
 import "./nmt.ts";
 import "./gan_commands.ts";
@@ -29,3 +30,5 @@ registerTask({
   train: trainClassifier,
   eval: evalClassifier,
 });
+
+for (const [name, workload] of Object.entries(PROFILE_WORKLOADS)) registerProfile(name, workload);

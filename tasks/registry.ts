@@ -4,6 +4,8 @@
  * @module
  */
 
+import type { ProfileWorkload } from "../run/profile.ts";
+
 /** The subcommands a task can implement. */
 export type TaskCommand = "train" | "compare" | "eval" | "transfer" | "baseline";
 
@@ -19,7 +21,7 @@ export const TASK_COMMANDS: readonly TaskCommand[] = [
 /** The options common to every task subcommand, as parsed by cli.ts. */
 export interface CommonOptions {
   /** The subcommand being run. */
-  command: TaskCommand;
+  command: TaskCommand | "profile";
   /** The task name. */
   task: string;
   /** Positional arguments after the task name (e.g. a run directory for `eval`). */
@@ -57,6 +59,8 @@ export interface Task {
   transfer?: TaskHandler;
   /** `baseline <task>`. */
   baseline?: TaskHandler;
+  /** `profile <task>`: the training step the kernel profiler runs (run/profile.ts). */
+  profile?: (opts: CommonOptions) => Promise<ProfileWorkload>;
 }
 
 const tasks = new Map<string, Task>();
@@ -66,6 +70,16 @@ export function registerTask(task: Task): void {
   if (!/^[a-z][a-z0-9_-]*$/.test(task.name)) throw new Error(`bad task name '${task.name}'`);
   if (tasks.has(task.name)) throw new Error(`task '${task.name}' is already registered`);
   tasks.set(task.name, task);
+}
+
+/** Adds the profiler's workload to a registered task. */
+export function registerProfile(
+  name: string,
+  profile: (opts: CommonOptions) => Promise<ProfileWorkload>,
+): void {
+  const task = tasks.get(name);
+  if (!task) throw new Error(`registerProfile: no task '${name}'`);
+  task.profile = profile;
 }
 
 /** The task named `name`, if registered. */

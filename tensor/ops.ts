@@ -11,13 +11,12 @@ import {
   contiguousStrides,
   type DType,
   E,
-  type Expr,
-  type MapInput,
   numel,
   type UnaryOp,
 } from "../gpu/kernel.ts";
 import { constant } from "../gpu/constants.ts";
 import { Generator, runCategorical, runRandom } from "../gpu/random.ts";
+import { lazyMap, type Operand, runInPlace } from "./lazy.ts";
 import { isGradEnabled, Tensor } from "./tensor.ts";
 
 /** Allocates an uninitialized tensor. */
@@ -92,33 +91,6 @@ export function broadcastStrides(shape: readonly number[], outShape: readonly nu
 
 // ---------------------------------------------------------------- kernels
 
-/** An input of {@link runMap}: a buffer read through strides in output coordinates. */
-export interface MapArg extends MapInput {
-  /** The buffer read. */
-  ref: BufferRef;
-}
-
-/** Runs `out = expr(inputs...)` over `shape` (one elementwise kernel). */
-export function runMap(
-  expr: Expr,
-  shape: readonly number[],
-  inputs: readonly MapArg[],
-  out: BufferRef,
-  outDtype: DType,
-): void {
-  if (numel(shape) === 0) return;
-  backend().run(
-    {
-      kind: "map",
-      expr,
-      shape: [...shape],
-      inputs: inputs.map((a) => ({ dtype: a.dtype, strides: a.strides, offset: a.offset ?? 0 })),
-      out: outDtype,
-    },
-    [...inputs.map((a) => a.ref), out],
-  );
-}
-
 /** Writes the contiguous `src` of `shape` into `out` at element `offset` with `outStrides`. */
 function runPlace(
   src: BufferRef,
@@ -135,27 +107,26 @@ function runPlace(
   );
 }
 
-/** Fills `out` with a baked constant. */
+/** Fills `out` (a fresh region) with a baked constant. */
 function runFill(out: BufferRef, dtype: DType, value: number): void {
-  runMap(E.const(value, dtype), [out.numel], [], out, dtype);
+  if (out.numel === 0) return;
+  backend().run(
+    { kind: "map", expr: E.const(value, dtype), shape: [out.numel], inputs: [], out: dtype },
+    [out],
+  );
 }
 
-const X = E.in(0);
-const Y = E.in(1);
+/** A tensor operand read contiguously in its own layout (or broadcast into `shape`). */
+function operand(t: Tensor, shape: readonly number[] = t.shape): Operand {
+  return { tensor: t, dtype: t.dtype, strides: broadcastStrides(t.shape, shape) };
+}
 
 // ---------------------------------------------------------------- elementwise
 
 /** Applies a unary op from the table (`exp`, `relu`, ...). */
 export function unary(op: UnaryOp, x: Tensor): Tensor {
   requireF32(op, x);
-  const out = empty(x.shape, "f32", op);
-  runMap(
-    E.unary(op, X),
-    x.shape,
-    [{ ref: x.refFor(op), dtype: "f32", strides: contiguousStrides(x.shape) }],
-    out.refFor(op),
-    "f32",
-  );
+  const out = lazyMap(([a]) => E.unary(op, a), x.shape, [operand(x)], "f32", op);
   return record(out, op, [x]);
 }
 
@@ -183,18 +154,14 @@ const SCALAR_BINARY: Record<ScalarOp, BinaryOp> = {
 /** Applies `op` with the constant `c` (e.g. `x * c`, `leakyRelu(x, c)`). */
 export function scalarOp(op: ScalarOp, x: Tensor, c: number): Tensor {
   requireF32(op, x);
-  const out = empty(x.shape, "f32", op);
   // The constant is read from a small shared buffer (gpu/constants.ts), not baked into the
   // kernel: one compiled kernel serves every value.
-  runMap(
-    E.binary(SCALAR_BINARY[op], X, Y),
+  const out = lazyMap(
+    ([a, b]) => E.binary(SCALAR_BINARY[op], a, b),
     x.shape,
-    [
-      { ref: x.refFor(op), dtype: "f32", strides: contiguousStrides(x.shape) },
-      { ref: constant(backend(), c), dtype: "f32", strides: x.shape.map(() => 0) },
-    ],
-    out.refFor(op),
+    [operand(x), { ref: constant(backend(), c), dtype: "f32", strides: x.shape.map(() => 0) }],
     "f32",
+    op,
   );
   return record(out, op, [x], { c });
 }
@@ -203,16 +170,12 @@ export function scalarOp(op: ScalarOp, x: Tensor, c: number): Tensor {
 export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
   requireF32(op, a, b);
   const shape = broadcastShapes(op, a.shape, b.shape);
-  const out = empty(shape, "f32", op);
-  runMap(
-    E.binary(op, X, Y),
+  const out = lazyMap(
+    ([x, y]) => E.binary(op, x, y),
     shape,
-    [
-      { ref: a.refFor(op), dtype: "f32", strides: broadcastStrides(a.shape, shape) },
-      { ref: b.refFor(op), dtype: "f32", strides: broadcastStrides(b.shape, shape) },
-    ],
-    out.refFor(op),
+    [operand(a, shape), operand(b, shape)],
     "f32",
+    op,
   );
   return record(out, op, [a, b]);
 }
@@ -221,17 +184,12 @@ export function binary(op: BinaryOp, a: Tensor, b: Tensor): Tensor {
 export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
   requireF32("where", cond, a, b);
   const shape = broadcastShapes("where", broadcastShapes("where", cond.shape, a.shape), b.shape);
-  const out = empty(shape, "f32", "where");
-  runMap(
-    E.where(X, Y, E.in(2)),
+  const out = lazyMap(
+    ([c, x, y]) => E.where(c, x, y),
     shape,
-    [cond, a, b].map((t) => ({
-      ref: t.refFor("where"),
-      dtype: "f32" as DType,
-      strides: broadcastStrides(t.shape, shape),
-    })),
-    out.refFor("where"),
+    [operand(cond, shape), operand(a, shape), operand(b, shape)],
     "f32",
+    "where",
   );
   return record(out, "where", [cond, a, b]);
 }
@@ -239,18 +197,7 @@ export function where(cond: Tensor, a: Tensor, b: Tensor): Tensor {
 /** Converts between f32, i32 and u32 (float to int truncates toward zero). */
 export function cast(x: Tensor, dtype: DType): Tensor {
   if (x.dtype === dtype) return x.view(x.shape, "cast");
-  const out = empty(x.shape, dtype, "cast");
-  runMap(
-    E.cast(dtype, X),
-    x.shape,
-    [{
-      ref: x.refFor("cast"),
-      dtype: x.dtype,
-      strides: contiguousStrides(x.shape),
-    }],
-    out.refFor("cast"),
-    dtype,
-  );
+  const out = lazyMap(([a]) => E.cast(dtype, a), x.shape, [operand(x)], dtype, "cast");
   return out;
 }
 
@@ -391,17 +338,12 @@ export function permute(x: Tensor, perm: readonly number[]): Tensor {
   }
   const st = contiguousStrides(x.shape);
   const shape = p.map((a) => x.shape[a]);
-  const out = empty(shape, x.dtype, "permute");
-  runMap(
-    X,
+  const out = lazyMap(
+    ([v]) => v,
     shape,
-    [{
-      ref: x.refFor("permute"),
-      dtype: x.dtype,
-      strides: p.map((a) => st[a]),
-    }],
-    out.refFor("permute"),
+    [{ tensor: x, dtype: x.dtype, strides: p.map((a) => st[a]) }],
     x.dtype,
+    "permute",
   );
   return record(out, "permute", [x], { perm: p });
 }
@@ -412,18 +354,7 @@ export function expand(x: Tensor, shape: readonly number[]): Tensor {
   if (s.length !== shape.length || s.some((d, i) => d !== shape[i])) {
     throw new Error(`expand: cannot expand ${x.describe()} to [${shape}]`);
   }
-  const out = empty(shape, x.dtype, "expand");
-  runMap(
-    X,
-    shape,
-    [{
-      ref: x.refFor("expand"),
-      dtype: x.dtype,
-      strides: broadcastStrides(x.shape, shape),
-    }],
-    out.refFor("expand"),
-    x.dtype,
-  );
+  const out = lazyMap(([v]) => v, shape, [operand(x, shape)], x.dtype, "expand");
   return record(out, "expand", [x], { from: x.shape });
 }
 
@@ -438,18 +369,17 @@ export function slice(x: Tensor, starts: readonly number[], ends: readonly numbe
   const hi = ends.map((e, d) => Math.min(Math.max(e < 0 ? e + x.shape[d] : e, lo[d]), x.shape[d]));
   const shape = lo.map((l, d) => hi[d] - l);
   const st = contiguousStrides(x.shape);
-  const out = empty(shape, x.dtype, "slice");
-  runMap(
-    X,
+  const out = lazyMap(
+    ([v]) => v,
     shape,
     [{
-      ref: x.refFor("slice"),
+      tensor: x,
       dtype: x.dtype,
       strides: st,
       offset: lo.reduce((acc, l, d) => acc + l * st[d], 0),
     }],
-    out.refFor("slice"),
     x.dtype,
+    "slice",
   );
   return record(out, "slice", [x], { lo, from: x.shape });
 }
@@ -580,12 +510,13 @@ function zerosLike(shape: readonly number[]): Tensor {
 
 /** Fills `x` in place with a constant (no autograd). */
 export function fill_(x: Tensor, value: number): Tensor {
-  runMap(
-    X,
+  const c = constant(backend(), value, x.dtype);
+  runInPlace(
+    ([v]) => v,
     x.shape,
-    [{ ref: constant(backend(), value, x.dtype), dtype: x.dtype, strides: x.shape.map(() => 0) }],
-    x.refFor("fill_"),
-    x.dtype,
+    [{ ref: c, dtype: x.dtype, strides: x.shape.map(() => 0) }],
+    x,
+    "fill_",
   );
   return x;
 }
@@ -595,7 +526,7 @@ export function assign_(dst: Tensor, src: Tensor): Tensor {
   if (dst.size !== src.size || dst.dtype !== src.dtype) {
     throw new Error(`assign_: cannot copy ${src.describe()} into ${dst.describe()}`);
   }
-  runPlace(src.refFor("assign_"), [src.size], dst.refFor("assign_"), [1], 0, src.dtype);
+  runInPlace(([v]) => v, src.shape, [operand(src)], dst, "assign_");
   return dst;
 }
 
@@ -604,13 +535,7 @@ export function accumulate_(dst: Tensor, src: Tensor): Tensor {
   if (dst.size !== src.size) {
     throw new Error(`accumulate_: cannot add ${src.describe()} into ${dst.describe()}`);
   }
-  runMap(
-    E.binary("add", E.out(), X),
-    [dst.size],
-    [{ ref: src.refFor("accumulate_"), dtype: "f32", strides: [1] }],
-    dst.refFor("accumulate_"),
-    "f32",
-  );
+  runInPlace(([v]) => E.binary("add", E.out(), v), src.shape, [operand(src)], dst, "accumulate_");
   return dst;
 }
 

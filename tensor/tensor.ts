@@ -6,7 +6,7 @@
  */
 
 import { backend, type BufferRef, type Storage } from "../gpu/backend.ts";
-import { type DType, numel } from "../gpu/kernel.ts";
+import { contiguousStrides, type DType, type Expr, type MapInput, numel } from "../gpu/kernel.ts";
 // Circular by design: methods delegate to the op modules, which construct Tensors. Nothing from
 // these modules is used while this module is being evaluated.
 import * as ops from "./ops.ts";
@@ -95,14 +95,59 @@ export function tidy<T extends TensorContainer>(fn: () => T): T {
   return result;
 }
 
-/** Removes `t` from every open {@link tidy} scope, so the scope will not dispose it. */
+/**
+ * Removes `t` from every open {@link tidy} scope, so the scope will not dispose it. A kept tensor
+ * is long-lived state, so a pending (fused) one is computed here: state carried from step to step
+ * must not grow into an ever longer expression.
+ */
 export function keep<T extends Tensor>(t: T): T {
   for (const s of scopes) s.delete(t);
+  t.realize();
   return t;
 }
 
 /** A typed host array for a dtype. */
 export type HostArray = Float32Array | Int32Array | Uint32Array;
+
+/** An input of a pending elementwise expression: a bound region read through strides. */
+export interface Leaf extends MapInput {
+  /** The region read (its storage is retained while the tensor is pending). */
+  ref: BufferRef;
+}
+
+/**
+ * The value of a pending tensor: an elementwise expression over leaves, not computed yet (see
+ * tensor/lazy.ts). Computed on first use of the tensor's memory, by ONE kernel.
+ */
+export interface PendingMap {
+  /** The value of each element. */
+  readonly expr: Expr;
+  /** The expression's inputs (`E.in(i)` reads leaf i). */
+  readonly leaves: readonly Leaf[];
+}
+
+/** Pending tensors by the storages their leaves read (what a write to a storage must compute). */
+const readers = new Map<Storage, Set<Tensor>>();
+
+/**
+ * Computes every pending tensor that reads `storage`, so that a write to it cannot change their
+ * values. The backend calls this before each write (`Backend.setWriteHook`).
+ */
+export function realizeReaders(storage: Storage): void {
+  const set = readers.get(storage);
+  if (!set) return;
+  for (const t of [...set]) t.realize();
+}
+
+let hooked: unknown = null;
+
+/** Installs {@link realizeReaders} as the running backend's write hook (once per backend). */
+function hookBackend(): void {
+  const be = backend();
+  if (hooked === be) return;
+  be.setWriteHook(realizeReaders);
+  hooked = be;
+}
 
 /** A multi-dimensional array on the GPU. Create with `tensor()`, `zeros()`, `randn()`, ... */
 export class Tensor {
@@ -122,6 +167,9 @@ export class Tensor {
   /** Optional name (parameters); shown in errors. */
   name?: string;
   #storage: Storage | null;
+  #pending: PendingMap | null = null;
+  #inlined = false;
+  #disposed = false;
   #createdBy: string;
 
   /**
@@ -144,6 +192,82 @@ export class Tensor {
     scopes[scopes.length - 1]?.add(this);
   }
 
+  /**
+   * A pending tensor: its value is `p` (computed on first use of its memory). Takes a reference
+   * on each leaf's storage until then. Used by tensor/lazy.ts.
+   */
+  static pending(
+    shape: readonly number[],
+    dtype: DType,
+    p: PendingMap,
+    createdBy = "",
+  ): Tensor {
+    hookBackend();
+    const t = new Tensor(null as unknown as Storage, shape, dtype, 0, createdBy);
+    t.#pending = p;
+    const be = backend();
+    for (const leaf of p.leaves) {
+      be.retain(leaf.ref.storage);
+      let set = readers.get(leaf.ref.storage);
+      if (!set) readers.set(leaf.ref.storage, set = new Set());
+      set.add(t);
+    }
+    return t;
+  }
+
+  /** The pending expression, or null once computed (or for tensors that never were pending). */
+  get pendingMap(): PendingMap | null {
+    return this.#pending;
+  }
+
+  /**
+   * Records that a consumer's kernel computes this pending tensor's expression itself; returns
+   * whether one already did (a second consumer should then use the computed tensor instead).
+   */
+  markInlined(): boolean {
+    const was = this.#inlined;
+    this.#inlined = true;
+    return was;
+  }
+
+  #dropLeaves(): void {
+    const p = this.#pending;
+    if (!p) return;
+    this.#pending = null;
+    const be = backend();
+    for (const leaf of p.leaves) {
+      const set = readers.get(leaf.ref.storage);
+      if (set) {
+        set.delete(this);
+        if (set.size === 0) readers.delete(leaf.ref.storage);
+      }
+      be.release(leaf.ref.storage);
+    }
+  }
+
+  /** Computes a pending tensor now (one elementwise kernel); a no-op for computed tensors. */
+  realize(): void {
+    const p = this.#pending;
+    if (!p) return;
+    const be = backend();
+    const storage = be.alloc(this.size * 4);
+    if (this.size > 0) {
+      be.run(
+        {
+          kind: "map",
+          expr: p.expr,
+          shape: [...this.shape],
+          inputs: p.leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset })),
+          out: this.dtype,
+        },
+        [...p.leaves.map((l) => l.ref), { storage, offset: 0, numel: this.size }],
+      );
+    }
+    this.#storage = storage;
+    this.#offset = 0;
+    this.#dropLeaves();
+  }
+
   /** Byte offset into the storage (non-zero only for views into flat buffers; 256-aligned). */
   get offset(): number {
     return this.#offset;
@@ -155,6 +279,7 @@ export class Tensor {
    * buffer; not for general use.
    */
   rebind(storage: Storage, offset: number): void {
+    this.realize();
     if (this.#storage) backend().release(this.#storage);
     this.#storage = storage;
     this.#offset = offset;
@@ -172,7 +297,7 @@ export class Tensor {
 
   /** True once disposed. */
   get isDisposed(): boolean {
-    return this.#storage === null;
+    return this.#disposed;
   }
 
   /** A short description such as `Tensor[2,3] f32 'w'` for error messages. */
@@ -182,6 +307,7 @@ export class Tensor {
 
   /** The underlying storage; throws a clear error if the tensor was disposed. */
   storageFor(op: string): Storage {
+    if (this.#pending) this.realize();
     if (!this.#storage) {
       throw new Error(
         `${op}: ${this.describe()}${
@@ -197,10 +323,12 @@ export class Tensor {
     return { storage: this.storageFor(op), offset: this.offset, numel: this.size };
   }
 
-  /** Releases the GPU memory. Safe to call twice. */
+  /** Releases the memory (a pending tensor only drops its inputs). Safe to call twice. */
   dispose(): void {
-    if (!this.#storage) return;
-    backend().release(this.#storage);
+    if (this.#disposed) return;
+    this.#disposed = true;
+    this.#dropLeaves();
+    if (this.#storage) backend().release(this.#storage);
     this.#storage = null;
     this.node = null;
   }
@@ -212,10 +340,33 @@ export class Tensor {
 
   /** A new tensor object sharing this tensor's storage (no copy), with another shape. */
   view(shape: readonly number[], createdBy = "view"): Tensor {
-    const s = this.storageFor(createdBy);
     if (numel(shape) !== this.size) {
       throw new Error(`${createdBy}: cannot view ${this.describe()} as [${shape.join(",")}]`);
     }
+    const p = this.#pending;
+    if (p && !this.#disposed) {
+      // A pending tensor stays pending under a new shape when every leaf is read contiguously
+      // (in this tensor's layout) or as one broadcast scalar.
+      const own = contiguousStrides(this.shape);
+      const same = (st: readonly number[]) =>
+        st.length === own.length && st.every((v, d) => v === own[d] || this.shape[d] === 1);
+      const leaves = p.leaves.map((l) =>
+        l.strides.every((v) => v === 0)
+          ? { ...l, strides: shape.map(() => 0) }
+          : same(l.strides)
+          ? { ...l, strides: contiguousStrides(shape) }
+          : null
+      );
+      if (leaves.every((l) => l !== null)) {
+        return Tensor.pending(
+          shape,
+          this.dtype,
+          { expr: p.expr, leaves: leaves as Leaf[] },
+          createdBy,
+        );
+      }
+    }
+    const s = this.storageFor(createdBy);
     backend().retain(s);
     return new Tensor(s, shape, this.dtype, this.offset, createdBy);
   }

@@ -18,7 +18,14 @@ import type {
   Storage,
 } from "../backend.ts";
 import { OFFSET_ALIGN } from "../backend.ts";
-import { kernelFlops, kernelKey, kernelName, kernelShape, type KernelSpec } from "../kernel.ts";
+import {
+  kernelFlops,
+  kernelKey,
+  kernelName,
+  kernelShape,
+  type KernelSpec,
+  writtenBuffers,
+} from "../kernel.ts";
 import { compileKernel, type CpuKernel } from "./codegen.ts";
 import { SharedMemory } from "./memory.ts";
 
@@ -68,6 +75,7 @@ export class CpuBackend implements Backend {
   #offsets = new Int32Array(8);
   #profile: Map<string, ProfileEntry> | null = null;
   #closed = false;
+  #writeHook: ((storage: Storage) => void) | null = null;
 
   private constructor(mem: SharedMemory, info: BackendInfo) {
     this.mem = mem;
@@ -100,7 +108,12 @@ export class CpuBackend implements Backend {
     return s;
   }
 
+  setWriteHook(hook: ((storage: Storage) => void) | null): void {
+    this.#writeHook = hook;
+  }
+
   write(storage: Storage, data: ArrayBufferView, offset = 0): void {
+    this.#writeHook?.(storage);
     const s = storage as CpuStorage;
     if (offset + data.byteLength > s.bytes) {
       throw new RangeError(
@@ -129,6 +142,8 @@ export class CpuBackend implements Backend {
 
   run(spec: KernelSpec, buffers: readonly BufferRef[], gate?: Gate): void {
     this.#check();
+    const hook = this.#writeHook;
+    if (hook) { for (const i of writtenBuffers(spec, buffers.length)) hook(buffers[i].storage); }
     const c = this.#compiled(spec);
     if (buffers.length > this.#offsets.length) this.#offsets = new Int32Array(buffers.length);
     const o = this.#offsets;
@@ -172,6 +187,7 @@ export class CpuBackend implements Backend {
 
   copy(src: Storage, srcOffset: number, dst: Storage, dstOffset: number, bytes: number): void {
     this.#check();
+    this.#writeHook?.(dst);
     const s = src as CpuStorage;
     const d = dst as CpuStorage;
     if (srcOffset + bytes > s.bytes || dstOffset + bytes > d.bytes) {

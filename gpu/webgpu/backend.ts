@@ -22,7 +22,14 @@ import type {
   Storage,
 } from "../backend.ts";
 import { OFFSET_ALIGN } from "../backend.ts";
-import { kernelFlops, kernelKey, kernelName, kernelShape, type KernelSpec } from "../kernel.ts";
+import {
+  kernelFlops,
+  kernelKey,
+  kernelName,
+  kernelShape,
+  type KernelSpec,
+  writtenBuffers,
+} from "../kernel.ts";
 import { adapterInfo, checkDeviceLost, getAdapter, getDevice } from "./device.ts";
 import { type Access, checkGateable, matmulOverrideKey, render } from "./render.ts";
 
@@ -112,6 +119,7 @@ export class WebGPUBackend implements Backend {
   #error: Error | null = null;
   #profiling: Profiling | null = null;
   #timestamps: boolean;
+  #writeHook: ((storage: Storage) => void) | null = null;
 
   #lost: Promise<never>;
 
@@ -172,7 +180,12 @@ export class WebGPUBackend implements Backend {
     return storage;
   }
 
+  setWriteHook(hook: ((storage: Storage) => void) | null): void {
+    this.#writeHook = hook;
+  }
+
   write(storage: Storage, data: ArrayBufferView, offset = 0): void {
+    this.#writeHook?.(storage);
     const s = storage as GpuStorage;
     if (offset + data.byteLength > s.bytes) {
       throw new RangeError(
@@ -297,6 +310,8 @@ export class WebGPUBackend implements Backend {
 
   run(spec: KernelSpec, buffers: readonly BufferRef[], gate?: Gate): void {
     this.#checkErrors();
+    const hook = this.#writeHook;
+    if (hook) { for (const i of writtenBuffers(spec, buffers.length)) hook(buffers[i].storage); }
     const c = this.#compiled(spec);
     if (gate) checkGateable(spec);
     this.#dispatch(c, buffers, gate);
@@ -363,6 +378,7 @@ export class WebGPUBackend implements Backend {
 
   copy(src: Storage, srcOffset: number, dst: Storage, dstOffset: number, bytes: number): void {
     this.#checkErrors();
+    this.#writeHook?.(dst);
     this.#endPass();
     const s = src as GpuStorage;
     const d = dst as GpuStorage;

@@ -114,9 +114,16 @@ export function exprStatements(
 ): { stmts: string[]; result: string } {
   const names = new Map<Expr, string>();
   const stmts: string[] = [];
+  const inputs = new Map<number, string>();
   for (const node of exprNodes(expr)) {
-    const name = `${prefix}${names.size}`;
+    if (node.op === "in" && inputs.has(node.i)) {
+      // Every read of one input shares one load.
+      names.set(node, inputs.get(node.i)!);
+      continue;
+    }
+    const name = `${prefix}${stmts.length}`;
     names.set(node, name);
+    if (node.op === "in") inputs.set(node.i, name);
     const arg = (e: Expr) => names.get(e)!;
     let value: string;
     if (node.op === "in") value = load(node.i);

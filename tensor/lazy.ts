@@ -1,0 +1,202 @@
+/**
+ * Elementwise fusion, decided in this one place. Elementwise primitives (unary, binary, where,
+ * cast, expand, permute, slice) do not run a kernel: they return a PENDING tensor holding an
+ * expression tree over its inputs ({@link PendingMap}). A pending input read by broadcasting is
+ * inlined into its consumer's expression, so a chain of ops becomes one kernel; the chain runs
+ * when something needs the memory (a matmul, a reduction, a read, an in-place write): then
+ * `Tensor.realize()` runs ONE map kernel for it.
+ *
+ * Rules:
+ * - an input is inlined only when read through plain broadcasting (its own layout), at most
+ *   once: a pending tensor that a second consumer reads is computed instead (so shared
+ *   subexpressions are not recomputed more than once);
+ * - a fused expression has at most {@link MAX_LEAVES} distinct inputs and {@link MAX_NODES}
+ *   nodes, else its pending inputs are computed and read as plain inputs;
+ * - writes never race a pending tensor: before any storage is written, the backend's write hook
+ *   computes the pending tensors that read it (tensor/tensor.ts `realizeReaders`);
+ * - an in-place map (`runInPlace`) never inlines an input that reads its own destination (a
+ *   kernel cannot read and write one buffer).
+ * @module
+ */
+
+import { backend, type BufferRef } from "../gpu/backend.ts";
+import { type DType, type Expr, exprNodes, numel } from "../gpu/kernel.ts";
+import { type Leaf, Tensor } from "./tensor.ts";
+
+/** Most distinct inputs of a fused kernel (WebGPU binds each as a storage buffer). */
+export const MAX_LEAVES = 6;
+
+/** Most nodes of a fused expression. */
+export const MAX_NODES = 48;
+
+let fusion = true;
+
+/**
+ * Turns elementwise fusion on (default) or off; returns the previous setting. Off, every
+ * elementwise op runs its own kernel when its result is used (tests compare both ways).
+ */
+export function setFusion(on: boolean): boolean {
+  const was = fusion;
+  fusion = on;
+  return was;
+}
+
+/** An operand of a map: a tensor (maybe pending) or a raw region, read through strides. */
+export interface Operand {
+  /** The tensor read (computed first unless it can be inlined). */
+  tensor?: Tensor;
+  /** A raw region (constant buffers). */
+  ref?: BufferRef;
+  /** Element type. */
+  dtype: DType;
+  /** Strides per output dimension over the operand's contiguous layout (0 = broadcast). */
+  strides: number[];
+  /** Element offset of the first element read (default 0). */
+  offset?: number;
+}
+
+/** Whether `strides` read a tensor of `shape` by plain broadcasting into `out`. */
+function isBroadcast(shape: readonly number[], strides: readonly number[], out: readonly number[]) {
+  const lead = out.length - shape.length;
+  if (lead < 0) return false;
+  let expect = 1;
+  const own = new Array(shape.length);
+  for (let j = shape.length - 1; j >= 0; j--) {
+    own[j] = expect;
+    expect *= shape[j];
+  }
+  return strides.every((st, d) => {
+    const j = d - lead;
+    if (j < 0 || shape[j] === 1) return st === 0;
+    return shape[j] === out[d] && st === own[j];
+  });
+}
+
+/** Re-expresses a leaf's strides (over `shape`'s dims) in the coordinates of `out`. */
+function composeStrides(leaf: readonly number[], shape: readonly number[], out: readonly number[]) {
+  const lead = out.length - shape.length;
+  return out.map((_d, d) => {
+    const j = d - lead;
+    return j < 0 || shape[j] === 1 ? 0 : leaf[j];
+  });
+}
+
+/** `e` with every `in(i)` replaced by `subs[i]` (shared subtrees stay shared). */
+function substitute(e: Expr, subs: readonly Expr[]): Expr {
+  const memo = new Map<Expr, Expr>();
+  const walk = (x: Expr): Expr => {
+    const hit = memo.get(x);
+    if (hit) return hit;
+    let r: Expr;
+    if (x.op === "in") r = subs[x.i];
+    else if (x.op === "out" || x.op === "const") r = x;
+    else if (x.op === "where") r = { op: "where", c: walk(x.c), a: walk(x.a), b: walk(x.b) };
+    else if (x.op === "cast") r = { op: "cast", to: x.to, a: walk(x.a) };
+    else if ("b" in x) r = { op: x.op, a: walk(x.a), b: walk(x.b) } as Expr;
+    else r = { op: x.op, a: walk(x.a) } as Expr;
+    memo.set(x, r);
+    return r;
+  };
+  return walk(e);
+}
+
+function leafKey(l: Leaf): string {
+  return `${l.ref.storage.id}:${l.ref.offset}:${l.ref.numel}:${l.dtype}:${l.offset}:${l.strides}`;
+}
+
+/**
+ * Builds the expression and leaves of `build(operands)` over `shape`, inlining pending operands
+ * where the rules allow (see the module doc). `avoid` is a storage no leaf may read (the
+ * destination of an in-place map).
+ */
+function plan(
+  build: (ins: Expr[]) => Expr,
+  shape: readonly number[],
+  operands: readonly Operand[],
+  op: string,
+  avoid?: BufferRef,
+  fuse = true,
+): { expr: Expr; leaves: Leaf[] } {
+  const leaves: Leaf[] = [];
+  const index = new Map<string, number>();
+  const add = (l: Leaf): Expr => {
+    const key = leafKey(l);
+    let i = index.get(key);
+    if (i === undefined) {
+      i = leaves.length;
+      leaves.push(l);
+      index.set(key, i);
+    }
+    return { op: "in", i };
+  };
+  const inlined: Tensor[] = [];
+  const ins = operands.map((o): Expr => {
+    const t = o.tensor;
+    const p = t?.pendingMap;
+    if (
+      fuse && t && p && !o.offset && isBroadcast(t.shape, o.strides, shape) &&
+      !(avoid && p.leaves.some((l) => l.ref.storage === avoid.storage)) && !t.markInlined()
+    ) {
+      inlined.push(t);
+      const subs = p.leaves.map((l) =>
+        add({ ...l, strides: composeStrides(l.strides, t.shape, shape) })
+      );
+      return substitute(p.expr, subs);
+    }
+    const ref = t ? t.refFor(op) : o.ref!;
+    return add({ ref, dtype: o.dtype, strides: o.strides, offset: o.offset ?? 0 });
+  });
+  const expr = build(ins);
+  if (
+    fuse && inlined.length && (leaves.length > MAX_LEAVES || exprNodes(expr).length > MAX_NODES)
+  ) {
+    // Too big to fuse: compute the pending operands and read them as plain inputs.
+    for (const t of inlined) t.realize();
+    return plan(build, shape, operands, op, avoid, false);
+  }
+  return { expr, leaves };
+}
+
+/**
+ * A pending tensor of `shape` whose elements are `build(operands)` (computed, with whatever it
+ * fused, on first use).
+ */
+export function lazyMap(
+  build: (ins: Expr[]) => Expr,
+  shape: readonly number[],
+  operands: readonly Operand[],
+  outDtype: DType,
+  op: string,
+): Tensor {
+  const p = plan(build, shape, operands, op, undefined, fusion);
+  return Tensor.pending(shape, outDtype, p, op);
+}
+
+/**
+ * Runs `dst = build(operands)` now, in place (`E.out()` reads `dst`'s current value); `shape`
+ * must have `dst`'s element count. Pending operands are fused unless they read `dst`.
+ */
+export function runInPlace(
+  build: (ins: Expr[]) => Expr,
+  shape: readonly number[],
+  operands: readonly Operand[],
+  dst: Tensor,
+  op: string,
+): void {
+  if (numel(shape) !== dst.size) {
+    throw new Error(`${op}: ${numel(shape)} values do not fill ${dst.describe()}`);
+  }
+  if (dst.size === 0) return;
+  const out = dst.refFor(op);
+  const { expr, leaves } = plan(build, shape, operands, op, out, fusion);
+  backend().run(
+    {
+      kind: "map",
+      expr,
+      shape: [...shape],
+      inputs: leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset })),
+      out: dst.dtype,
+    },
+    [...leaves.map((l) => l.ref), out],
+  );
+}

@@ -1,0 +1,141 @@
+/**
+ * Elementwise fusion (tensor/lazy.ts) against the composition it replaces: every chain is
+ * computed fused and with fusion off (one kernel per op), and must agree; on the CPU backend
+ * bit for bit (f32 rounding after every op), on WebGPU to rounding. Plus the rules that keep
+ * fusion correct: writes never change a pending value, a second reader computes instead of
+ * recomputing, reshape keeps fusion, and the size limits.
+ */
+
+import assert from "node:assert/strict";
+import { backend } from "../gpu/backend.ts";
+import { MAX_LEAVES, setFusion } from "../tensor/lazy.ts";
+import * as ops from "../tensor/ops.ts";
+import { tensor } from "../tensor/functional.ts";
+import { noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
+import { assertClose, randomData, rng, setup } from "./helpers.ts";
+
+await setup();
+const exact = backend().info.kind === "cpu";
+
+/** Runs `fn` fused and unfused; returns both results and the kernels each ran. */
+async function both(fn: () => Tensor) {
+  const run = async (fuse: boolean) => {
+    const was = setFusion(fuse);
+    try {
+      const d0 = backend().stats.dispatches;
+      const out = tidy(() => fn());
+      const [v] = await readMany([out]);
+      out.dispose();
+      return { v: Array.from(v), kernels: backend().stats.dispatches - d0 };
+    } finally {
+      setFusion(was);
+    }
+  };
+  return { fused: await run(true), plain: await run(false) };
+}
+
+function agree(a: number[], b: number[], what: string): void {
+  if (exact) assert.deepEqual(a, b, what);
+  else assertClose(a, b, 1e-6, 1e-5, what);
+}
+
+const UNARY = ["neg", "exp", "abs", "tanh", "sigmoid", "relu", "sin", "cos", "square"] as const;
+const BINARY = ["add", "sub", "mul", "maximum", "minimum", "lt", "ge"] as const;
+
+Deno.test("fusion: random elementwise chains equal the op-by-op composition", async () => {
+  const r = rng(7);
+  for (let trial = 0; trial < 40; trial++) {
+    const shapes = [[3, 4], [4], [3, 1], [1, 4], [1]];
+    const data = shapes.map((s, i) => randomData(s.reduce((a, b) => a * b, 1), 100 * trial + i));
+    // The chain is drawn once, then built twice (fused and not).
+    const chain = Array.from({ length: 2 + Math.floor(r() * 8) }, () => [r(), r(), r()]);
+    const { fused, plain } = await both(() => {
+      const xs = shapes.map((s, i) => tensor(data[i], s));
+      let acc = xs[0];
+      for (const [pick, u, v] of chain) {
+        if (pick < 0.4) acc = ops.unary(UNARY[Math.floor(u * UNARY.length)], acc);
+        else if (pick < 0.8) {
+          const other = xs[Math.floor(v * xs.length)];
+          acc = ops.binary(BINARY[Math.floor(u * BINARY.length)], acc, other);
+        } else if (pick < 0.9) acc = ops.scalarOp("mul_scalar", acc, u * 2 - 1);
+        else acc = ops.where(ops.binary("gt", acc, xs[1]), acc, xs[2]);
+      }
+      return acc;
+    });
+    agree(fused.v, plain.v, `trial ${trial}`);
+    assert.ok(fused.kernels <= plain.kernels, `trial ${trial}: fusion never adds kernels`);
+  }
+});
+
+Deno.test("fusion: a chain is one kernel; a value read twice is computed once", async () => {
+  const x = tensor(randomData(64, 1), [8, 8]);
+  const y = tensor(randomData(8, 2), [8]);
+  const { fused, plain } = await both(() => x.mul(y).add(1).tanh().mul(2).sigmoid());
+  agree(fused.v, plain.v, "chain");
+  assert.equal(fused.kernels, 1);
+  assert.equal(plain.kernels, 5);
+  const shared = await both(() => {
+    const e = x.exp();
+    return e.add(e.mul(3)).add(e.neg());
+  });
+  agree(shared.fused.v, shared.plain.v, "shared");
+  // exp is inlined into its first reader and computed for the second: at most 3 kernels.
+  assert.ok(shared.fused.kernels <= 3, `${shared.fused.kernels} kernels`);
+  x.dispose();
+  y.dispose();
+});
+
+Deno.test("fusion: an in-place write never changes a pending value", async () => {
+  const x = tensor([1, 2, 3, 4]);
+  const doubled = x.mul(2);
+  const viaView = x.view([2, 2]).add(10);
+  ops.fill_(x, 0);
+  assert.deepEqual(Array.from(await doubled.data()), [2, 4, 6, 8]);
+  assert.deepEqual(Array.from(await viaView.data()), [11, 12, 13, 14]);
+  const acc = tensor([1, 1, 1, 1]);
+  const twice = acc.mul(2);
+  ops.accumulate_(acc, twice); // reads acc, writes acc: must not fuse into one kernel
+  assert.deepEqual(Array.from(await acc.data()), [3, 3, 3, 3]);
+  const w = tensor([5, 6]);
+  const neg = w.neg();
+  backend().write(w.storageFor("t"), new Float32Array([0, 0]));
+  assert.deepEqual(Array.from(await neg.data()), [-5, -6]);
+  for (const t of [x, doubled, viaView, acc, twice, w, neg]) t.dispose();
+});
+
+Deno.test("fusion: reshape keeps a contiguous chain pending; gradients flow through fused ops", async () => {
+  const x = tensor(randomData(12, 3), [3, 4]).requiresGrad_();
+  const d0 = backend().stats.dispatches;
+  const y = x.mul(3).reshape([12]).exp().reshape([2, 6]).sum();
+  await y.item();
+  assert.equal(backend().stats.dispatches - d0, 2, "one fused map and one reduction");
+  y.backward();
+  const g = Array.from(await x.grad!.data());
+  const xv = await x.data();
+  assertClose(g, Array.from(xv, (v) => 3 * Math.exp(3 * v)), 1e-4, 1e-4, "d/dx sum(exp(3x))");
+  x.dispose();
+  y.dispose();
+});
+
+Deno.test("fusion: at most MAX_LEAVES inputs per kernel", async () => {
+  const xs = Array.from({ length: MAX_LEAVES + 4 }, (_, i) => tensor(randomData(16, 10 + i)));
+  const { fused, plain } = await both(() => xs.reduce((a, b) => a.add(b)));
+  agree(fused.v, plain.v, "sum of many");
+  assert.ok(fused.kernels >= 2 && fused.kernels < plain.kernels, `${fused.kernels} kernels`);
+  for (const t of xs) t.dispose();
+});
+
+Deno.test("fusion: pending tensors hold their inputs and free them when disposed", () => {
+  const be = backend();
+  noGrad(() => {
+    const live0 = be.stats.liveStorages;
+    const x = tensor(randomData(32, 5));
+    const e = x.exp();
+    const y = e.neg();
+    x.dispose();
+    e.dispose();
+    assert.equal(be.stats.liveStorages, live0 + 1, "x's memory lives while y is pending");
+    y.dispose();
+    assert.equal(be.stats.liveStorages, live0, "all freed");
+  });
+});
