@@ -278,34 +278,47 @@ export function inputKinds(shape: readonly number[], inputs: readonly MapInput[]
 /** Reduction operator. */
 export type ReduceOp = "sum" | "max" | "argmax";
 
-/** A reduction split into kept (output) dims and reduced dims, each with input strides. */
+/** A reduction split into kept (output) dims and reduced dims, with each input's strides. */
 export interface ReducePlan {
   /** Kept dimensions (output shape after collapsing). */
   keepShape: number[];
-  /** Input strides of the kept dimensions. */
-  keepStrides: number[];
+  /** Per input: its strides over the kept dimensions. */
+  keepStrides: number[][];
   /** Reduced dimensions (collapsed). */
   redShape: number[];
-  /** Input strides of the reduced dimensions. */
-  redStrides: number[];
+  /** Per input: its strides over the reduced dimensions. */
+  redStrides: number[][];
 }
 
-/** Splits `shape` into kept and reduced dimensions, merging adjacent dims of the same kind. */
-export function planReduce(shape: readonly number[], axes: readonly number[]): ReducePlan {
-  const strides = contiguousStrides(shape);
-  const plan: ReducePlan = { keepShape: [], keepStrides: [], redShape: [], redStrides: [] };
+/**
+ * Splits `shape` into kept and reduced dimensions for inputs read through `strides` (one array
+ * per input, over `shape`'s dims; default: one contiguous input), merging adjacent dims of the
+ * same kind where every input allows it.
+ */
+export function planReduce(
+  shape: readonly number[],
+  axes: readonly number[],
+  strides: readonly (readonly number[])[] = [contiguousStrides(shape)],
+): ReducePlan {
+  const plan: ReducePlan = {
+    keepShape: [],
+    keepStrides: strides.map(() => []),
+    redShape: [],
+    redStrides: strides.map(() => []),
+  };
   let lastKind: "keep" | "red" | null = null;
   for (let d = 0; d < shape.length; d++) {
     if (shape[d] === 1) continue;
     const kind = axes.includes(d) ? "red" : "keep";
     const s = kind === "red" ? plan.redShape : plan.keepShape;
     const st = kind === "red" ? plan.redStrides : plan.keepStrides;
-    if (kind === lastKind && st[st.length - 1] === strides[d] * shape[d]) {
-      s[s.length - 1] *= shape[d];
-      st[st.length - 1] = strides[d];
+    const n = s.length;
+    if (kind === lastKind && strides.every((x, k) => st[k][n - 1] === x[d] * shape[d])) {
+      s[n - 1] *= shape[d];
+      strides.forEach((x, k) => (st[k][n - 1] = x[d]));
     } else {
       s.push(shape[d]);
-      st.push(strides[d]);
+      strides.forEach((x, k) => st[k].push(x[d]));
     }
     lastKind = kind;
   }
@@ -437,7 +450,7 @@ export type RandomKind = "uniform" | "normal" | "bernoulli";
  * |---|---|
  * | map | inputs..., out (read_write; `E.out()` reads it) |
  * | place | src, out: `out[offset + Σ coord_d outStrides[d]] = src[i]` |
- * | reduce | x (contiguous, `shape`), out (kept dims, row-major; argmax out is i32) |
+ * | reduce | inputs..., out (kept dims, row-major; argmax out is i32): reduces `expr` over `shape` |
  * | matmul | A, B, C |
  * | im2col / col2im | image, cols / cols, image |
  * | maxPool2d | x, out (maxima, then i32 argmax indices from element `idxOffset`) |
@@ -467,7 +480,18 @@ export type KernelSpec =
     out: DType;
   }
   | { kind: "place"; shape: number[]; outStrides: number[]; offset: number; dtype: DType }
-  | { kind: "reduce"; op: ReduceOp; shape: number[]; axes: number[] }
+  | {
+    kind: "reduce";
+    op: ReduceOp;
+    /** The shape reduced over (before reduction). */
+    shape: number[];
+    /** Reduced axes of `shape`. */
+    axes: number[];
+    /** The value reduced at each element of `shape` (a fused elementwise prologue). */
+    expr: Expr;
+    /** The expression's inputs, read through strides over `shape`. */
+    inputs: MapInput[];
+  }
   | ({ kind: "matmul" } & MatmulSpec)
   | { kind: "im2col"; g: ConvGeometry }
   | { kind: "col2im"; g: ConvGeometry }
@@ -507,12 +531,12 @@ export function kernelKey(spec: KernelSpec): string {
 
 /** A short name for a spec (profiles and error messages): the family, or the map's op. */
 export function kernelName(spec: KernelSpec): string {
-  if (spec.kind !== "map") return spec.kind;
+  if (spec.kind !== "map" && spec.kind !== "reduce") return spec.kind;
   const e = spec.expr;
-  if (e.op === "in") return "copy";
-  if (e.op === "const") return "fill";
   const ops = exprNodes(e).filter((x) => x.op !== "in" && x.op !== "const" && x.op !== "out");
-  return ops.length <= 3 ? ops.map((x) => x.op).join("_") : `fused${ops.length}`;
+  const body = ops.length <= 3 ? ops.map((x) => x.op).join("_") : `fused${ops.length}`;
+  if (spec.kind === "reduce") return body ? `${spec.op}(${body})` : spec.op;
+  return e.op === "in" ? "copy" : e.op === "const" ? "fill" : body;
 }
 
 /** Useful floating-point work of a spec, for GFLOP/s in profiles (multiply-add = 2). */
@@ -524,7 +548,8 @@ export function kernelFlops(spec: KernelSpec): number {
       return numel(spec.shape) *
         exprNodes(spec.expr).filter((x) => !["in", "out", "const"].includes(x.op)).length;
     case "reduce":
-      return numel(spec.shape);
+      return numel(spec.shape) *
+        (1 + exprNodes(spec.expr).filter((x) => !["in", "out", "const"].includes(x.op)).length);
     default:
       return 0;
   }

@@ -39,7 +39,7 @@ export interface ProfileReport {
   backend: { kind: string; device: string; reason: string };
   /** Steps timed. */
   steps: number;
-  /** Median wall milliseconds per step over the timed steps (each step ends with a sync). */
+  /** Mean wall milliseconds per step over the timed steps (each step ends with a sync). */
   msPerStep: number;
   /** Kernels per step. */
   dispatchesPerStep: number;
@@ -79,13 +79,12 @@ export async function profileWorkload(
   be.profile(true);
   for (let k = 0; k < steps; k++, i++) w.step(i);
   const entries = await be.profile(false);
-  times.sort((a, b) => a - b);
   const kernelMs = entries.reduce((a, e) => a + e.ms, 0) / steps;
   return {
     description: w.description,
     backend: { ...be.info },
     steps,
-    msPerStep: times[Math.floor(times.length / 2)],
+    msPerStep: times.reduce((a, b) => a + b, 0) / times.length,
     dispatchesPerStep: dispatches,
     hostSyncsPerStep: syncs,
     kernelMsPerStep: kernelMs,
@@ -118,7 +117,7 @@ export function formatProfile(r: ProfileReport, top = 25): string {
   return [
     r.description,
     `backend: ${r.backend.kind} (${r.backend.reason}); device: ${r.backend.device}`,
-    `step: ${r.msPerStep.toFixed(1)} ms (median of ${r.steps}), ${r.dispatchesPerStep} kernels, ` +
+    `step: ${r.msPerStep.toFixed(1)} ms (mean of ${r.steps}), ${r.dispatchesPerStep} kernels, ` +
     `${r.hostSyncsPerStep} host syncs inside; kernels account for ${
       r.kernelMsPerStep.toFixed(1)
     } ms` + (r.kernelMsPerStep === 0 ? " (no timestamps on this adapter)" : ""),

@@ -158,6 +158,19 @@ function plan(
 }
 
 /**
+ * The expression and inputs of `build(operands)` over `shape`, with pending operands fused where
+ * the rules allow: for kernels that take an elementwise prologue (reductions).
+ */
+export function planMap(
+  build: (ins: Expr[]) => Expr,
+  shape: readonly number[],
+  operands: readonly Operand[],
+  op: string,
+): { expr: Expr; leaves: Leaf[] } {
+  return plan(build, shape, operands, op, undefined, fusion);
+}
+
+/**
  * A pending tensor of `shape` whose elements are `build(operands)` (computed, with whatever it
  * fused, on first use).
  */

@@ -16,7 +16,7 @@ import {
 } from "../gpu/kernel.ts";
 import { constant } from "../gpu/constants.ts";
 import { Generator, runCategorical, runRandom } from "../gpu/random.ts";
-import { lazyMap, type Operand, runInPlace } from "./lazy.ts";
+import { lazyMap, type Operand, planMap, runInPlace } from "./lazy.ts";
 import { isGradEnabled, Tensor } from "./tensor.ts";
 
 /** Allocates an uninitialized tensor. */
@@ -215,9 +215,21 @@ function reducedShape(shape: readonly number[], axes: number[], keepdim: boolean
     : shape.filter((_, i) => !axes.includes(i));
 }
 
+/** Reduces `x` over `axes` into `out`; a pending `x` is fused into the reduction's prologue. */
 function runReduce(op: "sum" | "max" | "argmax", x: Tensor, axes: number[], out: Tensor): void {
   if (out.size === 0) return;
-  backend().run({ kind: "reduce", op, shape: [...x.shape], axes }, [x.refFor(op), out.refFor(op)]);
+  const { expr, leaves } = planMap(([v]) => v, x.shape, [operand(x)], op);
+  backend().run(
+    {
+      kind: "reduce",
+      op,
+      shape: [...x.shape],
+      axes,
+      expr,
+      inputs: leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset })),
+    },
+    [...leaves.map((l) => l.ref), out.refFor(op)],
+  );
 }
 
 /** Sum over `axis` (all axes when omitted). */

@@ -298,21 +298,31 @@ ${nestedLoops(c.shape, [c.strides[0]], [`o[1] + ${spec.offset}`], `${v}[p0] = ${
 }
 
 function reduceSource(spec: Extract<KernelSpec, { kind: "reduce" }>): string {
-  const plan = planReduce(spec.shape, spec.axes);
+  const plan = planReduce(spec.shape, spec.axes, spec.inputs.map((i) => i.strides));
   const out = spec.op === "argmax" ? "I" : "F";
-  const outer = nestedLoops(plan.keepShape, [plan.keepStrides], ["o[0]"], "BODY");
-  let inner: string;
-  const red = (body: string) => {
-    const names = { loopVar: "c", ptr: "q", counter: "r" };
-    return `let r = 0;\n${nestedLoops(plan.redShape, [plan.redStrides], ["base"], body, names)}`;
+  const n = spec.inputs.length;
+  const bases = spec.inputs.map((inp, k) => `o[${k}] + ${inp.offset ?? 0}`);
+  const outer = nestedLoops(plan.keepShape, plan.keepStrides, bases, "BODY");
+  const { stmts, result } = exprStatements(
+    spec.expr,
+    spec.inputs.map((i) => i.dtype),
+    "f32",
+    (k) => `${view(spec.inputs[k].dtype)}[q${k}]`,
+    "0",
+  );
+  const names = { loopVar: "c", ptr: "q", counter: "r" };
+  const red = (combine: string) => {
+    const body = `${stmts.join("\n")}\nconst v = ${result};\n${combine}`;
+    const starts = spec.inputs.map((_, k) => `p${k}`);
+    return `let r = 0;\n${nestedLoops(plan.redShape, plan.redStrides, starts, body, names)}`;
   };
+  let inner: string;
   if (spec.op === "sum") {
-    inner = `const base = p0;\nlet acc = 0;\n${red("acc += F[q0];")}\n${out}[o[1] + i] = acc;`;
+    inner = `let acc = 0;\n${red("acc += v;")}\n${out}[o[${n}] + i] = acc;`;
   } else {
-    inner = `const base = p0;
-let acc = F[base], best = 0;
-${red("const v = F[q0]; if (acc === acc && (v !== v || v > acc)) { acc = v; best = r; }")}
-${out}[o[1] + i] = ${spec.op === "argmax" ? "best" : "acc"};`;
+    inner = `let acc = -Infinity, best = 0;
+${red("if (acc === acc && (v !== v || v > acc)) { acc = v; best = r; }")}
+${out}[o[${n}] + i] = ${spec.op === "argmax" ? "best" : "acc"};`;
   }
   return `let i = 0;\n${outer.replace("BODY", inner)}`;
 }

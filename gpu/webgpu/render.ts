@@ -120,13 +120,17 @@ export function render(spec: KernelSpec): Rendered {
       };
     }
     case "reduce": {
-      const plan = planReduce(spec.shape, spec.axes);
+      const plan = planReduce(spec.shape, spec.axes, spec.inputs.map((i) => i.strides));
       const nOut = numel(plan.keepShape);
       const nRed = numel(plan.redShape);
       // Long rows and few outputs: a workgroup per output keeps all lanes busy.
       const perGroup = nRed >= 256 && nOut < 4096;
       const { grid, nx } = foldGrid(perGroup ? nOut : Math.ceil(nOut / WG));
-      return { code: reduceShader(spec.op, plan, nx, perGroup), grid, access: reads(2) };
+      return {
+        code: reduceShader(spec.op, plan, spec.expr, spec.inputs, nx, perGroup),
+        grid,
+        access: reads(spec.inputs.length + 1),
+      };
     }
     case "matmul": {
       const variant = matmulOverride?.variant ?? matmulVariant(spec);

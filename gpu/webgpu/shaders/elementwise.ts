@@ -144,8 +144,8 @@ export function exprStatements(
   return { stmts, result: names.get(expr)! };
 }
 
-/** Scalar helper functions the expressions above may call. */
-const HELPERS = `${NAN_HELPERS}
+/** Scalar helper functions the expressions above may call (needs {@link NAN_HELPERS}). */
+export const EXPR_HELPERS = `
 // max/min that propagate NaN on every driver (GL compilers may assume comparisons see no NaN).
 fn fmax_nan(x: f32, y: f32) -> f32 {
   if (is_nan(x)) { return x; }
@@ -247,7 +247,8 @@ export function mapShader(
     body = [...offsets, ...stmts, `out[i] = ${result};`].join("\n");
   }
   return `${decl.join("\n")}
-${HELPERS}
+${NAN_HELPERS}
+${EXPR_HELPERS}
 @compute @workgroup_size(64)
 fn main(${BUILTINS}) {
   ${

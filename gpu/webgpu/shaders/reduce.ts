@@ -1,14 +1,15 @@
 /**
- * Reduction WGSL (sum, max, argmax) over any set of axes of a contiguous input.
+ * Reduction WGSL (sum, max, argmax) over any set of axes of an elementwise expression of the
+ * inputs (a fused prologue: `sum(x * x)` is one kernel).
  *
  * Two variants: one thread per output (many outputs or short rows), and one 64-thread workgroup
- * per output with a shared-memory tree (few outputs, long rows). Max propagates NaN and starts from
- * the row's first element, so no infinite literal is needed.
+ * per output with a shared-memory tree (few outputs, long rows). Max propagates NaN.
  * @module
  */
 
-import type { ReduceOp, ReducePlan } from "../../kernel.ts";
+import type { Expr, MapInput, ReduceOp, ReducePlan } from "../../kernel.ts";
 import { BUILTINS, linearIndex, NAN_HELPERS, u32 } from "./common.ts";
+import { EXPR_HELPERS, exprStatements } from "./elementwise.ts";
 
 function offsetCode(name: string, idx: string, shape: number[], strides: number[]): string {
   if (shape.length === 0) return `let ${name} = 0u;`;
@@ -29,12 +30,15 @@ function combine(op: ReduceOp): string {
 }
 
 /**
- * WGSL reducing the input (bound at 0) into the output (binding 1).
+ * WGSL reducing `expr` (over the inputs, bound in order; the output after them) over the plan's
+ * reduced dimensions. Max starts from -inf, so the first maximum (or the first NaN) wins.
  * @param perGroup use one 64-thread workgroup per output (long rows) instead of one thread.
  */
 export function reduceShader(
   op: ReduceOp,
   plan: ReducePlan,
+  expr: Expr,
+  inputs: readonly MapInput[],
   nx: number,
   perGroup: boolean,
 ): string {
@@ -42,23 +46,41 @@ export function reduceShader(
   const nRed = plan.redShape.reduce((a, b) => a * b, 1);
   const outType = op === "argmax" ? "i32" : "f32";
   const result = op === "argmax" ? "i32(best)" : "acc";
-  const init = op === "sum" ? "0.0" : "x[base]";
-  const head = `@group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read_write> out: array<${outType}>;
-${NAN_HELPERS}`;
+  const init = op === "sum" ? "0.0" : "bitcast<f32>(0xff800000u)";
+  const decl = inputs.map((inp, k) =>
+    `@group(0) @binding(${k}) var<storage, read> in${k}: array<${inp.dtype}>;`
+  );
+  const head = `${decl.join("\n")}
+@group(0) @binding(${inputs.length}) var<storage, read_write> out: array<${outType}>;
+${NAN_HELPERS}
+${EXPR_HELPERS}`;
+  const bases = inputs.map((_, k) =>
+    offsetCode(`base${k}`, "OUT", plan.keepShape, plan.keepStrides[k])
+  ).join("\n  ");
+  const offs = inputs.map((_, k) => offsetCode(`off${k}`, "r", plan.redShape, plan.redStrides[k]))
+    .join("\n    ");
+  const { stmts, result: value } = exprStatements(
+    expr,
+    inputs.map((i) => i.dtype),
+    "f32",
+    (k) => `in${k}[base${k} + off${k}${inputs[k].offset ? ` + ${u32(inputs[k].offset!)}` : ""}]`,
+    "0.0",
+  );
+  const element = `${offs}
+    ${stmts.join("\n    ")}
+    let v = ${value};
+    ${combine(op)}`;
   if (!perGroup) {
     return `${head}
 @compute @workgroup_size(64)
 fn main(${BUILTINS}) {
   let o = ${linearIndex(nx)};
   if (o >= ${u32(nOut)}) { return; }
-  ${offsetCode("base", "o", plan.keepShape, plan.keepStrides)}
+  ${bases.replaceAll("OUT", "o")}
   var acc: f32 = ${init};
   var best = 0u;
   for (var r = 0u; r < ${u32(nRed)}; r++) {
-    ${offsetCode("off", "r", plan.redShape, plan.redStrides)}
-    let v = x[base + off];
-    ${combine(op)}
+    ${element}
   }
   out[o] = ${result};
 }`;
@@ -77,13 +99,11 @@ fn main(${BUILTINS}) {
   let o = wid.x + wid.y * ${u32(nx)};
   let live = o < ${u32(nOut)};
   let oc = min(o, ${u32(nOut - 1)});
-  ${offsetCode("base", "oc", plan.keepShape, plan.keepStrides)}
+  ${bases.replaceAll("OUT", "oc")}
   var acc: f32 = ${init};
   var best = 0u;
   for (var r = lid; r < ${u32(nRed)}; r += 64u) {
-    ${offsetCode("off", "r", plan.redShape, plan.redStrides)}
-    let v = x[base + off];
-    ${combine(op)}
+    ${element}
   }
   sacc[lid] = acc;
   sbest[lid] = best;
