@@ -7,7 +7,7 @@
  */
 
 import { parse } from "npm:yaml@2.9.1";
-import { init } from "../gpu/backend.ts";
+import { type Backend, init } from "../gpu/backend.ts";
 import type { CommonOptions } from "../tasks/registry.ts";
 import {
   ConfigError,
@@ -93,12 +93,26 @@ export async function openSession<S extends Schema>(
     const dir = await RunDir.open(opts.resume);
     const saved = await loadYamlFile(dir.file("config.yaml"));
     const cfg = resolveConfig(schema, [saved]);
-    await init();
+    await recordBackend(dir, await init());
     return { cfg, dir, resumed: true };
   }
   const cfg = await resolveTaskConfig(opts, schema, task);
-  await init();
+  const be = await init();
   const dir = await RunDir.create({ task, out: opts.out });
   await dir.writeConfig(cfg);
+  await recordBackend(dir, be);
   return { cfg, dir, resumed: false };
+}
+
+/**
+ * Says which backend runs and why, on stderr and in the run directory's `backend.json` (a resumed
+ * run rewrites it: the backend may differ from the first run's).
+ */
+export async function recordBackend(dir: RunDir, be: Backend): Promise<void> {
+  console.error(`backend: ${be.info.kind} (${be.info.reason}); ${be.info.device}`);
+  await dir.writeFile(
+    "backend.json",
+    JSON.stringify({ ...be.info, deno: Deno.version.deno, at: new Date().toISOString() }, null, 2) +
+      "\n",
+  );
 }

@@ -19,7 +19,7 @@ import type { PolicyController } from "../rl/controller.ts";
 import { type Layer, loadYamlFile, parseSet, resolveConfig } from "../run/config.ts";
 import { formatDuration, Progress } from "../run/progress.ts";
 import { RunDir, timestamp } from "../run/run_dir.ts";
-import { loadPreset, openSession } from "../run/session.ts";
+import { loadPreset, openSession, recordBackend } from "../run/session.ts";
 import type { CommonOptions } from "./registry.ts";
 import { formatIs, ganFeatureNames, type GanStatus } from "./gan.ts";
 import { GAN_SCHEMA, type GanConfig, scheduleList } from "./gan_config.ts";
@@ -356,9 +356,10 @@ async function openGuidedRun(opts: CommonOptions, command: string, cfg: GanConfi
   if (opts.resume) {
     throw new UserError(`${command} gan cannot be resumed yet; start a new run`);
   }
-  await init();
+  const be = await init();
   const dir = await RunDir.create({ task: `gan-${command}`, out: opts.out });
   await dir.writeConfig(cfg);
+  await recordBackend(dir, be);
   return dir;
 }
 

@@ -7,7 +7,8 @@
 
 import { UserError } from "../run/errors.ts";
 import { fileURLToPath } from "node:url";
-import { backend } from "../gpu/backend.ts";
+import { backend, init } from "../gpu/backend.ts";
+import { recordBackend } from "../run/session.ts";
 import type { ControllerFile } from "../rl/controller_file.ts";
 import { type Layer, loadYamlFile, parseSet, resolveConfig, type Schema } from "../run/config.ts";
 import { formatDuration, Progress } from "../run/progress.ts";
@@ -253,8 +254,10 @@ export async function openRun(opts: CommonOptions, cfg: unknown): Promise<RunDir
       `${opts.task} runs cannot be resumed yet (${opts.command} takes minutes); start a new run`,
     );
   }
+  const be = await init();
   const run = await RunDir.create({ task: `${opts.task}-${opts.command}`, out: opts.out });
   await run.writeConfig(cfg);
+  await recordBackend(run, be);
   return run;
 }
 
