@@ -17,7 +17,7 @@ import type {
   ProfileEntry,
   Storage,
 } from "../backend.ts";
-import { OFFSET_ALIGN } from "../backend.ts";
+import { BackendChoiceError, OFFSET_ALIGN } from "../backend.ts";
 import {
   kernelFlops,
   kernelKey,
@@ -26,8 +26,28 @@ import {
   type KernelSpec,
   writtenBuffers,
 } from "../kernel.ts";
+import { envGet } from "../backend.ts";
 import { compileKernel, type CpuKernel } from "./codegen.ts";
+import { buildMapModule, wasmMapSupported } from "./wasm_map.ts";
+import { type GemmFn, gemmModule, gemmWorkBytes, relaxedSimdSupported } from "./gemm.ts";
 import { SharedMemory } from "./memory.ts";
+import { WorkerPool } from "./pool.ts";
+
+/** Products with fewer floating-point operations than this run on one thread. */
+const PARALLEL_FLOPS = 4e6;
+
+/** Threads to use: `AUTOLOSS_THREADS`, else every core the runtime reports (at most 16). */
+export function cpuThreads(): number {
+  const env = envGet("AUTOLOSS_THREADS");
+  if (env !== undefined && env !== "") {
+    const n = Number(env);
+    if (!Number.isInteger(n) || n < 1 || n > 256) {
+      throw new BackendChoiceError(`AUTOLOSS_THREADS must be an integer in [1, 256], got '${env}'`);
+    }
+    return n;
+  }
+  return Math.min(16, Math.max(1, navigator.hardwareConcurrency || 1));
+}
 
 /** A CPU storage: a block of the shared memory. */
 interface CpuStorage extends Storage {
@@ -76,22 +96,50 @@ export class CpuBackend implements Backend {
   #profile: Map<string, ProfileEntry> | null = null;
   #closed = false;
   #writeHook: ((storage: Storage) => void) | null = null;
+  readonly #gemm: GemmFn;
+  readonly #pool: WorkerPool;
+  /** Byte address of each thread's gemm scratch. */
+  readonly #work: number[];
 
-  private constructor(mem: SharedMemory, info: BackendInfo) {
+  private constructor(
+    mem: SharedMemory,
+    info: BackendInfo,
+    gemm: GemmFn,
+    pool: WorkerPool,
+    work: number[],
+  ) {
     this.mem = mem;
     this.info = info;
+    this.#gemm = gemm;
+    this.#pool = pool;
+    this.#work = work;
   }
 
   /** Creates the backend; `reason` says why the CPU was chosen. */
   static create(reason: string): Promise<CpuBackend> {
-    const threads = 1;
+    const threads = cpuThreads();
     const mem = new SharedMemory();
+    const relaxed = relaxedSimdSupported();
+    const module = gemmModule({ relaxed });
+    const instance = new WebAssembly.Instance(module, { env: { memory: mem.memory } });
+    const bytes = gemmWorkBytes({ relaxed });
+    const work = Array.from({ length: threads }, () => mem.alloc(bytes).ptr);
+    const control = mem.alloc(WorkerPool.controlBytes(threads)).ptr;
+    mem.views.B.fill(0, control, control + WorkerPool.controlBytes(threads));
+    const pool = new WorkerPool(mem.memory, module, ["gemm"], threads, control);
+    const simd = relaxed ? "WebAssembly SIMD with relaxed FMA" : "WebAssembly SIMD";
     return Promise.resolve(
-      new CpuBackend(mem, {
-        kind: "cpu",
-        device: `${cpuModel()}, ${threads} thread${threads === 1 ? "" : "s"}`,
-        reason,
-      }),
+      new CpuBackend(
+        mem,
+        {
+          kind: "cpu",
+          device: `${cpuModel()}, ${threads} thread${threads === 1 ? "" : "s"}, ${simd}`,
+          reason,
+        },
+        instance.exports.gemm as GemmFn,
+        pool,
+        work,
+      ),
     );
   }
 
@@ -129,7 +177,13 @@ export class CpuBackend implements Backend {
     let c = this.#kernels.get(key);
     if (c) return c;
     c = {
-      run: compileKernel(spec),
+      // Products run in WebAssembly (#matmul); maps in WebAssembly SIMD where it renders them;
+      // everything else in generated JavaScript.
+      run: spec.kind === "matmul"
+        ? () => {}
+        : spec.kind === "map" && wasmMapSupported(spec)
+        ? this.#wasmKernel(buildMapModule(spec), spec.inputs.length + 1)
+        : compileKernel(spec),
       name: kernelName(spec),
       shape: kernelShape(spec),
       flops: kernelFlops(spec),
@@ -138,6 +192,25 @@ export class CpuBackend implements Backend {
     if (this.#kernels.size > 16384) this.#kernels.clear();
     this.#kernels.set(key, c);
     return c;
+  }
+
+  /** A WebAssembly kernel `k(byte addresses...)` as a {@link CpuKernel}. */
+  #wasmKernel(bytes: Uint8Array, buffers: number): CpuKernel {
+    const module = new WebAssembly.Module(bytes as BufferSource);
+    const k = new WebAssembly.Instance(module, { env: { memory: this.mem.memory } }).exports
+      .k as (...ptrs: number[]) => void;
+    switch (buffers) {
+      case 1:
+        return (_F, _I, _U, o) => k(o[0] << 2);
+      case 2:
+        return (_F, _I, _U, o) => k(o[0] << 2, o[1] << 2);
+      case 3:
+        return (_F, _I, _U, o) => k(o[0] << 2, o[1] << 2, o[2] << 2);
+      case 4:
+        return (_F, _I, _U, o) => k(o[0] << 2, o[1] << 2, o[2] << 2, o[3] << 2);
+      default:
+        return (_F, _I, _U, o) => k(...Array.from(o.subarray(0, buffers), (v) => v << 2));
+    }
   }
 
   run(spec: KernelSpec, buffers: readonly BufferRef[], gate?: Gate): void {
@@ -165,12 +238,45 @@ export class CpuBackend implements Backend {
       if (v.U[g] === 0 || v.U[g + 1] === 0 || v.U[g + 2] === 0) return;
     }
     this.stats.dispatches++;
-    if (this.#profile) {
-      const t0 = performance.now();
-      c.run(v.F, v.I, v.U, o);
-      this.#record(c, performance.now() - t0);
-    } else {
-      c.run(v.F, v.I, v.U, o);
+    const t0 = this.#profile ? performance.now() : 0;
+    if (spec.kind === "matmul") this.#matmul(spec, o);
+    else c.run(v.F, v.I, v.U, o);
+    if (this.#profile) this.#record(c, performance.now() - t0);
+  }
+
+  /**
+   * A (batched) product in WebAssembly: per batch one gemm call, split over the threads by
+   * columns (each thread packs only its columns of B) or, for tall products, by rows.
+   */
+  #matmul(spec: Extract<KernelSpec, { kind: "matmul" }>, o: Int32Array): void {
+    const { m, n, k } = spec;
+    const [sai, sap] = spec.transA ? [1, m] : [k, 1];
+    const [sbp, sbj] = spec.transB ? [1, k] : [n, 1];
+    const threads = this.#pool.threads;
+    const parallel = threads > 1 && 2 * m * n * k >= PARALLEL_FLOPS;
+    for (let bat = 0; bat < spec.batch; bat++) {
+      const a = 4 * (o[0] + bat * spec.batchStrideA);
+      const b = 4 * (o[1] + bat * spec.batchStrideB);
+      const c = 4 * (o[2] + bat * m * n);
+      if (!parallel) {
+        this.#gemm(a, sai, sap, b, sbp, sbj, c, n, k, 0, m, 0, n, 0, this.#work[0], this.#work[0]);
+        continue;
+      }
+      const shares: number[][] = [];
+      if (n >= m) {
+        const step = Math.ceil(n / threads / 8) * 8;
+        for (let j = 0; j < n; j += step) {
+          const w = this.#work[shares.length];
+          shares.push([a, sai, sap, b, sbp, sbj, c, n, k, 0, m, j, Math.min(n, j + step), 0, w, w]);
+        }
+      } else {
+        const step = Math.ceil(m / threads / 6) * 6;
+        for (let i = 0; i < m; i += step) {
+          const w = this.#work[shares.length];
+          shares.push([a, sai, sap, b, sbp, sbj, c, n, k, i, Math.min(m, i + step), 0, n, 0, w, w]);
+        }
+      }
+      this.#pool.run(this.#gemm, "gemm", shares);
     }
   }
 
@@ -245,5 +351,6 @@ export class CpuBackend implements Backend {
 
   close(): void {
     this.#closed = true;
+    this.#pool.close();
   }
 }

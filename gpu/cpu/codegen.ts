@@ -27,6 +27,7 @@ import {
   planReduce,
   type UnaryOp,
 } from "../kernel.ts";
+import { expf, logf, sigmoidf, tanhf } from "./mathf.ts";
 
 /** A compiled CPU kernel: views of the memory, then the element offsets of the buffers. */
 export type CpuKernel = (F: Float32Array, I: Int32Array, U: Uint32Array, o: Int32Array) => void;
@@ -34,11 +35,10 @@ export type CpuKernel = (F: Float32Array, I: Int32Array, U: Uint32Array, o: Int3
 /** JavaScript helpers the generated code may call (passed in as arguments, never global). */
 export const HELPERS = {
   fr: Math.fround,
-  sigmoid(x: number): number {
-    // Stable for large |x|: never evaluates exp of a large positive number.
-    const e = Math.exp(-Math.abs(x));
-    return Math.fround(x >= 0 ? 1 / (1 + e) : e / (1 + e));
-  },
+  expf,
+  logf,
+  tanhf,
+  sigmoidf,
   fmax(x: number, y: number): number {
     return x !== x ? x : y !== y ? y : x >= y ? x : y;
   },
@@ -82,13 +82,13 @@ const H = Object.keys(HELPERS);
 /** JavaScript of a unary f32 op. */
 const UNARY_JS: Record<UnaryOp, (a: string) => string> = {
   neg: (a) => `-${a}`,
-  exp: (a) => `fr(Math.exp(${a}))`,
-  log: (a) => `fr(Math.log(${a}))`,
+  exp: (a) => `expf(${a})`,
+  log: (a) => `logf(${a})`,
   sqrt: (a) => `fr(Math.sqrt(${a}))`,
   abs: (a) => `Math.abs(${a})`,
   sign: (a) => `(${a} > 0 ? 1 : ${a} < 0 ? -1 : 0)`,
-  tanh: (a) => `fr(Math.tanh(${a}))`,
-  sigmoid: (a) => `sigmoid(${a})`,
+  tanh: (a) => `tanhf(${a})`,
+  sigmoid: (a) => `sigmoidf(${a})`,
   relu: (a) => `(${a} < 0 ? 0 : ${a})`,
   sin: (a) => `fr(Math.sin(${a}))`,
   cos: (a) => `fr(Math.cos(${a}))`,

@@ -1,0 +1,268 @@
+/**
+ * The CPU backend's two renderings of elementwise work agree bit for bit: every map spec is run
+ * as generated JavaScript (gpu/cpu/codegen.ts) and as WebAssembly SIMD (gpu/cpu/wasm_map.ts) on
+ * the same memory, over random expressions, shapes, broadcasts, strided views and special values
+ * (NaN, infinities, signed zeros, subnormals). And the shared f32 exp/log/tanh/sigmoid
+ * (gpu/cpu/mathf.ts) are accurate.
+ */
+
+import assert from "node:assert/strict";
+import {
+  type BinaryOp,
+  contiguousStrides,
+  type DType,
+  E,
+  type Expr,
+  type KernelSpec,
+  numel,
+  type UnaryOp,
+} from "../gpu/kernel.ts";
+import { compileKernel } from "../gpu/cpu/codegen.ts";
+import { SharedMemory } from "../gpu/cpu/memory.ts";
+import { expf, logf, sigmoidf, tanhf } from "../gpu/cpu/mathf.ts";
+import { buildMapModule, wasmMapSupported } from "../gpu/cpu/wasm_map.ts";
+import { rng } from "./helpers.ts";
+
+type MapSpec = Extract<KernelSpec, { kind: "map" }>;
+
+const SPECIAL = [NaN, Infinity, -Infinity, 0, -0, 1e-40, -1e-40, 3.4e38, -3.4e38, 1, -1, 0.5];
+
+function fill(data: Float32Array, r: () => number): void {
+  for (let i = 0; i < data.length; i++) {
+    const u = r();
+    data[i] = u < 0.1
+      ? SPECIAL[Math.floor(r() * SPECIAL.length)]
+      : (r() - 0.5) * (u < 0.3 ? 200 : 6);
+  }
+}
+
+/** Runs `spec` both ways on fresh copies of `inputs`; returns both outputs. */
+function runBoth(spec: MapSpec, inputs: Float32Array[], initOut: Float32Array) {
+  const mem = new SharedMemory(1 << 20);
+  const ptrs = inputs.map((d) => mem.alloc(d.byteLength + 16).ptr);
+  const out = mem.alloc(initOut.byteLength + 16).ptr;
+  const js = compileKernel(spec);
+  const wasm = new WebAssembly.Instance(
+    new WebAssembly.Module(buildMapModule(spec) as BufferSource),
+    {
+      env: { memory: mem.memory },
+    },
+  ).exports.k as (...p: number[]) => void;
+  const results: Uint32Array[] = [];
+  for (const way of ["js", "wasm"]) {
+    const v = mem.views;
+    inputs.forEach((d, k) => v.F.set(d, ptrs[k] >> 2));
+    v.F.set(initOut, out >> 2);
+    if (way === "js") js(v.F, v.I, v.U, Int32Array.from([...ptrs, out], (p) => p >> 2));
+    else wasm(...ptrs, out);
+    results.push(v.U.slice(out >> 2, (out >> 2) + initOut.length));
+  }
+  return results;
+}
+
+function sameBits(a: Uint32Array, b: Uint32Array, dtype: DType, what: string): void {
+  const f = (u: Uint32Array) => new Float32Array(u.buffer);
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] === b[i]) continue;
+    if (dtype === "f32" && Number.isNaN(f(a)[i]) && Number.isNaN(f(b)[i])) continue;
+    assert.fail(
+      `${what}: element ${i}: js ${dtype === "f32" ? f(a)[i] : a[i]} (0x${a[i].toString(16)}) vs ` +
+        `wasm ${dtype === "f32" ? f(b)[i] : b[i]} (0x${b[i].toString(16)})`,
+    );
+  }
+}
+
+const UNARY: UnaryOp[] = [
+  "neg",
+  "exp",
+  "log",
+  "sqrt",
+  "abs",
+  "sign",
+  "tanh",
+  "sigmoid",
+  "relu",
+  "recip",
+  "square",
+  "isnan",
+  "isinf",
+  "floor",
+];
+const BINARY: BinaryOp[] = [
+  "add",
+  "sub",
+  "mul",
+  "div",
+  "maximum",
+  "minimum",
+  "eq",
+  "ne",
+  "lt",
+  "le",
+  "gt",
+  "ge",
+  "leaky_relu",
+  "clamp_min",
+  "clamp_max",
+  "step",
+];
+
+function randomExpr(r: () => number, inputs: number, depth: number): Expr {
+  if (depth === 0 || r() < 0.2) {
+    return r() < 0.85 ? E.in(Math.floor(r() * inputs)) : E.const((r() - 0.5) * 4);
+  }
+  const u = r();
+  if (u < 0.4) {
+    return E.unary(UNARY[Math.floor(r() * UNARY.length)], randomExpr(r, inputs, depth - 1));
+  }
+  if (u < 0.9) {
+    const op = BINARY[Math.floor(r() * BINARY.length)];
+    return E.binary(op, randomExpr(r, inputs, depth - 1), randomExpr(r, inputs, depth - 1));
+  }
+  return E.where(
+    randomExpr(r, inputs, depth - 1),
+    randomExpr(r, inputs, depth - 1),
+    randomExpr(r, inputs, depth - 1),
+  );
+}
+
+/** Input layouts over an output shape: contiguous, broadcast (scalar, row, column) or permuted. */
+function layouts(shape: number[]): { strides: number[]; size: number; offset: number }[] {
+  const full = contiguousStrides(shape);
+  const n = numel(shape);
+  const out = [{ strides: full, size: n, offset: 0 }, {
+    strides: shape.map(() => 0),
+    size: 1,
+    offset: 0,
+  }];
+  if (shape.length >= 2) {
+    // broadcast over the first dim (a row vector), over the last (a column), and a transpose
+    const rowSize = numel(shape.slice(1));
+    out.push({ strides: [0, ...contiguousStrides(shape.slice(1))], size: rowSize, offset: 0 });
+    const last = shape.length - 1;
+    const col = shape.map((_, d) => (d === last ? 0 : contiguousStrides(shape.slice(0, last))[d]));
+    out.push({ strides: col, size: numel(shape.slice(0, last)), offset: 0 });
+    // A general strided view: element (i0, ..., i_last) at i_last * s0 + i0 (a transpose-like map).
+    const tp = shape.map((
+      _,
+      d,
+    ) => (d === 0 ? 1 : d === last ? shape[0] : shape[0] * shape[last] * d));
+    const span = shape.reduce((acc, s, d) => acc + (s - 1) * tp[d], 0) + 1;
+    out.push({ strides: tp, size: span, offset: 0 });
+  }
+  // an offset view (as a slice)
+  out.push({ strides: full, size: n + 3, offset: 3 });
+  return out;
+}
+
+Deno.test("cpu: WebAssembly maps equal the JavaScript maps bit for bit", () => {
+  const r = rng(11);
+  const shapes = [[1], [3], [4], [7], [2, 5], [3, 8], [4, 4, 3], [2, 3, 2, 5], [1, 9], [37]];
+  let compared = 0;
+  for (let trial = 0; trial < 300; trial++) {
+    const shape = shapes[trial % shapes.length];
+    const nIn = 1 + Math.floor(r() * 3);
+    const opts = layouts(shape);
+    const picks = Array.from({ length: nIn }, () => opts[Math.floor(r() * opts.length)]);
+    const expr = randomExpr(r, nIn, 4);
+    const useOut = trial % 7 === 0;
+    const spec: MapSpec = {
+      kind: "map",
+      expr: useOut ? E.binary("add", E.out(), expr) : expr,
+      shape,
+      inputs: picks.map((p) => ({ dtype: "f32", strides: p.strides, offset: p.offset })),
+      out: "f32",
+    };
+    if (!wasmMapSupported(spec)) continue;
+    const data = picks.map((p) => {
+      const d = new Float32Array(p.size);
+      fill(d, r);
+      return d;
+    });
+    const init = new Float32Array(numel(shape));
+    fill(init, r);
+    const [js, wasm] = runBoth(spec, data, init);
+    sameBits(js, wasm, "f32", `trial ${trial} shape [${shape}] ${JSON.stringify(spec.expr)}`);
+    compared++;
+  }
+  assert.ok(compared >= 280, `${compared} specs compared`);
+});
+
+Deno.test("cpu: integer maps and casts agree", () => {
+  const r = rng(12);
+  const ints = [0, 1, -1, 2147483647, -2147483648, 5, -7, 100];
+  for (const to of ["i32", "u32"] as const) {
+    for (let trial = 0; trial < 40; trial++) {
+      const shape = [3, 5 + (trial % 4)];
+      const n = numel(shape);
+      const cmp: BinaryOp[] = ["add", "sub", "mul", "maximum", "minimum", "eq", "lt", "ge"];
+      const op = cmp[trial % cmp.length];
+      const x = E.cast(to, E.in(0));
+      const spec: MapSpec = {
+        kind: "map",
+        expr: E.where(E.binary("gt", E.in(0), E.const(0)), E.binary(op, x, E.const(3, to)), x),
+        shape,
+        inputs: [{ dtype: "f32", strides: contiguousStrides(shape) }],
+        out: to,
+      };
+      const d = new Float32Array(n);
+      for (let i = 0; i < n; i++) {
+        d[i] = r() < 0.3 ? ints[Math.floor(r() * ints.length)] : (r() - 0.5) * 1e10;
+      }
+      const [js, wasm] = runBoth(spec, [d], new Float32Array(n));
+      sameBits(js, wasm, to, `${to} ${op} trial ${trial}`);
+      const back: MapSpec = {
+        kind: "map",
+        expr: E.cast("f32", E.in(0)),
+        shape,
+        inputs: [{ dtype: to, strides: contiguousStrides(shape) }],
+        out: "f32",
+      };
+      const [j2, w2] = runBoth(back, [new Float32Array(js.buffer)], new Float32Array(n));
+      sameBits(j2, w2, "f32", `${to} -> f32`);
+    }
+  }
+});
+
+Deno.test("cpu: f32 exp, log, tanh and sigmoid within 2 ulp (and their special values)", () => {
+  const ulp = (x: number) => {
+    const a = Math.abs(Math.fround(x));
+    if (a === 0) return 2 ** -149;
+    const e = Math.floor(Math.log2(a));
+    return 2 ** Math.max(e - 23, -149);
+  };
+  const check = (
+    name: string,
+    f: (x: number) => number,
+    ref: (x: number) => number,
+    lo: number,
+    hi: number,
+  ) => {
+    for (let i = 0; i <= 20000; i++) {
+      const x = Math.fround(lo + ((hi - lo) * i) / 20000);
+      const want = Math.fround(ref(x));
+      const got = f(x);
+      if (!Number.isFinite(want)) continue;
+      const err = Math.abs(got - want) / ulp(want);
+      if (err > 2 && Math.abs(got - want) > 1e-37) {
+        assert.fail(`${name}(${x}) = ${got}, expected ${want} (${err.toFixed(1)} ulp)`);
+      }
+    }
+  };
+  check("exp", expf, Math.exp, -87, 88.3);
+  check("log", logf, Math.log, 1e-37, 1e6);
+  check("log", logf, Math.log, 0.5, 2);
+  check("tanh", tanhf, Math.tanh, -12, 12);
+  check("tanh", tanhf, Math.tanh, -0.7, 0.7);
+  check("sigmoid", sigmoidf, (x) => 1 / (1 + Math.exp(-x)), -80, 80);
+  assert.equal(expf(Infinity), Infinity);
+  assert.equal(expf(-Infinity), 0);
+  assert.ok(Number.isNaN(expf(NaN)));
+  assert.equal(logf(0), -Infinity);
+  assert.equal(logf(Infinity), Infinity);
+  assert.ok(Number.isNaN(logf(-1)) && Number.isNaN(logf(NaN)));
+  assert.equal(tanhf(Infinity), 1);
+  assert.equal(tanhf(-Infinity), -1);
+  assert.equal(sigmoidf(-Infinity), 0);
+  assert.equal(sigmoidf(Infinity), 1);
+});
