@@ -21,6 +21,9 @@ import { compileKernel } from "../gpu/cpu/codegen.ts";
 import { SharedMemory } from "../gpu/cpu/memory.ts";
 import { expf, logf, sigmoidf, tanhf } from "../gpu/cpu/mathf.ts";
 import { buildMapModule, wasmMapSupported } from "../gpu/cpu/wasm_map.ts";
+import { buildCol2imModule, buildIm2colModule } from "../gpu/cpu/wasm_conv.ts";
+import { convGeometry, convTransposeGeometry } from "../tensor/conv_ops.ts";
+import { colCols, colRows, type ConvGeometry } from "../gpu/kernel.ts";
 import { rng } from "./helpers.ts";
 
 type MapSpec = Extract<KernelSpec, { kind: "map" }>;
@@ -265,4 +268,49 @@ Deno.test("cpu: f32 exp, log, tanh and sigmoid within 2 ulp (and their special v
   assert.equal(tanhf(-Infinity), -1);
   assert.equal(sigmoidf(-Infinity), 0);
   assert.equal(sigmoidf(Infinity), 1);
+});
+
+/** Runs a two-buffer kernel spec in JavaScript and a WebAssembly module on the same data. */
+function runPair(spec: KernelSpec, bytes: Uint8Array, input: Float32Array, outLen: number) {
+  const mem = new SharedMemory(1 << 20);
+  const src = mem.alloc(input.byteLength + 16).ptr;
+  const dst = mem.alloc(outLen * 4 + 16).ptr;
+  const js = compileKernel(spec);
+  const k = new WebAssembly.Instance(new WebAssembly.Module(bytes as BufferSource), {
+    env: { memory: mem.memory },
+  }).exports.k as (a: number, b: number) => void;
+  const out: Uint32Array[] = [];
+  for (const way of ["js", "wasm"]) {
+    const v = mem.views;
+    v.F.set(input, src >> 2);
+    v.F.fill(7, dst >> 2, (dst >> 2) + outLen);
+    if (way === "js") js(v.F, v.I, v.U, Int32Array.from([src >> 2, dst >> 2]));
+    else k(src, dst);
+    out.push(v.U.slice(dst >> 2, (dst >> 2) + outLen));
+  }
+  return out;
+}
+
+Deno.test("cpu: WebAssembly im2col and col2im equal the JavaScript kernels bit for bit", () => {
+  const r = rng(13);
+  const geometries: ConvGeometry[] = [
+    convGeometry([2, 3, 9, 9], 5, { stride: 2, padding: "same" }),
+    convGeometry([2, 3, 9, 9], 3, { stride: 1, padding: 1 }),
+    convGeometry([1, 2, 8, 11], [3, 2], { stride: [2, 3], padding: [1, 0], dilation: [1, 2] }),
+    convGeometry([3, 1, 28, 28], 5, { stride: 2, padding: "same" }),
+    convGeometry([2, 4, 14, 14], 5, { stride: 2, padding: "same" }),
+    convGeometry([2, 2, 7, 7], 1, {}),
+    convTransposeGeometry([2, 4, 7, 7], 3, 5, { stride: 2, padding: "same" }),
+    convTransposeGeometry([1, 2, 5, 6], 2, 3, { stride: 1, padding: 0 }),
+  ];
+  for (const g of geometries) {
+    const image = new Float32Array(g.n * g.c * g.h * g.w);
+    fill(image, r);
+    const cols = new Float32Array(colRows(g) * colCols(g));
+    fill(cols, r);
+    const [a, b] = runPair({ kind: "im2col", g }, buildIm2colModule(g), image, cols.length);
+    sameBits(a, b, "f32", `im2col ${JSON.stringify(g)}`);
+    const [c, d] = runPair({ kind: "col2im", g }, buildCol2imModule(g), cols, image.length);
+    sameBits(c, d, "f32", `col2im ${JSON.stringify(g)}`);
+  }
 });

@@ -28,6 +28,7 @@ import {
 } from "../kernel.ts";
 import { envGet } from "../backend.ts";
 import { compileKernel, type CpuKernel } from "./codegen.ts";
+import { buildCol2imModule, buildIm2colModule } from "./wasm_conv.ts";
 import { buildMapModule, wasmMapSupported } from "./wasm_map.ts";
 import { type GemmFn, gemmModule, gemmWorkBytes, relaxedSimdSupported } from "./gemm.ts";
 import { SharedMemory } from "./memory.ts";
@@ -183,6 +184,10 @@ export class CpuBackend implements Backend {
         ? () => {}
         : spec.kind === "map" && wasmMapSupported(spec)
         ? this.#wasmKernel(buildMapModule(spec), spec.inputs.length + 1)
+        : spec.kind === "im2col"
+        ? this.#wasmKernel(buildIm2colModule(spec.g), 2)
+        : spec.kind === "col2im"
+        ? this.#wasmKernel(buildCol2imModule(spec.g), 2)
         : compileKernel(spec),
       name: kernelName(spec),
       shape: kernelShape(spec),

@@ -13,6 +13,9 @@ const PAGE = 65536;
 /** Alignment of every block (WebGPU's storage offset alignment, and ample for SIMD). */
 export const ALIGN = 256;
 
+/** Bytes kept free past the last block (vector reads may run past a buffer's end). */
+const GUARD = 64;
+
 /** Most pages the memory may grow to (wasm32: 4 GiB). */
 const MAX_PAGES = 65536;
 
@@ -90,8 +93,9 @@ export class SharedMemory {
     const ptr = this.#top;
     const end = ptr + size;
     const have = this.memory.buffer.byteLength;
-    if (end > have) {
-      const pages = Math.ceil((end - have) / PAGE);
+    // A guard past the last block: vector kernels may read up to 16 bytes beyond a run.
+    if (end + GUARD > have) {
+      const pages = Math.ceil((end + GUARD - have) / PAGE);
       const current = have / PAGE;
       // Grow by at least a quarter of the current size, so a run of allocations grows rarely.
       const want = Math.min(MAX_PAGES, Math.max(current + pages, Math.ceil(current * 1.25)));
