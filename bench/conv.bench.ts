@@ -24,14 +24,10 @@ import * as tf from "npm:@tensorflow/tfjs-core@4.22.0";
 import { backend, init } from "../gpu/backend.ts";
 import { conv2d, convTranspose2d } from "../tensor/conv_ops.ts";
 import { manualSeed } from "../tensor/ops.ts";
-import { full, rand, randn } from "../tensor/functional.ts";
-import { noGrad, type Tensor, tidy } from "../tensor/tensor.ts";
-import { Conv2d, ConvTranspose2d } from "../nn/conv.ts";
-import { normal, zerosInit } from "../nn/init.ts";
-import { FlatParams, Module } from "../nn/module.ts";
-import { bceWithLogits } from "../nn/losses.ts";
-import { Adam } from "../nn/optim.ts";
+import { randn } from "../tensor/functional.ts";
+import { noGrad, tidy } from "../tensor/tensor.ts";
 import { initTfjs, tfjsSync } from "./tfjs_peer.ts";
+import { dcganStep } from "./dcgan_step.ts";
 
 const BATCH = 64;
 const Z_DIM = 128;
@@ -135,97 +131,15 @@ function tfjsConv(s: ConvShape, backward: boolean): Bench {
 
 // ---------------------------------------------------------------- DCGAN step
 
-/** A fully connected layer `x @ weight + bias` (weight [in, out]), DCGAN-initialized. */
-class Dense extends Module {
-  /** [in, out]. */
-  readonly weight: Tensor;
-  /** [out]. */
-  readonly bias: Tensor;
-
-  constructor(inDim: number, outDim: number) {
-    super();
-    this.weight = this.param("weight", normal([inDim, outDim], 0.02));
-    this.bias = this.param("bias", zerosInit([outDim]));
-  }
-
-  forward(x: Tensor): Tensor {
-    return x.matmul(this.weight).add(this.bias);
-  }
-}
-
-/** G: z [N, 128] -> dense 7x7x128, relu -> deconv 5x5/2 64, relu -> deconv 5x5/2 1, tanh. */
-class Generator extends Module {
-  readonly fc = this.child("fc", new Dense(Z_DIM, 7 * 7 * 128));
-  readonly up1 = this.child(
-    "up1",
-    new ConvTranspose2d(128, 64, 5, { stride: 2, padding: "same", init: "normal" }),
-  );
-  readonly up2 = this.child(
-    "up2",
-    new ConvTranspose2d(64, 1, 5, { stride: 2, padding: "same", init: "normal" }),
-  );
-
-  forward(z: Tensor): Tensor {
-    const h = this.fc.forward(z).relu().reshape([z.shape[0], 128, 7, 7]);
-    return this.up2.forward(this.up1.forward(h).relu()).tanh();
-  }
-}
-
-/** D: x [N, 1, 28, 28] -> conv 5x5/2 64, leaky 0.2 -> conv 5x5/2 128, leaky -> dense 1 (logit). */
-class Discriminator extends Module {
-  readonly conv1 = this.child(
-    "conv1",
-    new Conv2d(1, 64, 5, { stride: 2, padding: "same", init: "normal" }),
-  );
-  readonly conv2 = this.child(
-    "conv2",
-    new Conv2d(64, 128, 5, { stride: 2, padding: "same", init: "normal" }),
-  );
-  readonly fc = this.child("fc", new Dense(7 * 7 * 128, 1));
-
-  forward(x: Tensor): Tensor {
-    const h = this.conv2.forward(this.conv1.forward(x).leakyRelu(0.2)).leakyRelu(0.2);
-    return this.fc.forward(h.reshape([x.shape[0], 7 * 7 * 128]));
-  }
-}
-
+/** The autoloss DCGAN step (bench/dcgan_step.ts), waiting for the backend after each. */
 function oursDcgan(): Bench {
-  manualSeed(2);
-  const g = new Generator();
-  const d = new Discriminator();
-  const named = [
-    ...g.namedParameters("gen."),
-    ...d.namedParameters("disc."),
-  ] as [string, Tensor][];
-  const flat = new FlatParams(named, { G: ["gen."], D: ["disc."] });
-  const opt = new Adam(flat, { lr: 2e-4, betas: [0.5, 0.999] });
-  const real = rand([BATCH, 1, 28, 28], -1, 1);
-  const ones = full([BATCH, 1], 1);
-  const zeros = full([BATCH, 1], 0);
+  const step = dcganStep(BATCH);
   return {
     async run() {
-      tidy(() => {
-        flat.zeroGrad();
-        const fake = noGrad(() => g.forward(randn([BATCH, Z_DIM])));
-        const loss = bceWithLogits(d.forward(real), ones).add(
-          bceWithLogits(d.forward(fake), zeros),
-        );
-        loss.backward();
-        opt.step("D");
-      });
-      tidy(() => {
-        flat.zeroGrad();
-        const loss = bceWithLogits(d.forward(g.forward(randn([BATCH, Z_DIM]))), ones);
-        loss.backward();
-        opt.step("G");
-      });
+      step.step();
       await backend().sync();
     },
-    dispose() {
-      opt.dispose();
-      flat.dispose();
-      for (const t of [real, ones, zeros]) t.dispose();
-    },
+    dispose: () => step.dispose(),
   };
 }
 

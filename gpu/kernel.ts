@@ -449,7 +449,7 @@ export type RandomKind = "uniform" | "normal" | "bernoulli";
  * | kind | buffers |
  * |---|---|
  * | map | inputs..., out (read_write; `E.out()` reads it) |
- * | place | src, out: `out[offset + Σ coord_d outStrides[d]] = src[i]` |
+ * | place | src, out: `out[offset + Σ coord_d outStrides[d]] = src[i]` (or `+=`) |
  * | reduce | inputs..., out (kept dims, row-major; argmax out is i32): reduces `expr` over `shape` |
  * | matmul | A, B, C |
  * | im2col / col2im | image, cols / cols, image |
@@ -479,7 +479,15 @@ export type KernelSpec =
     /** Output element type. */
     out: DType;
   }
-  | { kind: "place"; shape: number[]; outStrides: number[]; offset: number; dtype: DType }
+  | {
+    kind: "place";
+    shape: number[];
+    outStrides: number[];
+    offset: number;
+    dtype: DType;
+    /** Add into the region instead of overwriting it (f32). */
+    accumulate?: boolean;
+  }
   | {
     kind: "reduce";
     op: ReduceOp;

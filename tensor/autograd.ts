@@ -250,6 +250,9 @@ export function backward(root: Tensor, grad?: Tensor): void {
   noGrad(() => {
     const order = topoSort(root);
     const grads = new Map<Tensor, Tensor>();
+    // Gradients this pass created and nothing else reads: a slice's gradient may be added into
+    // them in place (the per-time-step slices of a sequence model: one temporary, not T).
+    const owned = new Set<Tensor>();
     grads.set(root, grad ? grad.view(root.shape, "backward") : ops.fill_(ops.empty(root.shape), 1));
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
@@ -266,9 +269,18 @@ export function backward(root: Tensor, grad?: Tensor): void {
         }
         continue;
       }
+      const node = t.node;
+      if (node.op === "slice") {
+        const inp = node.inputs[0];
+        const prev = grads.get(inp);
+        if (inp.requiresGrad && prev && owned.has(prev)) {
+          ops.addRegion_(prev, g, node.params.lo as number[]);
+          g.dispose();
+          continue;
+        }
+      }
       const rule = GRAD_RULES[t.node.op];
       if (!rule) throw new Error(`backward: no gradient rule for primitive '${t.node.op}'`);
-      const node = t.node;
       const needs = node.inputs.map((inp) => inp.requiresGrad);
       const inGrads = tidy(() => rule(g, node, t, needs));
       const used = new Set<Tensor>();
@@ -283,11 +295,16 @@ export function backward(root: Tensor, grad?: Tensor): void {
         used.add(gi);
         const prev = grads.get(inp);
         if (prev) {
-          grads.set(inp, ops.binary("add", prev, gi));
+          const sum = ops.binary("add", prev, gi);
+          grads.set(inp, sum);
+          owned.add(sum);
+          owned.delete(prev);
           prev.dispose();
           gi.dispose();
         } else {
           grads.set(inp, gi);
+          // A slice's gradient is a fresh zero-padded tensor (never an alias).
+          if (node.op === "slice") owned.add(gi);
         }
       });
       g.dispose();

@@ -99,10 +99,18 @@ function runPlace(
   outStrides: readonly number[],
   offset: number,
   dtype: DType,
+  accumulate = false,
 ): void {
   if (numel(shape) === 0) return;
   backend().run(
-    { kind: "place", shape: [...shape], outStrides: [...outStrides], offset, dtype },
+    {
+      kind: "place",
+      shape: [...shape],
+      outStrides: [...outStrides],
+      offset,
+      dtype,
+      ...(accumulate ? { accumulate } : {}),
+    },
     [src, out],
   );
 }
@@ -539,6 +547,31 @@ export function assign_(dst: Tensor, src: Tensor): Tensor {
     throw new Error(`assign_: cannot copy ${src.describe()} into ${dst.describe()}`);
   }
   runInPlace(([v]) => v, src.shape, [operand(src)], dst, "assign_");
+  return dst;
+}
+
+/**
+ * `dst[lo + i] += src[i]` in place for the block of `src`'s shape starting at `lo` (f32, same
+ * rank; no autograd): the adjoint of {@link slice}, accumulated without a full-size temporary.
+ */
+export function addRegion_(dst: Tensor, src: Tensor, lo: readonly number[]): Tensor {
+  if (dst.ndim !== src.ndim || lo.length !== dst.ndim || dst.dtype !== "f32") {
+    throw new Error(`addRegion_: cannot add ${src.describe()} into ${dst.describe()} at [${lo}]`);
+  }
+  if (src.shape.some((d, i) => lo[i] < 0 || lo[i] + d > dst.shape[i])) {
+    throw new Error(`addRegion_: ${src.describe()} at [${lo}] is outside ${dst.describe()}`);
+  }
+  const st = contiguousStrides(dst.shape);
+  const out = dst.refFor("addRegion_");
+  runPlace(
+    src.refFor("addRegion_"),
+    src.shape,
+    out,
+    st,
+    lo.reduce((acc, l, d) => acc + l * st[d], 0),
+    "f32",
+    true,
+  );
   return dst;
 }
 

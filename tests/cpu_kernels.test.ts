@@ -22,6 +22,7 @@ import { SharedMemory } from "../gpu/cpu/memory.ts";
 import { expf, logf, sigmoidf, tanhf } from "../gpu/cpu/mathf.ts";
 import { buildMapModule, wasmMapSupported } from "../gpu/cpu/wasm_map.ts";
 import { buildCol2imModule, buildIm2colModule } from "../gpu/cpu/wasm_conv.ts";
+import { buildReduceModule, wasmReducePlan } from "../gpu/cpu/wasm_reduce.ts";
 import { convGeometry, convTransposeGeometry } from "../tensor/conv_ops.ts";
 import { colCols, colRows, type ConvGeometry } from "../gpu/kernel.ts";
 import { rng } from "./helpers.ts";
@@ -312,5 +313,121 @@ Deno.test("cpu: WebAssembly im2col and col2im equal the JavaScript kernels bit f
     sameBits(a, b, "f32", `im2col ${JSON.stringify(g)}`);
     const [c, d] = runPair({ kind: "col2im", g }, buildCol2imModule(g), cols, image.length);
     sameBits(c, d, "f32", `col2im ${JSON.stringify(g)}`);
+  }
+});
+
+Deno.test("cpu: WebAssembly sum and max reductions (with prologues) match the JavaScript ones", () => {
+  const r = rng(14);
+  const cases: [number[], number[]][] = [
+    [[5, 37], [1]],
+    [[5, 37], [0]],
+    [[3, 4, 9], [2]],
+    [[3, 4, 9], [0, 2]],
+    [[3, 4, 9], [0]],
+    [[2, 3, 4, 5], [1, 3]],
+    [[2, 3, 4, 5], [0, 1]],
+    [[64], [0]],
+    [[7, 1, 6], [0, 1]],
+  ];
+  let vectorized = 0;
+  for (let trial = 0; trial < 120; trial++) {
+    const [shape, axes] = cases[trial % cases.length];
+    const op = trial % 3 === 0 ? "max" : "sum";
+    const nIn = 1 + (trial % 2);
+    const plain = (k: number) => ({ dtype: "f32" as DType, strides: contiguousStrides(shape) });
+    const inputs = Array.from(
+      { length: nIn },
+      (_, k) =>
+        k === 1 && trial % 4 === 1
+          ? {
+            dtype: "f32" as DType,
+            strides: shape.map((_, d) => (d === 0 ? 0 : contiguousStrides(shape)[d])),
+          }
+          : plain(k),
+    );
+    const expr = trial % 5 === 0 ? E.in(0) : randomExpr(r, nIn, 3);
+    const spec: KernelSpec = { kind: "reduce", op, shape, axes, expr, inputs };
+    const layout = wasmReducePlan(spec);
+    if (!layout) continue;
+    vectorized++;
+    const data = inputs.map(() => {
+      const d = new Float32Array(numel(shape));
+      for (let i = 0; i < d.length; i++) d[i] = (r() - 0.5) * 4;
+      if (trial % 11 === 0) d[Math.floor(r() * d.length)] = NaN;
+      return d;
+    });
+    const outLen = numel(shape.filter((_, d) => !axes.includes(d)));
+    const mem = new SharedMemory(1 << 20);
+    const ptrs = data.map((d) => mem.alloc(d.byteLength + 16).ptr);
+    const out = mem.alloc(outLen * 4 + 16).ptr;
+    const v = mem.views;
+    data.forEach((d, k) => v.F.set(d, ptrs[k] >> 2));
+    compileKernel(spec)(v.F, v.I, v.U, Int32Array.from([...ptrs, out], (p) => p >> 2));
+    const js = v.F.slice(out >> 2, (out >> 2) + outLen);
+    v.F.fill(7, out >> 2, (out >> 2) + outLen);
+    const k = new WebAssembly.Instance(
+      new WebAssembly.Module(buildReduceModule(spec, layout) as BufferSource),
+      { env: { memory: mem.memory } },
+    ).exports.k as (...p: number[]) => void;
+    k(...ptrs, out);
+    const wasm = v.F.slice(out >> 2, (out >> 2) + outLen);
+    for (let i = 0; i < outLen; i++) {
+      const a = js[i], b = wasm[i];
+      if (Number.isNaN(a) || Number.isNaN(b)) {
+        assert.ok(
+          Number.isNaN(a) && Number.isNaN(b),
+          `trial ${trial} ${op} [${shape}] ${axes}: ${a} vs ${b}`,
+        );
+        continue;
+      }
+      const tol = op === "max" ? 0 : 1e-5 * (1 + Math.abs(a)) * numel(shape);
+      assert.ok(
+        a === b || Math.abs(a - b) <= tol,
+        `trial ${trial} ${op} [${shape}] axes ${axes} (${layout.mode}) out ${i}: js ${a}, wasm ${b}`,
+      );
+    }
+  }
+  assert.ok(vectorized > 60, `${vectorized} reductions vectorized`);
+});
+
+Deno.test("cpu: the WebAssembly Adam update matches the JavaScript one", async () => {
+  const { init, backend } = await import("../gpu/backend.ts");
+  await init({ backend: "cpu" }).catch(() => null);
+  if (backend().info.kind !== "cpu") return;
+  const { FlatParams } = await import("../nn/module.ts");
+  const { Adam } = await import("../nn/optim.ts");
+  const { tensor } = await import("../tensor/functional.ts");
+  const r = rng(15);
+  for (const decoupled of [false, true]) {
+    const n = 1003;
+    const p0 = Float32Array.from({ length: n }, () => r() - 0.5);
+    const gs = Array.from({ length: 3 }, () => Float32Array.from({ length: n }, () => r() - 0.5));
+    const w = tensor(p0).requiresGrad_();
+    const flat = new FlatParams([["w", w]]);
+    const opt = new Adam(flat, { lr: 0.01, weightDecay: 0.1, decoupledWeightDecay: decoupled });
+    // Reference in double, then rounded (the kernels compute in f32).
+    const p = Float64Array.from(p0), m = new Float64Array(n), v = new Float64Array(n);
+    for (let t = 1; t <= 3; t++) {
+      backend().write(flat.grad.storageFor("t"), gs[t - 1], flat.grad.offset);
+      opt.step();
+      for (let i = 0; i < n; i++) {
+        let g = gs[t - 1][i];
+        if (!decoupled) g += 0.1 * p[i];
+        m[i] = 0.9 * m[i] + 0.1 * g;
+        v[i] = 0.999 * v[i] + 0.001 * g * g;
+        const step = 0.01 / (1 - 0.9 ** t);
+        const denom = Math.sqrt(v[i]) / Math.sqrt(1 - 0.999 ** t) + 1e-8;
+        p[i] = (decoupled ? p[i] - 0.01 * 0.1 * p[i] : p[i]) - step * m[i] / denom;
+      }
+    }
+    const got = await flat.data.data();
+    for (let i = 0; i < n; i++) {
+      assert.ok(
+        Math.abs(got[i] - p[i]) < 2e-6,
+        `decoupled=${decoupled} [${i}]: ${got[i]} vs ${p[i]}`,
+      );
+    }
+    opt.dispose();
+    flat.dispose();
   }
 });

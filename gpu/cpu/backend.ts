@@ -29,7 +29,9 @@ import {
 import { envGet } from "../backend.ts";
 import { compileKernel, type CpuKernel } from "./codegen.ts";
 import { buildCol2imModule, buildIm2colModule } from "./wasm_conv.ts";
+import { buildAdamModule } from "./wasm_optim.ts";
 import { buildMapModule, wasmMapSupported } from "./wasm_map.ts";
+import { buildReduceModule, wasmReducePlan } from "./wasm_reduce.ts";
 import { type GemmFn, gemmModule, gemmWorkBytes, relaxedSimdSupported } from "./gemm.ts";
 import { SharedMemory } from "./memory.ts";
 import { WorkerPool } from "./pool.ts";
@@ -184,6 +186,10 @@ export class CpuBackend implements Backend {
         ? () => {}
         : spec.kind === "map" && wasmMapSupported(spec)
         ? this.#wasmKernel(buildMapModule(spec), spec.inputs.length + 1)
+        : spec.kind === "reduce" && wasmReducePlan(spec)
+        ? this.#wasmKernel(buildReduceModule(spec, wasmReducePlan(spec)!), spec.inputs.length + 1)
+        : spec.kind === "adam"
+        ? this.#adam(spec)
         : spec.kind === "im2col"
         ? this.#wasmKernel(buildIm2colModule(spec.g), 2)
         : spec.kind === "col2im"
@@ -197,6 +203,41 @@ export class CpuBackend implements Backend {
     if (this.#kernels.size > 16384) this.#kernels.clear();
     this.#kernels.set(key, c);
     return c;
+  }
+
+  /**
+   * The fused Adam update: the step's scalars from the hyperparameters and the step counter (read
+   * here, in double precision), the elementwise update in WebAssembly SIMD.
+   */
+  #adam(spec: Extract<KernelSpec, { kind: "adam" }>): CpuKernel {
+    const module = new WebAssembly.Module(buildAdamModule(spec.decay) as BufferSource);
+    const k = new WebAssembly.Instance(module, { env: { memory: this.mem.memory } }).exports
+      .k as (...args: number[]) => void;
+    const { start, n, slot } = spec.span;
+    return (F, _I, _U, o) => {
+      const h = o[0];
+      const t = F[o[1] + slot];
+      const lr = F[h], wd = F[h + 4];
+      const stepSize = lr / -Math.expm1(t * F[h + 7]);
+      const root = Math.sqrt(-Math.expm1(t * F[h + 8]));
+      const at = (i: number) => (o[i] + start) << 2;
+      k(
+        at(2),
+        at(3),
+        at(4),
+        at(5),
+        n,
+        stepSize,
+        root,
+        F[h + 1],
+        F[h + 2],
+        F[h + 5],
+        F[h + 6],
+        F[h + 3],
+        wd,
+        lr * wd,
+      );
+    };
   }
 
   /** A WebAssembly kernel `k(byte addresses...)` as a {@link CpuKernel}. */

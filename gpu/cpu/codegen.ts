@@ -287,6 +287,11 @@ function placeSource(spec: Extract<KernelSpec, { kind: "place" }>): string {
   const v = view(spec.dtype);
   // Collapse the placement like a map whose "input" is the destination.
   const c = inputKinds(spec.shape, [{ dtype: spec.dtype, strides: spec.outStrides }]);
+  if (spec.accumulate) {
+    return `const s = o[0];
+let i = 0;
+${nestedLoops(c.shape, [c.strides[0]], [`o[1] + ${spec.offset}`], `${v}[p0] += ${v}[s + i];`)}`;
+  }
   if (c.kinds[0] === "contiguous") {
     const n = numel(spec.shape);
     return `const s = o[0], d = o[1] + ${spec.offset};

@@ -176,6 +176,8 @@ export const SIMD = {
   f32x4Div: 0xe7,
   f32x4Min: 0xe8,
   f32x4Max: 0xe9,
+  f32x4Pmin: 0xea,
+  f32x4Pmax: 0xeb,
   i32x4TruncSatF32S: 0xf8,
   i32x4TruncSatF32U: 0xf9,
   f32x4ConvertI32S: 0xfa,
@@ -189,9 +191,9 @@ export function simd(f: FunctionBuilder, op: number): FunctionBuilder {
   return f;
 }
 
-/** Emits `v128.const` of four equal f32 lanes. */
-export function splatF32(f: FunctionBuilder, v: number): FunctionBuilder {
-  return splatBits(f, new Int32Array(new Float32Array([v]).buffer)[0]);
+/** The bits of `v` as an f32. */
+function f32Bits(v: number): number {
+  return new Int32Array(new Float32Array([v]).buffer)[0];
 }
 
 /** Emits `v128.const` of four equal 32-bit lanes with bits `bits`. */
@@ -202,103 +204,148 @@ export function splatBits(f: FunctionBuilder, bits: number): FunctionBuilder {
   return f;
 }
 
+/** Emits `v128.const` of four equal f32 lanes. */
+export function splatF32(f: FunctionBuilder, v: number): FunctionBuilder {
+  return splatBits(f, f32Bits(v));
+}
+
 /**
- * Emits `y = p[0]; y = y * x + p[i]` (separate multiply and add, as the JavaScript rendering)
- * with `x` in local `x`; leaves y on the stack.
+ * The constants of one function, each a v128 local set once at the function's start (V8 would
+ * otherwise rematerialize a `v128.const` at every use inside a loop). Call {@link ConstPool.finish}
+ * after the body is emitted: it prepends the initializations.
  */
-function horner(f: FunctionBuilder, x: number, p: readonly number[]): void {
-  splatF32(f, p[0]);
+export class ConstPool {
+  readonly #f: FunctionBuilder;
+  readonly #locals = new Map<number, number>();
+
+  /** A pool for the function `f`. */
+  constructor(f: FunctionBuilder) {
+    this.#f = f;
+  }
+
+  /** Pushes four lanes of bits `bits`. */
+  bits(bits: number): void {
+    let local = this.#locals.get(bits | 0);
+    if (local === undefined) {
+      local = this.#f.local("v128");
+      this.#locals.set(bits | 0, local);
+    }
+    this.#f.localGet(local);
+  }
+
+  /** Pushes four lanes of the f32 `v`. */
+  f32(v: number): void {
+    this.bits(f32Bits(v));
+  }
+
+  /** Prepends the initialization of every constant used to the function's code. */
+  finish(): void {
+    const init: number[] = [];
+    for (const [bits, local] of this.#locals) {
+      init.push(0xfd);
+      uleb(init, SIMD.const);
+      for (const x of new Uint8Array(new Int32Array([bits, bits, bits, bits]).buffer)) {
+        init.push(x);
+      }
+      init.push(0x21);
+      uleb(init, local);
+    }
+    this.#f.code.unshift(...init);
+  }
+}
+
+/** Emits `y = p[0]; y = y * x + p[i]` (separate multiply and add) with x in local `x`. */
+function horner(f: FunctionBuilder, c: ConstPool, x: number, p: readonly number[]): void {
+  c.f32(p[0]);
   for (let i = 1; i < p.length; i++) {
     f.localGet(x);
     simd(f, SIMD.f32x4Mul);
-    splatF32(f, p[i]);
+    c.f32(p[i]);
     simd(f, SIMD.f32x4Add);
   }
 }
 
-/** The body of `v128 exp(v128)`: parameter 0 is x; returns exp(x) lane-wise. */
-export function emitExp(f: FunctionBuilder): void {
-  const x = 0;
+/** Emits exp of the v128 local `x` (inline); leaves the result on the stack. */
+export function emitExp(f: FunctionBuilder, c: ConstPool, x: number): void {
   const xc = f.local("v128"), fx = f.local("v128"), r = f.local("v128"), z = f.local("v128");
   const y = f.local("v128");
-  // xc = min(max(x, lo), hi)
+  // xc = min(max(x, lo), hi): pmax/pmin keep a NaN x, as Math.max/Math.min do.
   f.localGet(x);
-  splatF32(f, EXP.lo);
-  simd(f, SIMD.f32x4Max);
-  splatF32(f, EXP.hi);
-  simd(f, SIMD.f32x4Min);
+  c.f32(EXP.lo);
+  simd(f, SIMD.f32x4Pmax);
+  c.f32(EXP.hi);
+  simd(f, SIMD.f32x4Pmin);
   f.localSet(xc);
   // fx = floor(xc * log2e + 0.5)
   f.localGet(xc);
-  splatF32(f, EXP.log2e);
+  c.f32(EXP.log2e);
   simd(f, SIMD.f32x4Mul);
-  splatF32(f, 0.5);
+  c.f32(0.5);
   simd(f, SIMD.f32x4Add);
   simd(f, SIMD.f32x4Floor);
   f.localSet(fx);
   // r = (xc - fx * c1) - fx * c2
   f.localGet(xc).localGet(fx);
-  splatF32(f, EXP.c1);
+  c.f32(EXP.c1);
   simd(f, SIMD.f32x4Mul);
   simd(f, SIMD.f32x4Sub);
   f.localGet(fx);
-  splatF32(f, EXP.c2);
+  c.f32(EXP.c2);
   simd(f, SIMD.f32x4Mul);
   simd(f, SIMD.f32x4Sub);
   f.localSet(r);
   f.localGet(r).localGet(r);
   simd(f, SIMD.f32x4Mul);
   f.localSet(z);
-  horner(f, r, EXP.p);
+  horner(f, c, r, EXP.p);
   // y = (y * z + r) + 1
   f.localGet(z);
   simd(f, SIMD.f32x4Mul);
   f.localGet(r);
   simd(f, SIMD.f32x4Add);
-  splatF32(f, 1);
+  c.f32(1);
   simd(f, SIMD.f32x4Add);
-  f.localSet(y);
-  // res = y * 2^fx, with 2^fx built from its exponent bits (NaN lanes give 2^0)
-  f.localGet(y).localGet(fx);
-  simd(f, SIMD.i32x4TruncSatF32S);
-  splatBits(f, 127);
-  simd(f, SIMD.i32x4Add);
+  // * 2^fx: the low mantissa bits of fx + 2^23 + 127 are fx + 127, shifted into the exponent.
+  f.localGet(fx);
+  c.f32(8388608 + 127);
+  simd(f, SIMD.f32x4Add);
+  c.bits(0x7fffff);
+  simd(f, SIMD.and);
   f.i32Const(23);
   simd(f, SIMD.i32x4Shl);
   simd(f, SIMD.f32x4Mul);
   f.localSet(y);
   // x > overflow -> +inf; x < lo -> 0
-  splatBits(f, 0x7f800000);
+  c.bits(0x7f800000);
   f.localGet(y).localGet(x);
-  splatF32(f, EXP.overflow);
+  c.f32(EXP.overflow);
   simd(f, SIMD.f32x4Gt);
   simd(f, SIMD.bitselect);
   f.localGet(x);
-  splatF32(f, EXP.lo);
+  c.f32(EXP.lo);
   simd(f, SIMD.f32x4Lt);
   simd(f, SIMD.andnot);
 }
 
-/** The body of `v128 log(v128)`. */
-export function emitLog(f: FunctionBuilder): void {
-  const x = 0;
+/** Emits log of the v128 local `x` (inline); leaves the result on the stack. */
+export function emitLog(f: FunctionBuilder, c: ConstPool, x: number): void {
   const e = f.local("v128"), m = f.local("v128"), mask = f.local("v128"), z = f.local("v128");
   const y = f.local("v128"), fe = f.local("v128");
   // e = (bits >> 23) - 126 (i32 lanes); m = mantissa in [0.5, 1)
   f.localGet(x).i32Const(23);
   simd(f, SIMD.i32x4ShrS);
-  splatBits(f, 126);
+  c.bits(126);
   simd(f, SIMD.i32x4Sub);
   f.localSet(e);
   f.localGet(x);
-  splatBits(f, 0x807fffff | 0);
+  c.bits(0x807fffff | 0);
   simd(f, SIMD.and);
-  splatBits(f, 0x3f000000);
+  c.bits(0x3f000000);
   simd(f, SIMD.or);
   f.localSet(m);
   // mask = m < sqrthf: e -= 1 (adding the all-ones mask), m = m + m - 1; else m = m - 1
   f.localGet(m);
-  splatF32(f, LOG.sqrthf);
+  c.f32(LOG.sqrthf);
   simd(f, SIMD.f32x4Lt);
   f.localSet(mask);
   f.localGet(e).localGet(mask);
@@ -306,10 +353,10 @@ export function emitLog(f: FunctionBuilder): void {
   f.localSet(e);
   f.localGet(m).localGet(m);
   simd(f, SIMD.f32x4Add);
-  splatF32(f, 1);
+  c.f32(1);
   simd(f, SIMD.f32x4Sub);
   f.localGet(m);
-  splatF32(f, 1);
+  c.f32(1);
   simd(f, SIMD.f32x4Sub);
   f.localGet(mask);
   simd(f, SIMD.bitselect);
@@ -317,7 +364,7 @@ export function emitLog(f: FunctionBuilder): void {
   f.localGet(m).localGet(m);
   simd(f, SIMD.f32x4Mul);
   f.localSet(z);
-  horner(f, m, LOG.p);
+  horner(f, c, m, LOG.p);
   f.localGet(m);
   simd(f, SIMD.f32x4Mul);
   f.localGet(z);
@@ -328,10 +375,10 @@ export function emitLog(f: FunctionBuilder): void {
   f.localSet(fe);
   // y = (y + fe * q1) - 0.5 * z; res = (m + y) + fe * q2
   f.localGet(y).localGet(fe);
-  splatF32(f, LOG.q1);
+  c.f32(LOG.q1);
   simd(f, SIMD.f32x4Mul);
   simd(f, SIMD.f32x4Add);
-  splatF32(f, 0.5);
+  c.f32(0.5);
   f.localGet(z);
   simd(f, SIMD.f32x4Mul);
   simd(f, SIMD.f32x4Sub);
@@ -339,60 +386,58 @@ export function emitLog(f: FunctionBuilder): void {
   f.localGet(m).localGet(y);
   simd(f, SIMD.f32x4Add);
   f.localGet(fe);
-  splatF32(f, LOG.q2);
+  c.f32(LOG.q2);
   simd(f, SIMD.f32x4Mul);
   simd(f, SIMD.f32x4Add);
   f.localSet(y);
   // Specials, last one wins: subnormal or zero -> -inf; +inf -> +inf; x < 0 or NaN -> NaN.
-  splatBits(f, 0xff800000 | 0);
+  c.bits(0xff800000 | 0);
   f.localGet(y).localGet(x);
-  splatBits(f, 0x7f800000);
+  c.bits(0x7f800000);
   simd(f, SIMD.and);
-  splatBits(f, 0);
+  c.bits(0);
   simd(f, SIMD.i32x4Eq);
   simd(f, SIMD.bitselect);
   f.localSet(y);
-  splatBits(f, 0x7f800000);
+  c.bits(0x7f800000);
   f.localGet(y).localGet(x);
-  splatBits(f, 0x7f800000);
+  c.bits(0x7f800000);
   simd(f, SIMD.i32x4Eq);
   simd(f, SIMD.bitselect);
   f.localSet(y);
-  splatBits(f, 0x7fc00000);
+  c.bits(0x7fc00000);
   f.localGet(y).localGet(x);
-  splatF32(f, 0);
+  c.f32(0);
   simd(f, SIMD.f32x4Ge);
   simd(f, SIMD.not);
   simd(f, SIMD.bitselect);
 }
 
-/** The body of `v128 tanh(v128)`; `exp` is the index of the module's exp function. */
-export function emitTanh(f: FunctionBuilder, exp: number): void {
-  const x = 0;
-  const a = f.local("v128"), t = f.local("v128"), z = f.local("v128");
+/** Emits tanh of the v128 local `x` (inline); leaves the result on the stack. */
+export function emitTanh(f: FunctionBuilder, c: ConstPool, x: number): void {
+  const a = f.local("v128"), z = f.local("v128"), e2 = f.local("v128");
   f.localGet(x);
   simd(f, SIMD.f32x4Abs);
   f.localSet(a);
-  // t = copysign(1 - 2 / (exp(2a) + 1), x)
-  splatF32(f, 1);
-  splatF32(f, 2);
   f.localGet(a).localGet(a);
   simd(f, SIMD.f32x4Add);
-  f.call(exp);
-  splatF32(f, 1);
+  f.localSet(e2);
+  // t = copysign(1 - 2 / (exp(2a) + 1), x)
+  c.f32(1);
+  c.f32(2);
+  emitExp(f, c, e2);
+  c.f32(1);
   simd(f, SIMD.f32x4Add);
   simd(f, SIMD.f32x4Div);
   simd(f, SIMD.f32x4Sub);
   f.localGet(x);
-  splatBits(f, 0x7fffffff);
+  c.bits(0x7fffffff);
   simd(f, SIMD.bitselect);
-  f.localSet(t);
   // polynomial for |x| <= 0.625: (poly(z) * z) * x + x
   f.localGet(x).localGet(x);
   simd(f, SIMD.f32x4Mul);
   f.localSet(z);
-  f.localGet(t);
-  horner(f, z, TANH.p);
+  horner(f, c, z, TANH.p);
   f.localGet(z);
   simd(f, SIMD.f32x4Mul);
   f.localGet(x);
@@ -401,32 +446,32 @@ export function emitTanh(f: FunctionBuilder, exp: number): void {
   simd(f, SIMD.f32x4Add);
   // t where |x| > 0.625, else the polynomial
   f.localGet(a);
-  splatF32(f, 0.625);
+  c.f32(0.625);
   simd(f, SIMD.f32x4Gt);
   simd(f, SIMD.bitselect);
 }
 
-/** The body of `v128 sigmoid(v128)`; `exp` is the index of the module's exp function. */
-export function emitSigmoid(f: FunctionBuilder, exp: number): void {
-  const x = 0;
-  const e = f.local("v128"), d = f.local("v128");
+/** Emits the logistic sigmoid of the v128 local `x` (inline); leaves the result on the stack. */
+export function emitSigmoid(f: FunctionBuilder, c: ConstPool, x: number): void {
+  const e = f.local("v128"), d = f.local("v128"), nx = f.local("v128");
   f.localGet(x);
   simd(f, SIMD.f32x4Abs);
   simd(f, SIMD.f32x4Neg);
-  f.call(exp);
+  f.localSet(nx);
+  emitExp(f, c, nx);
   f.localSet(e);
-  splatF32(f, 1);
+  c.f32(1);
   f.localGet(e);
   simd(f, SIMD.f32x4Add);
   f.localSet(d);
   // x >= 0 ? 1 / d : e / d
-  splatF32(f, 1);
+  c.f32(1);
   f.localGet(d);
   simd(f, SIMD.f32x4Div);
   f.localGet(e).localGet(d);
   simd(f, SIMD.f32x4Div);
   f.localGet(x);
-  splatF32(f, 0);
+  c.f32(0);
   simd(f, SIMD.f32x4Ge);
   simd(f, SIMD.bitselect);
 }

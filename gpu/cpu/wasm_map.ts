@@ -23,16 +23,7 @@ import {
   type KernelSpec,
   numel,
 } from "../kernel.ts";
-import {
-  emitExp,
-  emitLog,
-  emitSigmoid,
-  emitTanh,
-  SIMD,
-  simd,
-  splatBits,
-  splatF32,
-} from "./mathf.ts";
+import { ConstPool, emitExp, emitLog, emitSigmoid, emitTanh, SIMD, simd } from "./mathf.ts";
 import { type FunctionBuilder, ModuleBuilder } from "./wasm_builder.ts";
 
 type MapSpec = Extract<KernelSpec, { kind: "map" }>;
@@ -44,56 +35,25 @@ export function wasmMapSupported(spec: MapSpec): boolean {
   return numel(spec.shape) > 0 && !exprNodes(spec.expr).some((e) => UNSUPPORTED.has(e.op));
 }
 
-/** Which transcendental helpers an expression calls. */
-function helpersOf(expr: Expr): Set<string> {
-  const need = new Set<string>();
-  for (const e of exprNodes(expr)) {
-    if (e.op === "exp" || e.op === "tanh" || e.op === "sigmoid") need.add("exp");
-    if (e.op === "log" || e.op === "tanh" || e.op === "sigmoid") need.add(e.op);
-  }
-  return need;
-}
-
-/** Module-level function indices of the helpers. */
-interface Helpers {
-  exp?: number;
-  log?: number;
-  tanh?: number;
-  sigmoid?: number;
-}
-
-/** Adds the helpers `need` names to `mb`. */
-export function addHelpers(mb: ModuleBuilder, expr: Expr): Helpers {
-  const need = helpersOf(expr);
-  const h: Helpers = {};
-  const v = ["v128"] as const;
-  if (need.has("exp")) h.exp = mb.addFunction(undefined, v, v, (f) => emitExp(f));
-  if (need.has("log")) h.log = mb.addFunction(undefined, v, v, (f) => emitLog(f));
-  if (need.has("tanh")) h.tanh = mb.addFunction(undefined, v, v, (f) => emitTanh(f, h.exp!));
-  if (need.has("sigmoid")) {
-    h.sigmoid = mb.addFunction(undefined, v, v, (f) => emitSigmoid(f, h.exp!));
-  }
-  return h;
-}
-
 const ONE_F = 0x3f800000;
 
 /** Leaves 1 or 0 (in `t`'s representation) for the mask on the stack. */
-function maskToOne(f: FunctionBuilder, t: DType): void {
-  splatBits(f, t === "f32" ? ONE_F : 1);
+function maskToOne(f: FunctionBuilder, c: ConstPool, t: DType): void {
+  c.bits(t === "f32" ? ONE_F : 1);
   simd(f, SIMD.and);
 }
 
 /**
- * Emits the vector evaluation of `expr`: one v128 local per node; `load(k)` pushes input k's
- * vector, `out()` the output's current vector. Returns the local holding the result.
+ * Emits the vector evaluation of `expr`: one v128 local per node, constants from `c`; `load(k)`
+ * pushes input k's vector, `out()` the output's current vector. Returns the local holding the
+ * result.
  */
 export function emitExpr(
   f: FunctionBuilder,
+  c: ConstPool,
   expr: Expr,
   types: readonly DType[],
   outType: DType,
-  h: Helpers,
   load: (k: number) => void,
   out: () => void,
 ): number {
@@ -109,8 +69,8 @@ export function emitExpr(
     if (node.op === "in") load(node.i);
     else if (node.op === "out") out();
     else if (node.op === "const") {
-      if (node.dtype === "f32") splatF32(f, node.value);
-      else splatBits(f, node.dtype === "i32" ? node.value | 0 : node.value >>> 0);
+      if (node.dtype === "f32") c.f32(node.value);
+      else c.bits(node.dtype === "i32" ? node.value | 0 : node.value >>> 0);
     } else if (node.op === "cast") {
       const from = type(node.a);
       get(node.a);
@@ -123,14 +83,14 @@ export function emitExpr(
       get(node.a);
       get(node.b);
       get(node.c);
-      splatBits(f, 0);
+      c.bits(0);
       simd(f, type(node.c) === "f32" ? SIMD.f32x4Ne : SIMD.i32x4Ne);
       simd(f, SIMD.bitselect);
     } else if (isUnary(node)) {
-      unary(f, node.op, () => get(node.a), h);
+      unary(f, c, node.op, locals.get(node.a)!);
     } else {
       const b = node as { op: BinaryOp; a: Expr; b: Expr };
-      binary(f, b.op, () => get(b.a), () => get(b.b), type(b.a));
+      binary(f, c, b.op, () => get(b.a), () => get(b.b), type(b.a));
     }
     const local = f.local("v128");
     f.localSet(local);
@@ -140,7 +100,8 @@ export function emitExpr(
   return locals.get(expr)!;
 }
 
-function unary(f: FunctionBuilder, op: string, a: () => void, h: Helpers): void {
+function unary(f: FunctionBuilder, c: ConstPool, op: string, x: number): void {
+  const a = () => f.localGet(x);
   switch (op) {
     case "neg":
       a();
@@ -164,28 +125,28 @@ function unary(f: FunctionBuilder, op: string, a: () => void, h: Helpers): void 
       simd(f, SIMD.f32x4Mul);
       return;
     case "recip":
-      splatF32(f, 1);
+      c.f32(1);
       a();
       simd(f, SIMD.f32x4Div);
       return;
     case "sign":
       // (x > 0) - (x < 0): 0 for zeros and NaN
       a();
-      splatF32(f, 0);
+      c.f32(0);
       simd(f, SIMD.f32x4Gt);
-      maskToOne(f, "f32");
+      maskToOne(f, c, "f32");
       a();
-      splatF32(f, 0);
+      c.f32(0);
       simd(f, SIMD.f32x4Lt);
-      maskToOne(f, "f32");
+      maskToOne(f, c, "f32");
       simd(f, SIMD.f32x4Sub);
       return;
     case "relu":
       // x < 0 ? 0 : x
-      splatF32(f, 0);
+      c.f32(0);
       a();
       a();
-      splatF32(f, 0);
+      c.f32(0);
       simd(f, SIMD.f32x4Lt);
       simd(f, SIMD.bitselect);
       return;
@@ -193,21 +154,26 @@ function unary(f: FunctionBuilder, op: string, a: () => void, h: Helpers): void 
       a();
       a();
       simd(f, SIMD.f32x4Ne);
-      maskToOne(f, "f32");
+      maskToOne(f, c, "f32");
       return;
     case "isinf":
       a();
       simd(f, SIMD.f32x4Abs);
-      splatBits(f, 0x7f800000);
+      c.bits(0x7f800000);
       simd(f, SIMD.f32x4Eq);
-      maskToOne(f, "f32");
+      maskToOne(f, c, "f32");
       return;
     case "exp":
+      emitExp(f, c, x);
+      return;
     case "log":
+      emitLog(f, c, x);
+      return;
     case "tanh":
+      emitTanh(f, c, x);
+      return;
     case "sigmoid":
-      a();
-      f.call(h[op]!);
+      emitSigmoid(f, c, x);
       return;
   }
   throw new Error(`wasm map: no rendering of '${op}'`);
@@ -230,7 +196,14 @@ const I_CMP: Partial<Record<BinaryOp, [number, number]>> = {
   ge: [SIMD.i32x4GeS, SIMD.i32x4GeU],
 };
 
-function binary(f: FunctionBuilder, op: BinaryOp, a: () => void, b: () => void, t: DType): void {
+function binary(
+  f: FunctionBuilder,
+  c: ConstPool,
+  op: BinaryOp,
+  a: () => void,
+  b: () => void,
+  t: DType,
+): void {
   const u = t === "u32" ? 1 : 0;
   if (t !== "f32") {
     const cmp = I_CMP[op];
@@ -238,7 +211,7 @@ function binary(f: FunctionBuilder, op: BinaryOp, a: () => void, b: () => void, 
       a();
       b();
       simd(f, cmp[u]);
-      maskToOne(f, t);
+      maskToOne(f, c, t);
       return;
     }
     const ops: Partial<Record<BinaryOp, number>> = {
@@ -260,7 +233,7 @@ function binary(f: FunctionBuilder, op: BinaryOp, a: () => void, b: () => void, 
     a();
     b();
     simd(f, cmp);
-    maskToOne(f, "f32");
+    maskToOne(f, c, "f32");
     return;
   }
   switch (op) {
@@ -296,7 +269,7 @@ function binary(f: FunctionBuilder, op: BinaryOp, a: () => void, b: () => void, 
       simd(f, SIMD.f32x4Mul);
       a();
       a();
-      splatF32(f, 0);
+      c.f32(0);
       simd(f, SIMD.f32x4Lt);
       simd(f, SIMD.bitselect);
       return;
@@ -314,7 +287,7 @@ function binary(f: FunctionBuilder, op: BinaryOp, a: () => void, b: () => void, 
       a();
       b();
       simd(f, SIMD.f32x4Gt);
-      maskToOne(f, "f32");
+      maskToOne(f, c, "f32");
       return;
   }
   throw new Error(`wasm map: no rendering of '${op}'`);
@@ -339,10 +312,10 @@ export function buildMapModule(spec: MapSpec): Uint8Array {
   const types = spec.inputs.map((i) => i.dtype);
   const mb = new ModuleBuilder();
   mb.importMemory({ min: 1, max: 65536, shared: true });
-  const h = addHelpers(mb, spec.expr);
   const nIn = spec.inputs.length;
   const params = new Array(nIn + 1).fill("i32");
   mb.addFunction("k", params, [], (f) => {
+    const c = new ConstPool(f);
     const outPtr = nIn;
     // Per input and loop level, a running byte pointer (level 0 starts at the parameter).
     const ptr = spec.inputs.map(() => dims.map(() => f.local("i32")));
@@ -373,7 +346,7 @@ export function buildMapModule(spec: MapSpec): Uint8Array {
       }
     };
     const loadLanes = (p: number, step: number, t: DType, lanes: number) => {
-      splatBits(f, 0);
+      c.bits(0);
       for (let l = 0; l < lanes; l++) {
         loadScalar(f, p, 4 * l * step, t);
         simd(f, t === "f32" ? SIMD.f32x4Replace : SIMD.i32x4Replace).raw(l);
@@ -406,7 +379,7 @@ export function buildMapModule(spec: MapSpec): Uint8Array {
       if (V > 0) {
         f.i32Const(0).localSet(counters[D - 1]);
         f.loop((top) => {
-          const r = emitExpr(f, spec.expr, types, spec.out, h, loadVector, () => {
+          const r = emitExpr(f, c, spec.expr, types, spec.out, loadVector, () => {
             f.localGet(outPtr);
             simd(f, SIMD.load).raw(4, 0);
           });
@@ -426,10 +399,10 @@ export function buildMapModule(spec: MapSpec): Uint8Array {
       if (R > 0) {
         const r = emitExpr(
           f,
+          c,
           spec.expr,
           types,
           spec.out,
-          h,
           (
             k,
           ) => (inner[k] === 0
@@ -451,6 +424,7 @@ export function buildMapModule(spec: MapSpec): Uint8Array {
       }
     };
     body(0);
+    c.finish();
   });
   return mb.build();
 }

@@ -114,7 +114,14 @@ export function render(spec: KernelSpec): Rendered {
     case "place": {
       const { grid, nx } = foldGrid(elementGroups(numel(spec.shape)));
       return {
-        code: placeShader(spec.shape, spec.outStrides, spec.offset, spec.dtype, nx),
+        code: placeShader(
+          spec.shape,
+          spec.outStrides,
+          spec.offset,
+          spec.dtype,
+          nx,
+          spec.accumulate,
+        ),
         grid,
         access: reads(2),
       };

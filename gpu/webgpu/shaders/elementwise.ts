@@ -271,8 +271,10 @@ export function placeShader(
   offset: number,
   dtype: DType,
   nx: number,
+  accumulate = false,
 ): string {
   const n = numel(shape);
+  const at = `out[o + ${u32(offset)}]`;
   return `@group(0) @binding(0) var<storage, read> src: array<${dtype}>;
 @group(0) @binding(1) var<storage, read_write> out: array<${dtype}>;
 @compute @workgroup_size(64)
@@ -281,7 +283,9 @@ fn main(${BUILTINS}) {
     elementLoop(
       nx,
       n,
-      `${offsetFromIndex("o", "i", shape, outStrides)}\nout[o + ${u32(offset)}] = src[i];`,
+      `${offsetFromIndex("o", "i", shape, outStrides)}\n${at} = ${
+        accumulate ? `${at} + ` : ""
+      }src[i];`,
     )
   }
 }`;
