@@ -334,7 +334,7 @@ Deno.test("cpu: WebAssembly sum and max reductions (with prologues) match the Ja
     const [shape, axes] = cases[trial % cases.length];
     const op = trial % 3 === 0 ? "max" : "sum";
     const nIn = 1 + (trial % 2);
-    const plain = (k: number) => ({ dtype: "f32" as DType, strides: contiguousStrides(shape) });
+    const plain = () => ({ dtype: "f32" as DType, strides: contiguousStrides(shape) });
     const inputs = Array.from(
       { length: nIn },
       (_, k) =>
