@@ -343,7 +343,7 @@ Deno.test("cpu: WebAssembly sum and max reductions (with prologues) match the Ja
             dtype: "f32" as DType,
             strides: shape.map((_, d) => (d === 0 ? 0 : contiguousStrides(shape)[d])),
           }
-          : plain(k),
+          : plain(),
     );
     const expr = trial % 5 === 0 ? E.in(0) : randomExpr(r, nIn, 3);
     const spec: KernelSpec = { kind: "reduce", op, shape, axes, expr, inputs };
