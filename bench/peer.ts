@@ -42,12 +42,18 @@ const { values } = parseArgs({
 const iters = Number(values.iters);
 const only = values.only?.split(",");
 
+/** Something that records training step `i` (no sync) and frees what it holds. */
+interface Stepper {
+  step(i: number): void;
+  dispose(): void;
+}
+
 /** A step our side times: `step()` records one step (awaited sync after R of them). */
 interface Ours {
   name: string;
   /** The torch_peer.py workload(s) it is compared with. */
   torch: string;
-  make(): Promise<{ step(): void; dispose(): void }> | { step(): void; dispose(): void };
+  make(): Promise<Stepper> | Stepper;
   /** Steps per timed unit (the GAN: a D and a G step; reported per step). */
   perUnit?: number;
 }
@@ -86,8 +92,7 @@ const WORKLOADS: Ours[] = [
         config: [],
         set: [],
       });
-      let i = 0;
-      return { step: () => w.step(i++), dispose: () => w.dispose() };
+      return w;
     },
   },
   {
@@ -145,11 +150,12 @@ const WORKLOADS: Ours[] = [
 ];
 
 /** Median and best ms per step of `w`. */
-async function time(w: { step(): void }): Promise<{ median: number; best: number; reps: number }> {
+async function time(w: Stepper): Promise<{ median: number; best: number; reps: number }> {
   const be = backend();
+  let i = 0;
   const once = async (reps: number) => {
     const t0 = performance.now();
-    for (let r = 0; r < reps; r++) tidy(() => w.step());
+    for (let r = 0; r < reps; r++) tidy(() => w.step(i++));
     await be.sync();
     return (performance.now() - t0) / reps;
   };
