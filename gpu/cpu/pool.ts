@@ -8,7 +8,9 @@
  * Measured on Deno 2.9.6 (2-core KVM guest): a spinning worker answers in ~12 us, a sleeping one
  * (futex) in ~360 us, so workers spin briefly after each job before sleeping. A worker idle for
  * {@link IDLE_MS} closes itself, so a program whose work is done can exit (a live worker keeps
- * Deno running); the next job starts a new one (~25 ms).
+ * Deno running). A worker gets work only once it has said it is ready: until then (starting,
+ * closed, or unable to start, e.g. without permission to load its module) the main thread runs
+ * that worker's share itself, so nothing ever waits on a worker that is not there.
  * @module
  */
 
@@ -16,8 +18,8 @@
 const SLOT = 32;
 /** Slot layout (Int32 offsets); shared with worker.ts. */
 const SEQ = 0, DONE = 1, STATE = 2, FN = 3, ERR = 4, ARGS = 8;
-/** Worker states. */
-const NONE = 0, IDLE = 1, BUSY = 2;
+/** Worker states (STARTING and FAILED are the pool's; IDLE, BUSY, CLOSED shared with worker.ts). */
+const NONE = 0, IDLE = 1, BUSY = 2, CLOSED = 3, STARTING = 4, FAILED = 5;
 /** Most i32 arguments of a job. */
 const MAX_ARGS = 16;
 /** Milliseconds a worker waits idle before closing itself. */
@@ -69,7 +71,19 @@ export class WorkerPool {
   }
 
   #spawn(w: number): void {
-    const worker = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
+    Atomics.store(this.#I, this.#slot(w) + STATE, STARTING);
+    let worker: Worker;
+    try {
+      worker = new Worker(new URL("./worker.ts", import.meta.url).href, { type: "module" });
+    } catch {
+      Atomics.store(this.#I, this.#slot(w) + STATE, FAILED);
+      return;
+    }
+    // A worker that cannot load or instantiate never becomes ready; mark it failed for good.
+    worker.onerror = (e) => {
+      e.preventDefault();
+      Atomics.store(this.#I, this.#slot(w) + STATE, FAILED);
+    };
     worker.postMessage({
       memory: this.#memory,
       module: this.#module,
@@ -94,33 +108,37 @@ export class WorkerPool {
     }
     if (this.#I.buffer !== this.#memory.buffer) this.#I = new Int32Array(this.#memory.buffer);
     const I = this.#I;
-    const posted: number[] = [];
+    const posted: { w: number; seq: number }[] = [];
+    const mine: (readonly number[])[] = [shares[0]];
     for (let w = 0; w < shares.length - 1; w++) {
       const args = shares[w + 1];
       if (args.length > MAX_ARGS) throw new Error(`WorkerPool: more than ${MAX_ARGS} arguments`);
       const s = this.#slot(w);
-      const state = Atomics.compareExchange(I, s + STATE, IDLE, BUSY);
-      const fresh = state !== IDLE;
-      if (fresh) Atomics.store(I, s + STATE, BUSY);
+      if (Atomics.compareExchange(I, s + STATE, IDLE, BUSY) !== IDLE) {
+        // Not ready (never started, starting, closed itself, or failed): this thread does it.
+        const state = Atomics.load(I, s + STATE);
+        if (state === NONE || state === CLOSED) this.#spawn(w);
+        mine.push(args);
+        continue;
+      }
       I[s + FN] = f;
       I[s + ARGS] = args.length;
       for (let k = 0; k < args.length; k++) I[s + ARGS + 1 + k] = args[k];
       const seq = I[s + SEQ] + 1;
       Atomics.store(I, s + SEQ, seq);
-      if (fresh) this.#spawn(w);
-      else Atomics.notify(I, s + SEQ);
-      posted.push(seq);
+      Atomics.notify(I, s + SEQ);
+      posted.push({ w, seq });
     }
     let error: unknown = null;
     try {
-      main(...shares[0]);
+      for (const args of mine) main(...args);
     } catch (err) {
       error = err;
     }
-    for (let w = 0; w < posted.length; w++) {
+    for (const { w, seq } of posted) {
       const s = this.#slot(w);
       let spins = 0;
-      while (Atomics.load(I, s + DONE) !== posted[w]) {
+      while (Atomics.load(I, s + DONE) !== seq) {
         if (++spins > MAIN_SPINS) Atomics.wait(I, s + DONE, Atomics.load(I, s + DONE), 1);
       }
       if (I[s + ERR]) {

@@ -21,7 +21,7 @@ interface Init {
 
 /** Slot layout (Int32 indices from the slot start); shared with pool.ts. */
 const SEQ = 0, DONE = 1, STATE = 2, FN = 3, ERR = 4, ARGS = 8;
-const IDLE = 1, CLOSED = 3;
+const IDLE = 1, CLOSED = 3, STARTING = 4;
 
 const scope = self as unknown as {
   onmessage: ((e: MessageEvent<Init>) => void) | null;
@@ -34,6 +34,9 @@ scope.onmessage = async (e: MessageEvent<Init>) => {
   const fns = names.map((n) => instance.exports[n] as (...args: number[]) => void);
   const I = new Int32Array(memory.buffer, 0, (slot + ARGS + 16) + 1);
   const at = (k: number) => slot + k;
+  // Ready: from now on the pool posts this worker's shares here (jobs are never queued before).
+  Atomics.store(I, at(DONE), Atomics.load(I, at(SEQ)));
+  if (Atomics.compareExchange(I, at(STATE), STARTING, IDLE) !== STARTING) return;
   for (;;) {
     let seq = Atomics.load(I, at(SEQ));
     if (seq === Atomics.load(I, at(DONE))) {
