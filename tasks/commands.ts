@@ -28,13 +28,14 @@ import {
   loadTaskConfig,
   machine,
   openRun,
-  rewardPlot,
   type TaskSpec,
   trainFromConfig,
   trainingShape,
   writeController,
+  writeLearningReport,
 } from "./l1_run.ts";
 import { compareCommand, evalCommand, transferCommand } from "./l1_compare.ts";
+import { sweepCommand } from "./l1_sweep.ts";
 
 /** The checkpoint `train <task>` rewrites after every round. */
 const TRAIN_CHECKPOINT = "checkpoint.safetensors";
@@ -127,9 +128,10 @@ async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: Com
     removeInterrupt();
   }
   await writeController(run, trained.file);
-  await run.writeFile(
-    "reward.svg",
-    rewardPlot(trained.history, `${spec.name}: controller training`),
+  const learning = await writeLearningReport(
+    run,
+    trained.history,
+    `${spec.name}: controller training`,
   );
   const summary = {
     task: spec.name,
@@ -152,6 +154,10 @@ async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: Com
     }.`,
     "",
     `Controller: ${run.file("controller.json")}`,
+    "",
+    "Learning (reward.svg, learning_*.svg):",
+    "",
+    learning,
   ].join("\n");
   await run.writeSummary(summary, md);
   console.log(md);
@@ -164,7 +170,7 @@ export function handlers<C extends SharedConfig>(
 ): { train: TaskHandler; compare: TaskHandler; eval: TaskHandler } {
   return {
     train: (o) => trainCommand(spec, o),
-    compare: (o) => compareCommand(spec, o),
+    compare: (o) => o.args[0] === "sweep" ? sweepCommand(spec, o) : compareCommand(spec, o),
     eval: (o) => evalCommand(spec, o),
   };
 }

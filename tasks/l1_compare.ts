@@ -22,12 +22,14 @@ import {
   denseGridSearch,
   evaluatePopulation,
   logSpace,
+  matchedRandom,
   mean,
   type MethodOptions,
   type MethodResult,
   std,
   thresholdMethod,
   type TrainedController,
+  untrainedLike,
   withoutL1,
 } from "./methods.ts";
 import type { L1Problem } from "./problems.ts";
@@ -46,19 +48,25 @@ import {
   PAPER_TABLE2,
   PAPER_TABLE3,
   readControllerFile,
-  rewardPlot,
+  resolveController,
+  type ShippedInfo,
   summarize,
   type TaskSpec,
   trainFromConfig,
   trainingShape,
   writeController,
+  writeLearningReport,
 } from "./l1_run.ts";
 
-/** The methods of Table 1 for a problem, in the paper's column order. */
-async function table1(
+/**
+ * The methods of Table 1 for a problem, in the paper's column order, then the null baselines
+ * (the untrained controller and matched-share random, when `compare.methods.nulls`). All trials
+ * share their initializations across methods (paired).
+ */
+export async function table1(
   problem: L1Problem,
   cfg: SharedConfig,
-  controller: () => Promise<ControllerFile>,
+  controller: () => Promise<{ file: ControllerFile; initial?: ControllerFile }>,
   log: (s: string) => void,
 ): Promise<MethodResult[]> {
   const c = cfg.compare;
@@ -88,16 +96,32 @@ async function table1(
     done(await denseGridSearch(problem, lambdas, { ...o, gridSteps }));
   }
   if (c.methods.autoloss) {
-    done(
-      await autoLossMethod(problem, {
-        ...o,
-        controller: await controller(),
-        greedy: cfg.controller.greedy,
-      }),
-    );
+    const { file, initial } = await controller();
+    const auto = await autoLossMethod(problem, {
+      ...o,
+      controller: file,
+      greedy: cfg.controller.greedy,
+    });
+    done(auto);
+    if (c.methods.nulls) {
+      done(
+        await autoLossMethod(problem, {
+          ...o,
+          controller: initial ?? await untrainedLike(file),
+          greedy: cfg.controller.greedy,
+          name: UNTRAINED,
+        }),
+      );
+      done(await matchedRandom(problem, auto, o));
+    }
   }
   return out;
 }
+
+/** The name of the untrained-controller row. */
+export const UNTRAINED = "untrained controller";
+/** The name of the matched-share random row. */
+export const MATCHED = "random (matched share)";
 
 /** Fig. 1: DGS and AutoLoss at each lambda (one population each: lambdas x trials members). */
 async function lambdaSweep(
@@ -163,6 +187,45 @@ function dgsBudgetCurve(
   };
 }
 
+/**
+ * Training steps each method spends (task-model steps, every member counted): the grid or the
+ * controller training, plus the trials; for AutoLoss the controller training steps are those of
+ * the controller used (its provenance when loaded).
+ */
+export function costTable(
+  cfg: SharedConfig,
+  results: MethodResult[],
+  file: ControllerFile | null,
+): { rows: Record<string, { search: number; trials: number; total: number }>; md: string } {
+  const c = cfg.compare;
+  const gridSteps = c.gridSteps > 0 ? c.gridSteps : cfg.train.steps;
+  const trials = c.trials * cfg.train.steps;
+  const rows: Record<string, { search: number; trials: number; total: number }> = {};
+  for (const r of results) {
+    let search = 0;
+    if (r.name === "DGS") search = c.dgsCount * gridSteps;
+    else if (/^S[123]$/.test(r.name)) search = c[r.name.toLowerCase() as "s1"].length * gridSteps;
+    else if (r.name === "AutoLoss") {
+      const p = file?.provenance as { trainingSteps?: number } | undefined;
+      search = p?.trainingSteps ??
+        cfg.controller.rounds * cfg.controller.population * cfg.controller.steps;
+    } else if (r.name !== "W/O L1") continue;
+    rows[r.name] = { search, trials, total: search + trials };
+  }
+  const md = [
+    "Cost (task-model training steps; search = threshold/lambda grid or controller training):",
+    "",
+    "| Method | search | trials | total |",
+    "|---|---|---|---|",
+    ...Object.entries(rows).map(([n, v]) =>
+      `| ${n} | ${v.search.toLocaleString("en")} | ${v.trials.toLocaleString("en")} | ${
+        v.total.toLocaleString("en")
+      } |`
+    ),
+  ].join("\n");
+  return { rows, md };
+}
+
 /** `compare <task>`. */
 export async function compareCommand<C extends SharedConfig>(
   spec: TaskSpec<C>,
@@ -179,11 +242,19 @@ export async function compareCommand<C extends SharedConfig>(
   const budget: Curve = { x: [], y: [] };
   let trained: TrainedController | null = null;
   let controllerFile: ControllerFile | null = null;
-  const controller = async (): Promise<ControllerFile> => {
-    if (controllerFile) return controllerFile;
-    if (cfg.controller.file) {
-      controllerFile = await readControllerFile(cfg.controller.file);
-      return controllerFile;
+  let controllerSource = "";
+  let learning = "";
+  const controller = async (): Promise<{ file: ControllerFile; initial?: ControllerFile }> => {
+    if (controllerFile) return { file: controllerFile, initial: trained?.initial };
+    // The data-budget curve (Fig. 3R) needs the training itself.
+    const given = cfg.budget.enabled
+      ? { file: null, source: "trained", why: "budget.enabled" }
+      : await resolveController(spec.name, cfg);
+    controllerSource = `${given.source} (${given.why})`;
+    log(`controller: ${controllerSource}`);
+    if (given.file) {
+      controllerFile = given.file;
+      return { file: controllerFile };
     }
     const onRound = async (round: number, current: ControllerFile) => {
       if ((round + 1) % cfg.budget.every !== 0) return;
@@ -209,9 +280,9 @@ export async function compareCommand<C extends SharedConfig>(
       onRound: cfg.budget.enabled ? onRound : undefined,
     });
     await writeController(run, trained.file);
-    await run.writeFile("reward.svg", rewardPlot(trained.history, `${spec.name}: training`));
+    learning = await writeLearningReport(run, trained.history, `${spec.name}: training`);
     controllerFile = trained.file;
-    return controllerFile;
+    return { file: controllerFile, initial: trained.initial };
   };
   const results = await table1(problem, cfg, controller, log);
   const paper = PAPER_TABLE1[spec.name];
@@ -238,6 +309,13 @@ export async function compareCommand<C extends SharedConfig>(
     ...("floor" in problem ? { noiseFloor: (problem as { floor: number }).floor } : {}),
     methods,
   };
+  const cost = costTable(cfg, results, controllerFile);
+  summary.cost = cost.rows;
+  md.push("", cost.md);
+  if (controllerSource) {
+    summary.controllerSource = controllerSource;
+    md.push("", `AutoLoss controller: ${controllerSource}.`);
+  }
   const t = trained as TrainedController | null;
   if (t) {
     summary.controller = {
@@ -251,6 +329,10 @@ export async function compareCommand<C extends SharedConfig>(
       `AutoLoss controller: ${t.history.length * cfg.controller.population} episodes of ` +
         `${cfg.controller.steps} steps (${trainingShape(cfg, t.history.length)}), trained in ` +
         `${formatDuration(t.seconds)}.`,
+      "",
+      "Controller training (reward.svg, learning_*.svg):",
+      "",
+      learning,
     );
   }
   await run.writeFile(
@@ -262,7 +344,7 @@ export async function compareCommand<C extends SharedConfig>(
     }),
   );
   if (cfg.sweep.enabled) {
-    const sw = await lambdaSweep(problem, cfg, await controller());
+    const sw = await lambdaSweep(problem, cfg, (await controller()).file);
     summary.sweep = sw;
     const x = sw.lambdas.map((l) => Math.log(l));
     await run.writeFile(
@@ -339,18 +421,31 @@ export async function compareCommand<C extends SharedConfig>(
   console.log(`\nrun directory: ${run.path}`);
 }
 
-/** `eval <task> RUNDIR`: the controller saved in RUNDIR guides fresh models on the task data. */
+/**
+ * `eval <task> [RUNDIR]`: the controller saved in RUNDIR (default: the shipped one, when it was
+ * trained for this config) guides fresh models on the task data; with the shipped controller and
+ * its stated evaluation settings, prints the stated number beside the measured one.
+ */
 export async function evalCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: CommonOptions) {
   const dir = opts.args[0];
-  if (!dir) {
-    console.error(`error: usage: eval ${spec.name} RUNDIR (a run directory with controller.json)`);
-    return 2;
-  }
   if (opts.resume) throw new UserError(`eval ${spec.name} cannot be resumed; run it again`);
   const cfg = await loadTaskConfig<C>(spec.schema, opts);
   if (opts.seed !== undefined) cfg.seed = opts.seed;
   await init();
-  const file = await readControllerFile(`${dir}/controller.json`);
+  let file: ControllerFile;
+  if (dir) file = await readControllerFile(`${dir}/controller.json`);
+  else {
+    const r = await resolveController(spec.name, cfg);
+    if (!r.file) {
+      console.error(
+        `error: no controller to evaluate (${r.why}); usage: eval ${spec.name} [RUNDIR] ` +
+          "(a run directory with controller.json)",
+      );
+      return 2;
+    }
+    file = r.file;
+    console.log(`controller: ${r.source} (${r.why})`);
+  }
   const problem = spec.problem(cfg);
   const r = await autoLossMethod(problem, {
     trials: cfg.compare.trials,
@@ -363,6 +458,16 @@ export async function evalCommand<C extends SharedConfig>(spec: TaskSpec<C>, opt
   const s = summarize(r.values, PAPER_TABLE1[spec.name].AutoLoss);
   console.log(methodTable(problem.metricLabel, [["AutoLoss", s]], digits));
   console.log(`L1 share of steps: ${fmt(r.detail.l1Fraction as number, 3)}`);
+  const stated = (file.provenance.shipped as ShippedInfo | undefined)?.stated;
+  if (
+    stated && stated.trials === cfg.compare.trials && stated.steps === cfg.train.steps &&
+    stated.seed === cfg.seed
+  ) {
+    console.log(
+      `stated in ${spec.name}_controller.json: ${fmt(stated.mean, digits + 1)}, ` +
+        `measured ${fmt(s.mean, digits + 1)}`,
+    );
+  }
 }
 
 /** `transfer mlp [RUNDIR]`: Table 2. */
@@ -373,10 +478,14 @@ export async function transferCommand(opts: CommonOptions) {
   const began = performance.now();
   const run = await openRun(opts, cfg);
   const log = (s: string) => console.log(s);
-  const source = opts.args[0] ? `${opts.args[0]}/controller.json` : cfg.controller.file;
   let file: ControllerFile;
-  if (source) file = await readControllerFile(source);
-  else {
+  const given = opts.args[0] ? null : await resolveController("mlp", cfg);
+  if (opts.args[0]) file = await readControllerFile(`${opts.args[0]}/controller.json`);
+  else if (given?.file) {
+    file = given.file;
+    log(`controller: ${given.source} (${given.why})`);
+  } else {
+    log(`controller: trained (${given?.why})`);
     const trained = await trainFromConfig(mlpFromConfig(cfg, 0), cfg, log, { run });
     file = trained.file;
   }

@@ -19,6 +19,11 @@ const METHODS: SharedSchema["compare"]["fields"]["methods"] = {
     s3: { type: "boolean", default: true, doc: "S3: L1 when (|g_l1| - |g_task|)/|g_task| > th" },
     dgs: { type: "boolean", default: true, doc: "DGS: task + lambda*L1, lambda grid-searched" },
     autoloss: { type: "boolean", default: true, doc: "AutoLoss: the trained controller" },
+    nulls: {
+      type: "boolean",
+      default: true,
+      doc: "null baselines: the untrained controller and matched-share random",
+    },
   },
 };
 
@@ -70,8 +75,13 @@ export type SharedSchema = {
     readonly advantageClip: Num;
     readonly stepReward: Bool;
     readonly stepRewardScale: Num;
-    readonly updates: Enum<"episode" | "round">;
-    readonly baseline: Enum<"moving" | "round">;
+    readonly updates: Enum<"episode" | "round" | "ppo">;
+    readonly baseline: Enum<"moving" | "round" | "zscore">;
+    readonly ppoEpochs: Int;
+    readonly ppoClip: Num;
+    readonly entropy: Num;
+    readonly normalize: Bool;
+    readonly retrain: Bool;
     readonly sharedInit: Bool;
     readonly keep: Enum<"best" | "last">;
     readonly greedy: Bool;
@@ -87,6 +97,7 @@ export type SharedSchema = {
       readonly s3: Bool;
       readonly dgs: Bool;
       readonly autoloss: Bool;
+      readonly nulls: Bool;
     }>;
     readonly dgsCount: Int;
     readonly dgsMin: Num;
@@ -99,6 +110,7 @@ export type SharedSchema = {
   readonly sweep: Section<{ readonly enabled: Bool; readonly lambdas: Arr; readonly trials: Int }>;
   readonly budget: Section<{ readonly enabled: Bool; readonly every: Int; readonly trials: Int }>;
   readonly ablation: Section<{ readonly enabled: Bool }>;
+  readonly robust: Section<{ readonly trials: Int; readonly settings: Str }>;
 };
 
 /** The regression-only sections. */
@@ -114,7 +126,13 @@ export type RegressionSchema = SharedSchema & {
 
 /** The MLP-only sections. */
 export type MlpSchema = SharedSchema & {
-  readonly data: Section<{ readonly generator: Enum<"authors" | "paper">; readonly sizes: Arr }>;
+  readonly data: Section<{
+    readonly generator: Enum<"authors" | "paper">;
+    readonly sizes: Arr;
+    readonly seed: Int;
+    readonly features: Int;
+    readonly flipY: Num;
+  }>;
   readonly model: Section<{ readonly hidden: Int }>;
   readonly transfer: Section<{ readonly datasets: Arr }>;
 };
@@ -210,15 +228,30 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
         },
         updates: {
           type: "enum",
-          values: ["episode", "round"],
+          values: ["episode", "round", "ppo"],
           default: "episode",
-          doc: "one REINFORCE update per episode (authors) or per round of P episodes",
+          doc: "one REINFORCE update per episode (authors), per round of P episodes, or PPO " +
+            "epochs over the round's episodes",
         },
         baseline: {
           type: "enum",
-          values: ["moving", "round"],
+          values: ["moving", "round", "zscore"],
           default: "moving",
-          doc: "advantage baseline: moving average (authors) or the round's mean reward",
+          doc: "advantage baseline: moving average (authors), the round's mean reward, or the " +
+            "round's rewards standardized",
+        },
+        ppoEpochs: { type: "integer", default: 4, doc: "PPO: epochs over a round's episodes" },
+        ppoClip: { type: "number", default: 0.2, doc: "PPO: ratio clip" },
+        entropy: { type: "number", default: 0, doc: "entropy bonus coefficient (authors 0)" },
+        normalize: {
+          type: "boolean",
+          default: false,
+          doc: "standardize the controller's inputs with running statistics",
+        },
+        retrain: {
+          type: "boolean",
+          default: false,
+          doc: "compare/eval/transfer: train a controller instead of loading the shipped one",
         },
         sharedInit: {
           type: "boolean",
@@ -286,6 +319,18 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
       doc: "Table 3: controllers trained without a feature group",
       fields: {
         enabled: { type: "boolean", default: false, doc: "run the feature ablation in compare" },
+      },
+    },
+    robust: {
+      type: "object",
+      doc: "compare <task> sweep: the robustness sweep over data settings",
+      fields: {
+        trials: { type: "integer", default: 10, doc: "paired trials per method and setting" },
+        settings: {
+          type: "string",
+          default: "",
+          doc: "comma-separated setting names to run (empty: all; see tasks/l1_sweep.ts)",
+        },
       },
     },
   };
@@ -374,6 +419,17 @@ export const MLP_SCHEMA: MlpSchema = defineSchema({
         type: "array",
         default: [200, 1000, 200, 1000, 1000],
         doc: "train_ctrl, valid_ctrl, train_task, valid_task, test sizes",
+      },
+      seed: { type: "integer", default: 0, doc: "data seed (0: the generator's, 1)" },
+      features: {
+        type: "integer",
+        default: 0,
+        doc: "input dimension (0: the generator's, 32)",
+      },
+      flipY: {
+        type: "number",
+        default: -1,
+        doc: "share of labels redrawn at random (-1: the generator's, 0.01; sklearn only)",
       },
     },
   },

@@ -14,7 +14,12 @@ import { type Layer, loadYamlFile, parseSet, resolveConfig, type Schema } from "
 import { formatDuration, Progress } from "../run/progress.ts";
 import { RunDir } from "../run/run_dir.ts";
 import { linePlot, type Series } from "../run/svg.ts";
-import { TRANSFER_SPECS } from "./data/classification.ts";
+import {
+  AUTHORS_SPEC,
+  type ClassificationSpec,
+  PAPER_SPEC,
+  TRANSFER_SPECS,
+} from "./data/classification.ts";
 import type { FeatureGroup, FeatureSetKind } from "./l1_task.ts";
 import {
   MLP_SCHEMA,
@@ -110,12 +115,28 @@ export function regressionFromConfig(cfg: RegressionConfig): L1Problem {
 /** Builds the MLP problem from its config (data set `index` of TRANSFER_SPECS when given). */
 export function mlpFromConfig(cfg: MlpConfig, index?: number): L1Problem {
   return mlpProblem({
-    spec: index === undefined ? cfg.data.generator : TRANSFER_SPECS[index],
+    spec: index === undefined ? mlpSpec(cfg) : TRANSFER_SPECS[index],
     sizes: cfg.data.sizes,
     hidden: cfg.model.hidden,
     train: trainSettings(cfg),
     rewardC: cfg.controller.rewardC,
   });
+}
+
+/** The data distribution of an MLP config: its generator with the `data` overrides applied. */
+export function mlpSpec(cfg: MlpConfig): ClassificationSpec {
+  const d = cfg.data;
+  const base = d.generator === "authors" ? AUTHORS_SPEC : PAPER_SPEC;
+  if (d.generator === "paper" && d.flipY >= 0) {
+    throw new UserError("data.flipY applies to the authors' (sklearn) generator only");
+  }
+  const options = {
+    ...base.options,
+    ...(d.seed > 0 ? { seed: d.seed } : {}),
+    ...(d.features > 0 ? { nFeatures: d.features } : {}),
+    ...(d.flipY >= 0 ? { flipY: d.flipY } : {}),
+  };
+  return { ...base, options } as ClassificationSpec;
 }
 
 function trainSettings(cfg: SharedConfig) {
@@ -185,8 +206,13 @@ export function curveSeries(results: MethodResult[]): Series[] {
 /** "R rounds of P episodes in lockstep, U REINFORCE updates" for summaries. */
 export function trainingShape(cfg: SharedConfig, rounds: number): string {
   const c = cfg.controller;
-  const updates = c.updates === "episode" ? rounds * c.population : rounds;
-  return `${rounds} rounds of ${c.population} episodes in lockstep, ${updates} REINFORCE updates`;
+  const updates = c.updates === "episode"
+    ? rounds * c.population
+    : c.updates === "ppo"
+    ? rounds * c.population * c.ppoEpochs
+    : rounds;
+  const kind = c.updates === "ppo" ? "PPO" : "REINFORCE";
+  return `${rounds} rounds of ${c.population} episodes in lockstep, ${updates} ${kind} updates`;
 }
 
 /** Trains a controller with the config's settings, reporting progress. */
@@ -213,6 +239,9 @@ export async function trainFromConfig(
     keep: c.keep,
     updates: c.updates,
     baseline: c.baseline,
+    ppoEpochs: c.ppoEpochs,
+    ppoClip: c.ppoClip,
+    normalizeFeatures: c.normalize,
     sharedInit: c.sharedInit,
     dropFeatures: extra.dropFeatures,
     checkpoint: extra.checkpoint,
@@ -222,6 +251,7 @@ export async function trainFromConfig(
       baselineDecay: c.baselineDecay,
       advantageClip: { kind: "symmetric", c: c.advantageClip },
       stepReward: c.stepReward ? { metric: "val", scale: c.stepRewardScale } : null,
+      entropyCoef: c.entropy,
     },
     onRound: async (r, current) => {
       progress.update(r.round + 1, { reward: r.meanReward, best: r.meanBest, l1: r.l1Fraction });
@@ -261,11 +291,90 @@ export async function openRun(opts: CommonOptions, cfg: unknown): Promise<RunDir
   return run;
 }
 
-/** The mean episode reward per round of controller training, as an SVG plot. */
+/** The mean episode reward per round of controller training (with +-1 std), as an SVG plot. */
 export function rewardPlot(history: TrainedController["history"], title: string): string {
+  const x = history.map((h) => h.round);
+  const m = history.map((h) => h.meanReward);
+  const sd = history.map((h) => h.rewardStd ?? NaN);
   return linePlot([
-    { name: "mean reward", x: history.map((h) => h.round), y: history.map((h) => h.meanReward) },
-  ], { title, xLabel: "round (REINFORCE update)", yLabel: "mean episode reward" });
+    { name: "mean reward", x, y: m },
+    { name: "mean + std", x, y: m.map((v, i) => v + sd[i]) },
+    { name: "mean - std", x, y: m.map((v, i) => v - sd[i]) },
+  ], { title, xLabel: "round", yLabel: "episode reward" });
+}
+
+/**
+ * How controller training went, round by round: the plots (`learning_*.svg`: reward, advantages,
+ * policy entropy, controller gradient norm, and the share of L1 actions over the episode's time
+ * in the first, middle and last rounds) and a markdown table of the same numbers.
+ */
+export function learningReport(
+  history: TrainedController["history"],
+  title: string,
+): { md: string; files: Record<string, string> } {
+  const x = history.map((h) => h.round);
+  const col = (f: (h: TrainedController["history"][number]) => number | undefined) =>
+    history.map((h) => f(h) ?? NaN);
+  const files: Record<string, string> = {
+    "reward.svg": rewardPlot(history, `${title}: episode reward per round`),
+    "learning_advantage.svg": linePlot([
+      { name: "mean advantage", x, y: col((h) => h.advantage?.mean) },
+      { name: "std", x, y: col((h) => h.advantage?.std) },
+      { name: "mean |advantage|", x, y: col((h) => h.advantage?.absMean) },
+      { name: "share clipped", x, y: col((h) => h.advantage?.clipped) },
+    ], { title: `${title}: advantages per round`, xLabel: "round", yLabel: "advantage" }),
+    "learning_entropy.svg": linePlot([
+      { name: "policy entropy (nats)", x, y: col((h) => h.entropy) },
+      { name: "L1 share", x, y: col((h) => h.l1Fraction) },
+    ], { title: `${title}: policy entropy and L1 share`, xLabel: "round", yLabel: "" }),
+    "learning_gradnorm.svg": linePlot([
+      { name: "controller gradient norm", x, y: col((h) => h.gradNorm) },
+    ], { title: `${title}: mean gradient norm per update`, xLabel: "round", yLabel: "L2 norm" }),
+  };
+  const picks = [...new Set([0, Math.floor((history.length - 1) / 2), history.length - 1])]
+    .filter((i) => i >= 0 && history[i]?.l1ByTime);
+  if (picks.length) {
+    files["learning_l1_time.svg"] = linePlot(
+      picks.map((i) => {
+        const b = history[i].l1ByTime!;
+        return { name: `round ${i}`, x: b.map((_, j) => (j + 0.5) / b.length), y: b };
+      }),
+      {
+        title: `${title}: share of L1 steps over the episode`,
+        xLabel: "t / T",
+        yLabel: "L1 share",
+      },
+    );
+  }
+  const f = (v: number | undefined, d: number) => (v === undefined ? "—" : fmt(v, d));
+  const md = [
+    "| round | reward (mean ± std) | advantage mean / std / share clipped | entropy | L1 share: " +
+    "all (first tenth → last tenth) | grad norm |",
+    "|---|---|---|---|---|---|",
+    ...history.map((h) =>
+      `| ${h.round} | ${fmt(h.meanReward, 4)} ± ${f(h.rewardStd, 4)} | ` +
+      (h.advantage
+        ? `${fmt(h.advantage.mean, 3)} / ${fmt(h.advantage.std, 3)} / ${
+          fmt(h.advantage.clipped, 2)
+        }`
+        : "—") +
+      ` | ${f(h.entropy, 4)} | ${fmt(h.l1Fraction, 3)} (${
+        h.l1ByTime ? `${fmt(h.l1ByTime[0], 2)} → ${fmt(h.l1ByTime.at(-1)!, 2)}` : "—"
+      }) | ${f(h.gradNorm, 4)} |`
+    ),
+  ].join("\n");
+  return { md, files };
+}
+
+/** Writes {@link learningReport}'s plots into the run directory; returns its markdown table. */
+export async function writeLearningReport(
+  run: RunDir,
+  history: TrainedController["history"],
+  title: string,
+): Promise<string> {
+  const { md, files } = learningReport(history, title);
+  for (const [name, text] of Object.entries(files)) await run.writeFile(name, text);
+  return md;
 }
 
 /** Options of {@link trainFromConfig} besides the config. */
@@ -293,3 +402,89 @@ export const MLP_SPEC: TaskSpec<MlpConfig> = {
   schema: MLP_SCHEMA,
   problem: (cfg) => mlpFromConfig(cfg),
 };
+
+/** Where the shipped controllers live (weights/, next to this repository's tasks/). */
+export function shippedPath(task: "regression" | "mlp"): string {
+  return fileURLToPath(new URL(`../weights/${task}_controller.json`, import.meta.url));
+}
+
+/**
+ * What a controller depends on besides its weights: the task, the data, the model and the
+ * task-training settings (all of `train` but the run length). A shipped controller is used only
+ * for a config with the same key.
+ */
+export function controllerKey(task: string, cfg: SharedConfig): Record<string, unknown> {
+  const c = cfg as SharedConfig & { data?: unknown; model?: unknown };
+  const { steps: _steps, ...train } = cfg.train;
+  return JSON.parse(JSON.stringify({ task, data: c.data, model: c.model, train }));
+}
+
+/** What a shipped controller file records about itself (`provenance.shipped`). */
+export interface ShippedInfo {
+  /** {@link controllerKey} of the config it was trained with. */
+  key: Record<string, unknown>;
+  /** The command that trained it. */
+  command: string;
+  /** The preset and the controller-training settings. */
+  preset: string;
+  /** The controller section of the config it was trained with. */
+  controller: Record<string, unknown>;
+  /** The numbers it gives, with the command and settings that reproduce them. */
+  stated: {
+    /** The command. */
+    command: string;
+    /** Trials, steps and seed of the evaluation. */
+    trials: number;
+    /** Steps per run. */
+    steps: number;
+    /** Seed. */
+    seed: number;
+    /** Mean of the reported metric over the trials. */
+    mean: number;
+    /** Per-trial values. */
+    values: number[];
+    /** Mean share of L1 steps. */
+    l1Fraction: number;
+  };
+}
+
+/** Reads the shipped controller of a task, or null when there is none. */
+export async function readShipped(task: "regression" | "mlp"): Promise<ControllerFile | null> {
+  try {
+    return await readControllerFile(shippedPath(task));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return null;
+    throw err;
+  }
+}
+
+/**
+ * The controller a command uses without training: `controller.file` when set; else, unless
+ * `controller.retrain`, the shipped one when it was trained for this config's data, model and
+ * training settings ({@link controllerKey}); else null (train one). `why` says which and why.
+ */
+export async function resolveController(
+  task: "regression" | "mlp",
+  cfg: SharedConfig,
+): Promise<{ file: ControllerFile | null; source: string; why: string }> {
+  if (cfg.controller.file) {
+    return {
+      file: await readControllerFile(cfg.controller.file),
+      source: cfg.controller.file,
+      why: "controller.file",
+    };
+  }
+  if (cfg.controller.retrain) return { file: null, source: "trained", why: "controller.retrain" };
+  const shipped = await readShipped(task);
+  if (!shipped) return { file: null, source: "trained", why: "no shipped controller" };
+  const info = shipped.provenance.shipped as ShippedInfo | undefined;
+  const want = JSON.stringify(controllerKey(task, cfg));
+  if (!info || JSON.stringify(info.key) !== want) {
+    return {
+      file: null,
+      source: "trained",
+      why: "the shipped controller was trained for other data/model/training settings",
+    };
+  }
+  return { file: shipped, source: shippedPath(task), why: "shipped (weights/)" };
+}

@@ -35,9 +35,11 @@ import { TrajectoryBuffer } from "../rl/trajectory.ts";
 import { type Checkpoint, loadCheckpoint, loadInto, saveCheckpoint } from "../nn/checkpoint.ts";
 import { tensor } from "../tensor/functional.ts";
 import * as ops from "../tensor/ops.ts";
-import { type Tensor, tidy } from "../tensor/tensor.ts";
+import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
 import { thresholdRule } from "../rl/schedules.ts";
-import type { Controller } from "../rl/task.ts";
+import { clippedSurrogate } from "../rl/ppo.ts";
+import { runningNormalization } from "../rl/features.ts";
+import type { ActContext, Controller } from "../rl/task.ts";
 import type { FeatureGroup, FeatureSetKind, L1ScheduleTask } from "./l1_task.ts";
 import type { CreateOptions, L1Problem } from "./problems.ts";
 import { type RuleKind, taskOnly, thresholdGrid } from "./schedules.ts";
@@ -156,7 +158,11 @@ function result(
     name,
     values: run.metrics.test.map((t) => problem.report(t)),
     curve,
-    detail: { ...detail, l1Fraction: mean(run.metrics.l1Fraction) },
+    detail: {
+      ...detail,
+      l1Fraction: mean(run.metrics.l1Fraction),
+      l1Fractions: run.metrics.l1Fraction,
+    },
     seconds: (performance.now() - began) / 1000,
   };
 }
@@ -291,12 +297,24 @@ export interface ControllerTrainOptions {
    * "episode": one REINFORCE update per episode (the authors' S = 1), taken for each of the P
    * episodes of a round in turn; "round": one update from all P episodes (core `trainReinforce`).
    */
-  updates?: "episode" | "round";
+  updates?: "episode" | "round" | "ppo";
   /**
-   * The baseline of the advantages: "moving" (the authors' moving average of rewards) or "round"
-   * (the mean reward of the round's P episodes; per-episode updates only).
+   * The baseline of the advantages: "moving" (the authors' moving average of rewards), "round"
+   * (the mean reward of the round's P episodes) or "zscore" (the round's rewards standardized:
+   * `(R - mean) / std` over its P episodes, so the advantage scale does not depend on the
+   * reward's units or on how much episodes differ); "round" and "zscore": per-episode and PPO
+   * updates only.
    */
-  baseline?: "moving" | "round";
+  baseline?: "moving" | "round" | "zscore";
+  /** PPO over episodes (`updates: "ppo"`): epochs over a round's episodes (default 4). */
+  ppoEpochs?: number;
+  /** PPO ratio clip (default 0.2). */
+  ppoClip?: number;
+  /**
+   * Standardize the controller's inputs with running statistics (updated from every round's
+   * features, saved in the controller file) instead of feeding the raw features.
+   */
+  normalizeFeatures?: boolean;
   /** The episodes of a round share one initialization (common random numbers). */
   sharedInit?: boolean;
   /** Feature set (default: the problem's). */
@@ -329,6 +347,18 @@ export interface RoundLog {
   meanBest: number;
   /** Mean share of L1 steps. */
   l1Fraction: number;
+  /** Standard deviation of the round's episode rewards. */
+  rewardStd?: number;
+  /** Smallest and largest episode reward of the round. */
+  rewardRange?: [number, number];
+  /** Mean, standard deviation and mean magnitude of the advantages (after clipping). */
+  advantage?: { mean: number; std: number; absMean: number; clipped: number };
+  /** Mean policy entropy (nats) over the states of the round, under the policy that acted. */
+  entropy?: number;
+  /** Share of L1 actions in each tenth of the episode (time bins, first to last). */
+  l1ByTime?: number[];
+  /** Mean L2 norm of the controller gradient over the round's updates. */
+  gradNorm?: number;
   /** Training steps consumed so far (rounds x P x steps): the data budget of Fig. 3R. */
   stepsSoFar: number;
   /** Seconds of the round. */
@@ -339,6 +369,8 @@ export interface RoundLog {
 export interface TrainedController {
   /** The controller file (the kept controller). */
   file: ControllerFile;
+  /** The controller before any update (the untrained null baseline). */
+  initial: ControllerFile;
   /** Per-round logs. */
   history: RoundLog[];
   /** Wall-clock seconds of training. */
@@ -393,6 +425,8 @@ function trainingSettings(
     updates: o.updates ?? "episode",
     baseline: o.baseline ?? "moving",
     sharedInit: o.sharedInit ?? false,
+    ...(o.updates === "ppo" ? { ppoEpochs: o.ppoEpochs ?? 4, ppoClip: o.ppoClip ?? 0.2 } : {}),
+    ...(o.normalizeFeatures ? { normalizeFeatures: true } : {}),
     features: o.features ?? problem.settings.features,
     dropFeatures: [...(o.dropFeatures ?? [])],
     args,
@@ -515,6 +549,7 @@ export async function trainController(
     hidden: o.hidden,
     temperature: o.temperature,
     seed: o.seed,
+    normalization: o.normalizeFeatures ? runningNormalization(task.featureNames.length) : undefined,
   });
   const args = { ...reinforcePreset(problem), ...o.args };
   const reinforce = new Reinforce(controller, args);
@@ -530,6 +565,7 @@ export async function trainController(
         task: problem.name,
         seed: o.seed,
         episodes,
+        trainingSteps: episodes * o.population * o.steps,
         reward,
         keep: o.keep,
         features: o.features ?? problem.settings.features,
@@ -544,16 +580,25 @@ export async function trainController(
     history.push(...(o.resume?.history ?? []));
     const start = o.resume?.round ?? 0;
     // The controller that runs round e is the one saved after round e - 1.
+    const initial = await untrainedLike(o.resume?.current ?? await snapshot(0, null));
     let current = o.resume?.current ?? await snapshot(0, null);
     let best: { file: ControllerFile; reward: number } | null = o.resume?.best ?? null;
     let last = performance.now();
-    const onRound = async (round: number, rewards: number[], metrics: Record<string, number[]>) => {
+    const onRound = async (
+      round: number,
+      rewards: number[],
+      metrics: Record<string, number[]>,
+      diagnostics: RoundDiagnostics = {},
+    ) => {
       const now = performance.now();
       const r: RoundLog = {
         round,
         meanReward: mean(rewards),
         meanBest: mean(metrics.best),
         l1Fraction: mean(metrics.l1Fraction),
+        rewardStd: std(rewards),
+        rewardRange: [Math.min(...rewards), Math.max(...rewards)],
+        ...diagnostics,
         stepsSoFar: (round + 1) * o.population * o.steps,
         seconds: (now - last) / 1000,
       };
@@ -592,7 +637,7 @@ export async function trainController(
       await reinforcePerEpisode(task, reinforce, problem, o, start, onRound);
     }
     const kept = o.keep === "best" && best ? (best as { file: ControllerFile }).file : current;
-    return { file: kept, history, seconds: seconds() };
+    return { file: kept, initial, history, seconds: seconds() };
   } finally {
     reinforce.dispose();
     controller.dispose();
@@ -600,11 +645,39 @@ export async function trainController(
   }
 }
 
+/** What a round of per-episode training measured besides rewards (see {@link RoundLog}). */
+type RoundDiagnostics = Pick<RoundLog, "advantage" | "entropy" | "l1ByTime" | "gradNorm">;
+
+/** Time bins of {@link RoundLog.l1ByTime}. */
+const TIME_BINS = 10;
+
 /**
- * REINFORCE with one update per episode (the authors' S = 1) over a population: each round runs
- * P episodes in lockstep through the core runner, recording features, actions and the dense step
- * rewards on the GPU; then, for each member in turn, its advantage (core baseline and clip, the
- * baseline updated once per episode) and one Adam step on its own T recorded steps.
+ * The advantages of one round's P episode rewards: the authors' moving-average baseline (updated
+ * once per episode, in member order), the round's mean, or the round's standardized rewards;
+ * then clipped.
+ */
+export function roundAdvantages(
+  rewards: readonly number[],
+  baseline: "moving" | "round" | "zscore",
+  reinforce: Pick<Reinforce, "advantages" | "args">,
+): number[] {
+  const clip = reinforce.args.advantageClip;
+  if (baseline === "moving") return rewards.map((r) => reinforce.advantages([r])[0]);
+  const m = mean(rewards);
+  const s = baseline === "zscore" ? std(rewards) : 1;
+  return rewards.map((r) => clipAdvantage(s > 1e-12 ? (r - m) / s : 0, clip));
+}
+
+/**
+ * Per-episode controller updates over a population: each round runs P episodes in lockstep
+ * through the core runner, recording features, actions, their log-probabilities and the dense
+ * step rewards on the GPU; then the advantages of the P final rewards ({@link roundAdvantages});
+ * then either ("episode") one REINFORCE Adam step per member in turn on its own T recorded steps
+ * (the authors' S = 1), or ("ppo") `ppoEpochs` passes over the members, each member's step the
+ * clipped surrogate of its episode against the log-probabilities that acted (so the later updates
+ * of a round are corrected for being off-policy). With running feature normalization the
+ * statistics absorb the round's features after its updates. One readback per round for the
+ * diagnostics (entropy, L1 share over time, gradient norms).
  */
 async function reinforcePerEpisode(
   task: L1ScheduleTask,
@@ -612,15 +685,28 @@ async function reinforcePerEpisode(
   problem: L1Problem,
   o: ControllerTrainOptions,
   start: number,
-  onRound: (round: number, rewards: number[], metrics: Record<string, number[]>) => Promise<void>,
+  onRound: (
+    round: number,
+    rewards: number[],
+    metrics: Record<string, number[]>,
+    diagnostics: RoundDiagnostics,
+  ) => Promise<void>,
 ): Promise<void> {
   const controller = reinforce.controller;
   const a = reinforce.args;
   const p = task.population;
   const k = task.featureNames.length;
   const t = o.steps;
-  const buffer = new TrajectoryBuffer(t, p, k, { rewards: a.stepReward !== null });
+  const ppo = o.updates === "ppo";
+  const epochs = ppo ? o.ppoEpochs ?? 4 : 1;
+  const clipCoef = o.ppoClip ?? 0.2;
+  const buffer = new TrajectoryBuffer(t, p, k, {
+    rewards: a.stepReward !== null,
+    logProbs: ppo,
+  });
   const dense = a.stepReward ? new DenseStepReward(p, a.stepReward, a) : null;
+  const bins = Math.min(TIME_BINS, t);
+  const binEdges = Array.from({ length: bins + 1 }, (_, i) => Math.round((i * t) / bins));
   try {
     for (let round = start; round < o.rounds; round++) {
       dense?.reset();
@@ -636,28 +722,84 @@ async function reinforcePerEpisode(
           : undefined,
         reward: problem.reward,
       });
-      const roundMean = mean(run.rewards);
-      for (let m = 0; m < p; m++) {
-        const [adv] = o.baseline === "round"
-          ? [clipAdvantage(run.rewards[m] - roundMean, a.advantageClip)]
-          : reinforce.advantages([run.rewards[m]]);
-        reinforce.flat.zeroGrad();
-        tidy(() => {
-          const member = (x: Tensor, width: number) =>
-            ops.slice(x, [0, m, 0], [t, m + 1, width]).reshape(width === 1 ? [t] : [t, width]);
-          const features = member(buffer.features.reshape([t, p, k]), k);
-          const actions = member(buffer.actions.reshape([t, p, 1]), 1);
-          // The advantage is uploaded, not baked into a kernel (that would compile one per value).
-          const advantage = tensor(Float32Array.of(adv), [1]);
-          const stepRewards = buffer.scalars.rewards;
-          const weights = stepRewards
-            ? member(stepRewards.reshape([t, p, 1]), 1).add(advantage)
-            : advantage.expand([t]);
-          reinforce.loss(features, actions, weights).backward();
-        });
-        reinforce.optimizer.step();
+      const adv = roundAdvantages(run.rewards, o.baseline ?? "moving", reinforce);
+      // Diagnostics of the policy that acted, before it is updated.
+      const [entropy, l1ByTime] = tidy(() =>
+        noGrad(() => {
+          const all = buffer.features.reshape([t * p, k]);
+          const acts = buffer.actions.cast("f32");
+          const byBin = binEdges.slice(0, -1).map((lo, i) =>
+            ops.slice(acts, [lo, 0], [binEdges[i + 1], p]).mean().reshape([1])
+          );
+          return [
+            keep(controller.entropy(all).mean().reshape([1])),
+            keep(ops.concat(byBin, 0)),
+          ];
+        })
+      );
+      let gradNorms: Tensor = keep(tensor(new Float32Array(1), [1]));
+      const addNorm = () => {
+        const next = tidy(() =>
+          noGrad(() => gradNorms.add(reinforce.flat.grad.square().sum().sqrt().reshape([1])))
+        );
+        gradNorms.dispose();
+        gradNorms = keep(next);
+      };
+      let updates = 0;
+      for (let epoch = 0; epoch < epochs; epoch++) {
+        for (let m = 0; m < p; m++) {
+          reinforce.flat.zeroGrad();
+          tidy(() => {
+            const member = (x: Tensor, width: number) =>
+              ops.slice(x, [0, m, 0], [t, m + 1, width]).reshape(width === 1 ? [t] : [t, width]);
+            const features = member(buffer.features.reshape([t, p, k]), k);
+            const actions = member(buffer.actions.reshape([t, p, 1]), 1);
+            // The advantage is uploaded, not baked into a kernel (that would compile one per value).
+            const advantage = tensor(Float32Array.of(adv[m]), [1]);
+            const stepRewards = buffer.scalars.rewards;
+            const weights = stepRewards
+              ? member(stepRewards.reshape([t, p, 1]), 1).add(advantage)
+              : advantage.expand([t]);
+            if (ppo) {
+              const old = member(buffer.scalars.logProbs!.reshape([t, p, 1]), 1);
+              let loss = clippedSurrogate(
+                controller.logProb(features, actions),
+                old,
+                weights,
+                clipCoef,
+              );
+              if (a.entropyCoef !== 0) {
+                loss = loss.sub(controller.entropy(features).mean().mul(a.entropyCoef));
+              }
+              loss.backward();
+            } else {
+              reinforce.loss(features, actions, weights).backward();
+            }
+          });
+          addNorm();
+          reinforce.optimizer.step();
+          reinforce.updates++;
+          updates++;
+        }
       }
-      await onRound(round, run.rewards, run.metrics);
+      tidy(() => noGrad(() => controller.normalizer.update(buffer.features.reshape([t * p, k]))));
+      const [ent, byTime, norms] = await readMany([entropy, l1ByTime, gradNorms]);
+      entropy.dispose();
+      l1ByTime.dispose();
+      gradNorms.dispose();
+      const clip = a.advantageClip;
+      const limit = clip.kind === "symmetric" ? clip.c : Infinity;
+      await onRound(round, run.rewards, run.metrics, {
+        advantage: {
+          mean: mean(adv),
+          std: std(adv),
+          absMean: mean(adv.map(Math.abs)),
+          clipped: adv.filter((v) => Math.abs(v) >= limit).length / adv.length,
+        },
+        entropy: ent[0],
+        l1ByTime: Array.from(byTime),
+        gradNorm: norms[0] / Math.max(updates, 1),
+      });
     }
   } finally {
     buffer.dispose();
@@ -710,4 +852,80 @@ export async function autoLossMethod(
     { seed: o.seed, greedy: o.greedy, curvePoints: o.curvePoints },
   );
   return result(problem, o.name ?? "AutoLoss", run, curve, { greedy: o.greedy }, began);
+}
+
+/**
+ * The untrained twin of a controller file: the same architecture, features, temperature and
+ * initialization seed (its provenance's), no updates, empty normalization statistics. The null
+ * baseline "what the controller does before it learns anything".
+ */
+export async function untrainedLike(file: ControllerFile): Promise<ControllerFile> {
+  const a = file.architecture;
+  const names = file.featureSpec.names;
+  const controller = new MlpController({
+    featureNames: names,
+    actions: a.actions,
+    hidden: a.hidden[0] ?? 16,
+    temperature: file.temperature,
+    seed: file.provenance.seed,
+    normalization: file.featureSpec.normalization.kind === "running"
+      ? runningNormalization(names.length)
+      : undefined,
+  });
+  try {
+    return await controllerToJson(controller, {
+      featureNames: names,
+      actions: file.actions,
+      provenance: { ...file.provenance, episodes: 0, reward: null, untrained: true },
+    });
+  } finally {
+    controller.dispose();
+  }
+}
+
+/**
+ * A random schedule: member p takes the L1 action with probability `shares[p]` at every step,
+ * independently of the state (sampled on the GPU from the members' own seeds).
+ */
+export function randomShare(shares: readonly number[]): Controller & { dispose(): void } {
+  const probs = keep(
+    tensor(Float32Array.from(shares.flatMap((s) => [1 - s, s])), [shares.length, 2]),
+  );
+  return {
+    name: "random share",
+    act(features: Tensor, ctx: ActContext) {
+      if (features.shape[0] !== shares.length) {
+        throw new Error(`randomShare: ${shares.length} shares for ${features.shape[0]} members`);
+      }
+      return { actions: ops.categorical(probs, ctx.gen, ctx.memberSeeds) };
+    },
+    dispose: () => probs.dispose(),
+  };
+}
+
+/**
+ * Matched-share random: trial p runs the random schedule with the L1 share that trial p of
+ * `reference` (AutoLoss) took, on the same initialization: what the controller's outcome would be
+ * if all it had learned were how often to take L1.
+ */
+export async function matchedRandom(
+  problem: L1Problem,
+  reference: MethodResult,
+  o: MethodOptions,
+): Promise<MethodResult> {
+  const began = performance.now();
+  const shares = reference.detail.l1Fractions as number[];
+  const { run, curve } = await evaluatePopulation(
+    problem,
+    {
+      population: shares.length,
+      lambda: problem.settings.lambda,
+      mode: "schedule",
+      data: "task",
+      steps: o.steps,
+    },
+    () => randomShare(shares),
+    { seed: o.seed, curvePoints: o.curvePoints },
+  );
+  return result(problem, "random (matched share)", run, curve, { shares }, began);
 }
