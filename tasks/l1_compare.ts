@@ -206,9 +206,13 @@ export function costTable(
     if (r.name === "DGS") search = c.dgsCount * gridSteps;
     else if (/^S[123]$/.test(r.name)) search = c[r.name.toLowerCase() as "s1"].length * gridSteps;
     else if (r.name === "AutoLoss") {
-      const p = file?.provenance as { trainingSteps?: number } | undefined;
-      search = p?.trainingSteps ??
-        cfg.controller.rounds * cfg.controller.population * cfg.controller.steps;
+      // The whole training (every round run), not the kept round's snapshot: the settings it
+      // was trained with when shipped, else this config's (trained now or given).
+      const shipped = (file?.provenance.shipped as ShippedInfo | undefined)?.controller as
+        | SharedConfig["controller"]
+        | undefined;
+      const c = shipped ?? cfg.controller;
+      search = c.rounds * c.population * c.steps;
     } else if (r.name !== "W/O L1") continue;
     rows[r.name] = { search, trials, total: search + trials };
   }
