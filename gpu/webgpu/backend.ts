@@ -31,7 +31,14 @@ import {
   writtenBuffers,
 } from "../kernel.ts";
 import { adapterInfo, checkDeviceLost, getAdapter, getDevice } from "./device.ts";
-import { type Access, checkGateable, matmulOverrideKey, render } from "./render.ts";
+import {
+  type Access,
+  checkGateable,
+  render,
+  SCRATCH,
+  setHardwareAdapter,
+  variantKey,
+} from "./render.ts";
 
 export { getAdapter };
 
@@ -48,15 +55,29 @@ interface Binding {
   size: number;
 }
 
-/** A rendered kernel ready to dispatch. */
-interface Compiled {
+/** One compiled pass of a kernel. */
+interface CompiledPass {
+  /** Profile name: the kernel's, with a suffix for passes before the main one. */
   name: string;
-  shape: string;
+  /** Flops credited to this pass in profiles. */
   flops: number;
   pipeline: GPUComputePipeline;
   pipelineId: number;
   grid: [number, number, number];
   access: Access[];
+  /** Spec buffer index of each binding, or SCRATCH. */
+  bind: number[];
+}
+
+/** A rendered kernel ready to dispatch: one or more passes, in order. */
+interface Compiled {
+  name: string;
+  shape: string;
+  /** Buffers the spec takes. */
+  buffers: number;
+  passes: CompiledPass[];
+  /** The kernel's own scratch buffer (two-pass variants), not counted in `stats`. */
+  scratch: GpuStorage | null;
 }
 
 /** Submit automatically after this many recorded dispatches. */
@@ -146,6 +167,7 @@ export class WebGPUBackend implements Backend {
     const { device } = await getDevice();
     const a = await adapterInfo();
     const kind = a.isFallbackAdapter ? "software fallback adapter" : "GPU adapter";
+    setHardwareAdapter(!a.isFallbackAdapter);
     return new WebGPUBackend(device, {
       kind: "webgpu",
       device: `${kind} '${a.description || a.vendor}' (DENO_WEBGPU_BACKEND=${a.backend})`,
@@ -238,27 +260,62 @@ export class WebGPUBackend implements Backend {
 
   /** The compiled kernel of `spec`, rendered and compiled on first use. */
   #compiled(spec: KernelSpec): Compiled {
-    const key = spec.kind === "matmul" ? kernelKey(spec) + matmulOverrideKey() : kernelKey(spec);
+    const key = kernelKey(spec) + variantKey(spec);
     let c = this.#kernels.get(key);
     if (c) return c;
     const r = render(spec);
     const name = kernelName(spec);
+    const flops = kernelFlops(spec);
+    const passes: CompiledPass[] = [];
+    const before = r.before ?? [];
+    before.forEach((p, i) => {
+      const label = `${name}:pass${i + 1}`;
+      const { pipeline, id } = this.#pipeline(label, p.code);
+      passes.push({
+        name: label,
+        flops: i === 0 ? flops : 0,
+        pipeline,
+        pipelineId: id,
+        grid: p.grid,
+        access: p.access,
+        bind: p.bind,
+      });
+    });
     const { pipeline, id } = this.#pipeline(name, r.code);
-    c = {
-      name,
-      shape: kernelShape(spec),
-      flops: kernelFlops(spec),
+    const bind = r.bind ?? r.access.map((_, i) => i);
+    passes.push({
+      name: before.length ? `${name}:combine` : name,
+      flops: before.length ? 0 : flops,
       pipeline,
       pipelineId: id,
       grid: r.grid,
       access: r.access,
-    };
-    if (this.#kernels.size > 16384) this.#kernels.clear();
+      bind,
+    });
+    const buffers = Math.max(...passes.flatMap((p) => p.bind)) + 1;
+    let scratch: GpuStorage | null = null;
+    if (r.scratch) {
+      const size = Math.max(16, Math.ceil(r.scratch / 16) * 16);
+      const buffer = this.device.createBuffer({ size, usage: GPUBufferUsage.STORAGE });
+      const sid = this.#nextId++;
+      this.#bufferIds.set(buffer, sid);
+      scratch = { id: sid, bytes: size, buffer, refs: 1 };
+    }
+    c = { name, shape: kernelShape(spec), buffers, passes, scratch };
+    if (this.#kernels.size > 16384) this.#clearKernels();
     this.#kernels.set(key, c);
     return c;
   }
 
-  #bindGroup(c: Compiled, bindings: Binding[]): GPUBindGroup {
+  /** Drops every compiled kernel (after submitting the work that may use their scratch). */
+  #clearKernels(): void {
+    this.flush();
+    for (const k of this.#kernels.values()) k.scratch?.buffer.destroy();
+    this.#kernels.clear();
+    this.#bindGroups.clear();
+  }
+
+  #bindGroup(c: CompiledPass, bindings: Binding[]): GPUBindGroup {
     let key = `${c.pipelineId}`;
     for (const b of bindings) key += `|${b.storage.id}:${b.offset}:${b.size}`;
     let bg = this.#bindGroups.get(key);
@@ -334,22 +391,26 @@ export class WebGPUBackend implements Backend {
     const c: Compiled = {
       name,
       shape: "",
-      flops: 0,
-      pipeline,
-      pipelineId: id,
-      grid,
-      access: [...access],
+      buffers: access.length,
+      passes: [{
+        name,
+        flops: 0,
+        pipeline,
+        pipelineId: id,
+        grid,
+        access: [...access],
+        bind: access.map((_, i) => i),
+      }],
+      scratch: null,
     };
     this.#dispatch(c, buffers);
   }
 
   #dispatch(c: Compiled, buffers: readonly BufferRef[], gate?: Gate): void {
-    if (buffers.length !== c.access.length) {
-      throw new Error(
-        `kernel '${c.name}': ${buffers.length} buffers given, ${c.access.length} bound`,
-      );
+    if (buffers.length !== c.buffers) {
+      throw new Error(`kernel '${c.name}': ${buffers.length} buffers given, ${c.buffers} bound`);
     }
-    const bindings: Binding[] = buffers.map((b) => {
+    const given: Binding[] = buffers.map((b) => {
       if (b.storage.refs <= 0) throw new Error(`kernel '${c.name}': a bound storage was released`);
       if (b.offset % OFFSET_ALIGN !== 0) {
         throw new Error(
@@ -358,21 +419,27 @@ export class WebGPUBackend implements Backend {
       }
       return { storage: b.storage as GpuStorage, offset: b.offset, size: Math.max(4, b.numel * 4) };
     });
-    if (!gate && c.grid[0] * c.grid[1] * c.grid[2] === 0) return;
-    for (const b of bindings) this.#usedInEncoder.add(b.storage.buffer);
-    const bg = this.#bindGroup(c, bindings);
-    const entry = this.#profiling ? this.#entry(c) : null;
-    const pass = this.#openPass(entry);
-    pass.setPipeline(c.pipeline);
-    pass.setBindGroup(0, bg);
-    if (gate) {
-      const buffer = (gate.storage as GpuStorage).buffer;
-      this.#usedInEncoder.add(buffer);
-      pass.dispatchWorkgroupsIndirect(buffer, gate.offset);
-    } else {
-      pass.dispatchWorkgroups(c.grid[0], c.grid[1], c.grid[2]);
+    const main = c.passes[c.passes.length - 1];
+    if (!gate && main.grid[0] * main.grid[1] * main.grid[2] === 0) return;
+    for (const b of given) this.#usedInEncoder.add(b.storage.buffer);
+    const scratch: Binding | null = c.scratch &&
+      { storage: c.scratch, offset: 0, size: c.scratch.bytes };
+    for (const p of c.passes) {
+      const bindings = p.bind.map((i) => (i === SCRATCH ? scratch! : given[i]));
+      const bg = this.#bindGroup(p, bindings);
+      const entry = this.#profiling ? this.#entry(c, p) : null;
+      const pass = this.#openPass(entry);
+      pass.setPipeline(p.pipeline);
+      pass.setBindGroup(0, bg);
+      if (gate) {
+        const buffer = (gate.storage as GpuStorage).buffer;
+        this.#usedInEncoder.add(buffer);
+        pass.dispatchWorkgroupsIndirect(buffer, gate.offset);
+      } else {
+        pass.dispatchWorkgroups(p.grid[0], p.grid[1], p.grid[2]);
+      }
+      this.stats.dispatches++;
     }
-    this.stats.dispatches++;
     if (++this.#sinceSubmit >= SUBMIT_EVERY) this.flush();
   }
 
@@ -472,13 +539,13 @@ export class WebGPUBackend implements Backend {
     }
   }
 
-  #entry(c: Compiled): ProfileEntry {
+  #entry(c: Compiled, pass: CompiledPass): ProfileEntry {
     const p = this.#profiling!;
-    const key = `${c.name}|${c.shape}`;
+    const key = `${pass.name}|${c.shape}`;
     let e = p.entries.get(key);
-    if (!e) p.entries.set(key, e = { name: c.name, shape: c.shape, calls: 0, ms: 0, flops: 0 });
+    if (!e) p.entries.set(key, e = { name: pass.name, shape: c.shape, calls: 0, ms: 0, flops: 0 });
     e.calls++;
-    e.flops += c.flops;
+    e.flops += pass.flops;
     return e;
   }
 
