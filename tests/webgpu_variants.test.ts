@@ -25,6 +25,16 @@ import {
   TILE_64_8x8,
   type TileConfig,
 } from "../gpu/webgpu/shaders/matmul.ts";
+import {
+  autotuneEnabled,
+  autotuneMatmul,
+  clearTuning,
+  matmulClass,
+  setAutotune,
+  setTuneCacheFile,
+  tunedMatmulChoices,
+} from "../gpu/webgpu/autotune.ts";
+import { envGet } from "../gpu/backend.ts";
 import { assertClose, randomData, setup } from "./helpers.ts";
 
 await setup();
@@ -397,6 +407,62 @@ Deno.test({
       assertClose(norm, [Math.sqrt(ref)], 1e-3, 1e-5, "norm");
     } finally {
       setHardwareAdapter(was);
+    }
+  },
+});
+
+// ------------------------------------------------------------------ autotuning
+
+Deno.test({
+  name: "webgpu autotune: off under deno test, so matmuls take the deterministic choice",
+  ignore,
+  fn() {
+    if (envGet("AUTOLOSS_AUTOTUNE") !== "1") assert.equal(autotuneEnabled().on, false);
+    const s = spec(300, 200, 100, false, true);
+    if (!autotuneEnabled().on) assert.deepEqual(matmulPlan(s), defaultMatmulPlan(s));
+  },
+});
+
+Deno.test({
+  name: "webgpu autotune: an explicit tuning picks a timed candidate, used for its shape class, " +
+    "cached on disk per adapter",
+  ignore,
+  async fn() {
+    const dir = await Deno.makeTempDir();
+    const file = `${dir}/webgpu-tune.json`;
+    setTuneCacheFile(file);
+    try {
+      const s = spec(64, 96, 64, false, false);
+      const candidates = [
+        defaultMatmulPlan(s),
+        { variant: "tiled" as const, tile: TILE_64 },
+        { variant: "blocked" as const, block: SMALL_BLOCK, splitK: 2 },
+      ];
+      const e = await autotuneMatmul(s, { candidates, budgetMs: 20 });
+      assert.equal(e.shapeClass, matmulClass(s));
+      assert.equal(e.timings.length, 3);
+      assert.ok(candidates.some((c) => JSON.stringify(c) === JSON.stringify(e.plan)));
+      assert.ok(Number.isFinite(e.ms) && e.ms > 0, `time ${e.ms}`);
+      // Same class (sizes rounded up to powers of two, same alignment): the tuned plan.
+      const t = spec(60, 80, 48, false, false);
+      assert.equal(matmulClass(t), matmulClass(s));
+      assert.deepEqual(matmulPlan(t), e.plan);
+      await checkMatmul(t, `tuned ${e.name}`);
+      assert.equal(tunedMatmulChoices().entries.length, 1);
+      // The cache file holds it under this adapter; a fresh process (here: cleared memory) reads it.
+      const data = JSON.parse(await Deno.readTextFile(file));
+      const adapters = Object.values(data.adapters) as Record<string, { plan: unknown }>[];
+      assert.deepEqual(adapters[0][e.shapeClass].plan, e.plan);
+      clearTuning();
+      assert.deepEqual(matmulPlan(t), defaultMatmulPlan(t), "cleared: the deterministic choice");
+      setAutotune(true);
+      assert.deepEqual(matmulPlan(t), e.plan, "read back from the cache file");
+      assert.equal(tunedMatmulChoices().entries[0].method, "cache");
+    } finally {
+      setAutotune(null);
+      clearTuning();
+      setTuneCacheFile(undefined);
+      await Deno.remove(dir, { recursive: true });
     }
   },
 });

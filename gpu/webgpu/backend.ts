@@ -31,6 +31,7 @@ import {
   writtenBuffers,
 } from "../kernel.ts";
 import { adapterInfo, checkDeviceLost, getAdapter, getDevice } from "./device.ts";
+import { hasPendingTunes, installAutotune, runPendingTunes } from "./autotune.ts";
 import {
   type Access,
   checkGateable,
@@ -168,6 +169,10 @@ export class WebGPUBackend implements Backend {
     const a = await adapterInfo();
     const kind = a.isFallbackAdapter ? "software fallback adapter" : "GPU adapter";
     setHardwareAdapter(!a.isFallbackAdapter);
+    installAutotune(
+      device,
+      `${a.vendor}|${a.architecture}|${a.description}|${a.backend}|deno ${a.deno}`,
+    );
     return new WebGPUBackend(device, {
       kind: "webgpu",
       device: `${kind} '${a.description || a.vendor}' (DENO_WEBGPU_BACKEND=${a.backend})`,
@@ -503,6 +508,7 @@ export class WebGPUBackend implements Backend {
     staging.unmap();
     staging.destroy();
     this.#checkErrors();
+    if (hasPendingTunes()) await runPendingTunes();
     return regions.map((r, i) => all.slice(starts[i], starts[i] + r.bytes));
   }
 
@@ -522,6 +528,7 @@ export class WebGPUBackend implements Backend {
     this.stats.hostSyncs++;
     await this.#waitFor(this.device.queue.onSubmittedWorkDone());
     this.#checkErrors();
+    if (hasPendingTunes()) await runPendingTunes();
   }
 
   retain(storage: Storage): void {

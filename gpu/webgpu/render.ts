@@ -69,7 +69,7 @@ import { categoricalShader, randomShader } from "./shaders/random.ts";
 export type Access = "read" | "read_write";
 
 /** The scratch binding in {@link RenderedPass.bind}: a buffer the backend keeps per kernel. */
-export const SCRATCH = -1;
+export const SCRATCH: number = -1;
 
 /** A pass run before a kernel's main pass (it writes the scratch buffer the main pass reads). */
 export interface RenderedPass {

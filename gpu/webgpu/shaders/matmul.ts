@@ -2,9 +2,16 @@
  * Matmul WGSL, 2-D and batched, with either operand transposed.
  *
  * - `blocked`: each thread computes a block of C (4x4 by default) held in vec4 accumulators;
- *   operands are read as vec4 where the layout allows it. No shared memory: llvmpipe emulates barriers, and
- *   register blocking is the step that pays on every adapter.
+ *   operands are read as vec4 where the layout allows it. No shared memory: llvmpipe emulates
+ *   barriers, and register blocking is the step that pays on every adapter (the default there).
+ * - `tiled`: workgroup-memory tiles (e.g. 64x64 or 128x64 outputs a workgroup, 16-deep slices of
+ *   both operands staged with vec4 loads, a 4x4 or 8x4 register tile a thread): the default on
+ *   hardware adapters, where staging cuts global-memory traffic by the tile width.
  * - `simple`: one thread per output element, for small or skinny products (matvec, tiny MLPs).
+ *
+ * `blocked` and `tiled` take an optional split of the contraction (split-K): the kernel then
+ * writes one partial product per slice and {@link splitKSumShader} sums them (for small outputs
+ * with long contractions, e.g. weight gradients, that would fill a fraction of a big GPU).
  * @module
  */
 
