@@ -7,6 +7,7 @@
 import { parseArgs } from "node:util";
 import { init, parseBackendChoice } from "./gpu/backend.ts";
 import { adapterInfo, getAdapter, NoAdapterError } from "./gpu/webgpu/device.ts";
+import { tunedMatmulChoices } from "./gpu/webgpu/autotune.ts";
 import { ConfigError } from "./run/config.ts";
 import { userMessage } from "./run/errors.ts";
 import { formatProfile, profileWorkload, writeProfile } from "./run/profile.ts";
@@ -185,6 +186,15 @@ async function info(io: Io): Promise<number> {
     );
   } else {
     lines.push("adapter:      none (no WebGPU adapter: the CPU backend runs everything)");
+  }
+  if (be.info.kind === "webgpu") {
+    const t = tunedMatmulChoices();
+    lines.push(
+      `autotune:     ${t.enabled ? "on" : "off"} (${t.reason}); cache ${
+        t.cacheFile ?? "in memory"
+      }`,
+      ...t.entries.map((e) => `  ${e.shapeClass}: ${e.name} (measured on ${e.measuredOn})`),
+    );
   }
   lines.push(taskList());
   io.out(lines.join("\n"));

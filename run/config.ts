@@ -24,7 +24,11 @@ import { closest, didYouMean, levenshtein } from "./suggest.ts";
 
 /** One field of a schema: a typed leaf with a default and a doc string, or a nested section. */
 export type Field =
-  | { readonly type: "number" | "integer"; readonly default: number; readonly doc: string }
+  | {
+    readonly type: "number" | "integer";
+    readonly default: number;
+    readonly doc: string;
+  } & Range
   | { readonly type: "string"; readonly default: string; readonly doc: string }
   | { readonly type: "boolean"; readonly default: boolean; readonly doc: string }
   | {
@@ -35,6 +39,44 @@ export type Field =
   }
   | { readonly type: "array"; readonly default: readonly number[]; readonly doc: string }
   | { readonly type: "object"; readonly fields: Schema; readonly doc?: string };
+
+/**
+ * The allowed values of a number or integer field: `min`/`max` inclusive, `gt`/`lt` exclusive.
+ * Without any bound a number must be finite and an integer must be >= 0 (counts, sizes, seeds);
+ * `min: -Infinity` lifts that.
+ */
+export interface Range {
+  /** Smallest allowed value. */
+  readonly min?: number;
+  /** Largest allowed value. */
+  readonly max?: number;
+  /** Values must be greater than this. */
+  readonly gt?: number;
+  /** Values must be less than this. */
+  readonly lt?: number;
+}
+
+/** The bounds of a number field as text, e.g. "> 0", "in [0, 1)", or "" when unbounded. */
+export function describeRange(f: Range & { type: string }): string {
+  const min = f.min ?? (f.type === "integer" && f.gt === undefined ? 0 : undefined);
+  const lo = f.gt !== undefined
+    ? `(${f.gt}`
+    : min !== undefined && min > -Infinity
+    ? `[${min}`
+    : "";
+  const hi = f.lt !== undefined ? `${f.lt})` : f.max !== undefined ? `${f.max}]` : "";
+  if (lo && hi) return `in ${lo}, ${hi}`;
+  if (lo) return `${lo[0] === "(" ? ">" : ">="} ${lo.slice(1)}`;
+  if (hi) return `${hi.endsWith(")") ? "<" : "<="} ${hi.slice(0, -1)}`;
+  return "";
+}
+
+function inRange(f: Range & { type: string }, x: number): boolean {
+  if (!Number.isFinite(x)) return false;
+  const min = f.min ?? (f.type === "integer" && f.gt === undefined ? 0 : -Infinity);
+  return x >= min && x <= (f.max ?? Infinity) && x > (f.gt ?? -Infinity) &&
+    x < (f.lt ?? Infinity);
+}
 
 /** A config schema: field names to fields. */
 export type Schema = { readonly [key: string]: Field };
@@ -140,6 +182,12 @@ function checkLeaf(
     : f.type === "string"
     ? typeof value === "string"
     : typeof value === "boolean";
+  if (ok && (f.type === "number" || f.type === "integer") && !inRange(f, value as number)) {
+    const range = describeRange(f) || "finite";
+    throw new ConfigError(
+      `out of range: '${path}' in ${source} is ${value}; it must be ${range} (${f.doc})`,
+    );
+  }
   if (ok) return Array.isArray(value) ? [...value] : value;
   const hint = f.type === "enum" && typeof value === "string" ? didYouMean(value, f.values) : "";
   throw new ConfigError(
@@ -237,11 +285,17 @@ export function configToYaml(cfg: unknown): string {
   return stringify(cfg);
 }
 
-/** One line per leaf key: path, type, default and doc; for `--help` and error messages. */
+function rangeNote(f: Field): string {
+  if (f.type !== "number" && f.type !== "integer") return "";
+  const r = describeRange(f);
+  return r ? ` ${r}` : "";
+}
+
+/** One line per leaf key: path, type, range, default and doc; for `--help` and error messages. */
 export function describeSchema(schema: Schema, prefix = ""): string {
   return Object.entries(schema).map(([k, f]) =>
     f.type === "object"
       ? describeSchema(f.fields, `${prefix}${k}.`)
-      : `  ${prefix}${k}: ${expected(f)} = ${JSON.stringify(f.default)}  ${f.doc}`
+      : `  ${prefix}${k}: ${expected(f)}${rangeNote(f)} = ${JSON.stringify(f.default)}  ${f.doc}`
   ).join("\n");
 }

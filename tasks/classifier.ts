@@ -192,17 +192,23 @@ export const classifierSchema = defineSchema({
     type: "object",
     doc: "the CNN",
     fields: {
-      conv1: { type: "integer", default: 16, doc: "channels of the first convolution" },
-      conv2: { type: "integer", default: 32, doc: "channels of the second convolution" },
-      kernel: { type: "integer", default: 5, doc: "convolution kernel size" },
+      conv1: { type: "integer", min: 1, default: 16, doc: "channels of the first convolution" },
+      conv2: { type: "integer", min: 1, default: 32, doc: "channels of the second convolution" },
+      kernel: { type: "integer", min: 1, default: 5, doc: "convolution kernel size" },
       padding: {
         type: "enum",
         values: ["valid", "same"],
         default: "valid",
         doc: "convolution padding",
       },
-      hidden: { type: "integer", default: 128, doc: "units of the hidden layer" },
-      dropout: { type: "number", default: 0.3, doc: "dropout after the hidden layer" },
+      hidden: { type: "integer", min: 1, default: 128, doc: "units of the hidden layer" },
+      dropout: {
+        type: "number",
+        min: 0,
+        lt: 1,
+        default: 0.3,
+        doc: "dropout after the hidden layer",
+      },
     },
   },
   train: {
@@ -214,7 +220,7 @@ export const classifierSchema = defineSchema({
         default: 10,
         doc: "passes over the training set (may be fractional)",
       },
-      batchSize: { type: "integer", default: 64, doc: "images per step" },
+      batchSize: { type: "integer", min: 1, default: 64, doc: "images per step" },
       limit: { type: "integer", default: 0, doc: "use the first N training images (0: all)" },
     },
   },
@@ -222,8 +228,8 @@ export const classifierSchema = defineSchema({
     type: "object",
     doc: "Adam and its learning-rate schedule",
     fields: {
-      lr: { type: "number", default: 0.002, doc: "peak learning rate" },
-      finalLr: { type: "number", default: 0.00002, doc: "learning rate at the last step" },
+      lr: { type: "number", gt: 0, default: 0.002, doc: "peak learning rate" },
+      finalLr: { type: "number", gt: 0, default: 0.00002, doc: "learning rate at the last step" },
       schedule: {
         type: "enum",
         values: ["cosine", "linear", "constant"],
@@ -231,7 +237,7 @@ export const classifierSchema = defineSchema({
         doc: "decay from lr to finalLr over the run",
       },
       warmupSteps: { type: "integer", default: 100, doc: "linear warmup steps" },
-      weightDecay: { type: "number", default: 0, doc: "L2 weight decay" },
+      weightDecay: { type: "number", min: 0, default: 0, doc: "L2 weight decay" },
     },
   },
   augment: {
@@ -252,9 +258,14 @@ export const classifierSchema = defineSchema({
     doc: "test-set evaluation",
     fields: {
       every: { type: "integer", default: 0, doc: "steps between evaluations (0: once per epoch)" },
-      batchSize: { type: "integer", default: 500, doc: "images per evaluation batch" },
+      batchSize: { type: "integer", min: 1, default: 500, doc: "images per evaluation batch" },
       limit: { type: "integer", default: 0, doc: "use the first N test images (0: all 10,000)" },
-      splits: { type: "integer", default: 5, doc: "splits of the test-image inception score" },
+      splits: {
+        type: "integer",
+        min: 1,
+        default: 5,
+        doc: "splits of the test-image inception score",
+      },
     },
   },
   log: {

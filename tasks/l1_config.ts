@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type ConfigOf, defineSchema } from "../run/config.ts";
+import { type ConfigOf, defineSchema, type Range } from "../run/config.ts";
 
 /** The methods compared in Table 1 (each can be switched off). */
 const METHODS: SharedSchema["compare"]["fields"]["methods"] = {
@@ -28,9 +28,13 @@ const METHODS: SharedSchema["compare"]["fields"]["methods"] = {
 };
 
 /** A number field. */
-export type Num = { readonly type: "number"; readonly default: number; readonly doc: string };
+export type Num =
+  & { readonly type: "number"; readonly default: number; readonly doc: string }
+  & Range;
 /** An integer field. */
-export type Int = { readonly type: "integer"; readonly default: number; readonly doc: string };
+export type Int =
+  & { readonly type: "integer"; readonly default: number; readonly doc: string }
+  & Range;
 /** A boolean field. */
 export type Bool = { readonly type: "boolean"; readonly default: boolean; readonly doc: string };
 /** A string field. */
@@ -177,16 +181,23 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
       type: "object",
       doc: "task-model training (every run)",
       fields: {
-        lr: { type: "number", default: d.lr, doc: "Adam learning rate of the task models" },
-        lambda: { type: "number", default: d.lambda, doc: "L1 weight of the L1 action" },
+        lr: { type: "number", gt: 0, default: d.lr, doc: "Adam learning rate of the task models" },
+        lambda: { type: "number", min: 0, default: d.lambda, doc: "L1 weight of the L1 action" },
         steps: {
           type: "integer",
+          min: 1,
           default: d.steps,
           doc: "steps of every evaluation run (fixed length; best validation checkpoint)",
         },
-        valEvery: { type: "integer", default: 10, doc: "validate (best tracking) every k steps" },
+        valEvery: {
+          type: "integer",
+          min: 1,
+          default: 10,
+          doc: "validate (best tracking) every k steps",
+        },
         featureValEvery: {
           type: "integer",
+          min: 1,
           default: 1,
           doc: "refresh the validation loss of the features every k steps (authors: 1)",
         },
@@ -198,6 +209,8 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
         },
         improvementDecay: {
           type: "number",
+          min: 0,
+          max: 1,
           default: d.improvementDecay,
           doc: "decay of the validation-improvement EMA feature",
         },
@@ -209,17 +222,29 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
       fields: {
         population: {
           type: "integer",
+          min: 1,
           default: 16,
           doc: "episodes run in lockstep per REINFORCE update",
         },
-        rounds: { type: "integer", default: 25, doc: "REINFORCE updates (rounds of episodes)" },
-        steps: { type: "integer", default: d.steps, doc: "steps per training episode" },
-        lr: { type: "number", default: 1e-3, doc: "controller Adam learning rate" },
-        hidden: { type: "integer", default: 16, doc: "controller hidden units" },
-        temperature: { type: "number", default: 2, doc: "softmax temperature" },
-        rewardC: { type: "number", default: d.rewardC, doc: "reward constant C" },
-        baselineDecay: { type: "number", default: d.baselineDecay, doc: "reward baseline decay" },
-        advantageClip: { type: "number", default: d.advantageClip, doc: "advantage clip c" },
+        rounds: {
+          type: "integer",
+          min: 1,
+          default: 25,
+          doc: "REINFORCE updates (rounds of episodes)",
+        },
+        steps: { type: "integer", min: 1, default: d.steps, doc: "steps per training episode" },
+        lr: { type: "number", gt: 0, default: 1e-3, doc: "controller Adam learning rate" },
+        hidden: { type: "integer", min: 1, default: 16, doc: "controller hidden units" },
+        temperature: { type: "number", gt: 0, default: 2, doc: "softmax temperature" },
+        rewardC: { type: "number", gt: 0, default: d.rewardC, doc: "reward constant C" },
+        baselineDecay: {
+          type: "number",
+          min: 0,
+          max: 1,
+          default: d.baselineDecay,
+          doc: "reward baseline decay",
+        },
+        advantageClip: { type: "number", gt: 0, default: d.advantageClip, doc: "advantage clip c" },
         stepReward: { type: "boolean", default: true, doc: "add the authors' dense step reward" },
         stepRewardScale: {
           type: "number",
@@ -241,8 +266,13 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
             "round's rewards standardized",
         },
         ppoEpochs: { type: "integer", default: 4, doc: "PPO: epochs over a round's episodes" },
-        ppoClip: { type: "number", default: 0.2, doc: "PPO: ratio clip" },
-        entropy: { type: "number", default: 0, doc: "entropy bonus coefficient (authors 0)" },
+        ppoClip: { type: "number", gt: 0, default: 0.2, doc: "PPO: ratio clip" },
+        entropy: {
+          type: "number",
+          min: 0,
+          default: 0,
+          doc: "entropy bonus coefficient (authors 0)",
+        },
         normalize: {
           type: "boolean",
           default: false,
@@ -280,20 +310,25 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
       type: "object",
       doc: "Table 1",
       fields: {
-        trials: { type: "integer", default: 10, doc: "trials per method" },
+        trials: { type: "integer", min: 1, default: 10, doc: "trials per method" },
         gridSteps: {
           type: "integer",
           default: 0,
           doc: "steps of the grid-search runs (0: train.steps)",
         },
         methods: METHODS,
-        dgsCount: { type: "integer", default: 50, doc: "DGS: lambda values" },
-        dgsMin: { type: "number", default: d.dgsMin, doc: "DGS: smallest lambda" },
-        dgsMax: { type: "number", default: d.dgsMax, doc: "DGS: largest lambda (log grid)" },
+        dgsCount: { type: "integer", min: 1, default: 50, doc: "DGS: lambda values" },
+        dgsMin: { type: "number", gt: 0, default: d.dgsMin, doc: "DGS: smallest lambda" },
+        dgsMax: { type: "number", gt: 0, default: d.dgsMax, doc: "DGS: largest lambda (log grid)" },
         s1: { type: "array", default: d.s1, doc: "S1 threshold grid" },
         s2: { type: "array", default: d.s2, doc: "S2 threshold grid" },
         s3: { type: "array", default: d.s3, doc: "S3 threshold grid" },
-        curvePoints: { type: "integer", default: 20, doc: "points of the validation curves" },
+        curvePoints: {
+          type: "integer",
+          min: 1,
+          default: 20,
+          doc: "points of the validation curves",
+        },
       },
     },
     sweep: {
@@ -302,7 +337,7 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
       fields: {
         enabled: { type: "boolean", default: false, doc: "run the lambda sweep in compare" },
         lambdas: { type: "array", default: d.sweep, doc: "lambda values" },
-        trials: { type: "integer", default: 3, doc: "trials per lambda" },
+        trials: { type: "integer", min: 1, default: 3, doc: "trials per lambda" },
       },
     },
     budget: {
@@ -311,7 +346,7 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
       fields: {
         enabled: { type: "boolean", default: false, doc: "evaluate during controller training" },
         every: { type: "integer", default: 5, doc: "evaluate the controller every k rounds" },
-        trials: { type: "integer", default: 5, doc: "trials per evaluation" },
+        trials: { type: "integer", min: 1, default: 5, doc: "trials per evaluation" },
       },
     },
     ablation: {
@@ -325,7 +360,12 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
       type: "object",
       doc: "compare <task> sweep: the robustness sweep over data settings",
       fields: {
-        trials: { type: "integer", default: 10, doc: "paired trials per method and setting" },
+        trials: {
+          type: "integer",
+          min: 1,
+          default: 10,
+          doc: "paired trials per method and setting",
+        },
         settings: {
           type: "string",
           default: "",
@@ -378,13 +418,13 @@ export const REGRESSION_SCHEMA: RegressionSchema = defineSchema({
     doc: "data synthesis (authors: d = 16, 5 x 200, noise std 2, seed 1)",
     fields: {
       seed: { type: "integer", default: 1, doc: "data seed" },
-      dim: { type: "integer", default: 16, doc: "input dimension d" },
+      dim: { type: "integer", min: 1, default: 16, doc: "input dimension d" },
       sizes: {
         type: "array",
         default: [200, 200, 200, 200, 200],
         doc: "train_ctrl, valid_ctrl, train_task, valid_task, test sizes",
       },
-      noiseStd: { type: "number", default: 2, doc: "label noise standard deviation" },
+      noiseStd: { type: "number", min: 0, default: 2, doc: "label noise standard deviation" },
     },
   },
   model: {
@@ -397,7 +437,12 @@ export const REGRESSION_SCHEMA: RegressionSchema = defineSchema({
         default: "authors",
         doc: "authors: x.w1 + vec(xx^T).w2/10 (no bias); paper: u^T A u + b^T u + c",
       },
-      quadScale: { type: "number", default: 0, doc: "quadratic feature scale (0: form default)" },
+      quadScale: {
+        type: "number",
+        min: 0,
+        default: 0,
+        doc: "quadratic feature scale (0: form default)",
+      },
     },
   },
 });

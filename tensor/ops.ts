@@ -28,8 +28,19 @@ export function empty(shape: readonly number[], dtype: DType = "f32", createdBy 
       );
     }
   }
+  if (!DTYPES.includes(dtype)) {
+    const alias: Record<string, DType> = { float32: "f32", int32: "i32", uint32: "u32" };
+    const near = alias[String(dtype)];
+    throw new TypeError(
+      `${createdBy}: unknown dtype '${String(dtype)}' (${near ? `use '${near}'; ` : ""}` +
+        `the dtypes are ${DTYPES.join(", ")})`,
+    );
+  }
   return new Tensor(backend().alloc(numel(shape) * 4), shape, dtype, 0, createdBy);
 }
+
+/** The element types a tensor can have. */
+const DTYPES: readonly string[] = ["f32", "i32", "u32"];
 
 /** Records an autograd node on `out` when grad is enabled and some input requires grad. */
 function record(

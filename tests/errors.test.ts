@@ -24,6 +24,12 @@ Deno.test("shape mismatch names the op and both shapes", () => {
   assert.throws(() => tensor([1, 2, 3], [2, 2]), /3 values do not fill shape \[2,2\]/);
 });
 
+Deno.test("an unknown dtype is refused with the fix (was: a tensor of unknown dtype)", () => {
+  const bad = "int32" as unknown as "i32";
+  assert.throws(() => tensor([1, 2], [2], bad), /tensor: unknown dtype 'int32' \(use 'i32'; /);
+  assert.throws(() => zeros([2], "f64" as unknown as "f32"), /dtypes are f32, i32, u32/);
+});
+
 Deno.test("using a disposed tensor says so", () => {
   const a = zeros([2, 3]);
   a.dispose();

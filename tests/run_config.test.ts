@@ -117,3 +117,53 @@ Deno.test("config: missing and unparsable files give clear errors", async () => 
   const empty = await yamlLayer("");
   assert.deepEqual(resolveConfig(schema, [empty]), resolveConfig(schema, []));
 });
+
+Deno.test("config: out-of-range numbers name the key, the bound and the meaning", () => {
+  const ranged = defineSchema({
+    lr: { type: "number", gt: 0, default: 1e-3, doc: "learning rate" },
+    decay: { type: "number", min: 0, max: 1, default: 0.9, doc: "EMA decay" },
+    beta: { type: "number", min: 0, lt: 1, default: 0.5, doc: "Adam beta1" },
+    batch: { type: "integer", min: 1, default: 8, doc: "batch size" },
+    limit: { type: "integer", default: 0, doc: "items (0: all)" },
+    offset: { type: "number", default: 0, doc: "any finite number" },
+  });
+  const bad = (expr: string) => () => resolveConfig(ranged, [parseSet(expr)]);
+  assert.throws(
+    bad("lr=-1"),
+    /out of range: 'lr' in --set lr=-1 is -1; it must be > 0 \(learning rate\)/,
+  );
+  assert.throws(bad("lr=0"), /must be > 0/);
+  assert.throws(bad("decay=1.5"), /'decay' .* must be in \[0, 1\] \(EMA decay\)/);
+  assert.throws(bad("beta=1"), /must be in \[0, 1\) \(Adam beta1\)/);
+  assert.throws(bad("batch=0"), /'batch' .* must be >= 1/);
+  assert.throws(bad("limit=-3"), /'limit' .* must be >= 0/); // integers are counts by default
+  assert.throws(bad("offset=.inf"), /'offset' .* must be finite/);
+  assert.throws(
+    () => resolveConfig(ranged, [{ source: "f.yaml", values: { lr: -2 } }]),
+    /in f\.yaml/,
+  );
+  const ok = resolveConfig(ranged, [parseSet("decay=1"), parseSet("offset=-5")]);
+  assert.equal(ok.decay, 1);
+  assert.equal(ok.offset, -5);
+  assert.match(describeSchema(ranged), /lr: a number > 0 = 0\.001/);
+});
+
+Deno.test("config: every shipped preset of every task is in range", async () => {
+  const { loadPreset } = await import("../run/session.ts");
+  const { GAN_SCHEMA } = await import("../tasks/gan_config.ts");
+  const { MLP_SCHEMA, REGRESSION_SCHEMA } = await import("../tasks/l1_config.ts");
+  const { NMT_SCHEMA } = await import("../tasks/nmt.ts");
+  const { classifierSchema } = await import("../tasks/classifier.ts");
+  const schemas = {
+    gan: GAN_SCHEMA,
+    regression: REGRESSION_SCHEMA,
+    mlp: MLP_SCHEMA,
+    nmt: NMT_SCHEMA,
+    classifier: classifierSchema,
+  };
+  for (const [task, schema] of Object.entries(schemas)) {
+    for (const preset of ["quick", "paper"]) {
+      resolveConfig(schema as typeof GAN_SCHEMA, [await loadPreset(task, preset)]);
+    }
+  }
+});

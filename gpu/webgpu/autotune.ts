@@ -272,6 +272,7 @@ export function clearTuning(): void {
 /** The tuned choices and the tuner's state, for `cli.ts info --verbose` and the profiler. */
 export function tunedMatmulChoices(): TuneReport {
   const en = autotuneEnabled();
+  if (device && en.on && !loadedDisk) loadDisk();
   return {
     enabled: en.on,
     reason: en.reason,
