@@ -38,6 +38,7 @@ export {
   E,
   type Expr,
   type KernelSpec,
+  type LstmStepSpec,
   type MapInput,
   type MatmulSpec,
   type RandomKind,
@@ -157,6 +158,12 @@ export {
   type Padding,
   type Size2,
 } from "./tensor/conv_ops.ts";
+export {
+  lstmScan,
+  type LstmScanOptions,
+  type LstmScanViews,
+  lstmScanViews,
+} from "./tensor/rnn_ops.ts";
 
 // Neural-network library.
 export * from "./nn/mod.ts";

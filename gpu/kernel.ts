@@ -515,7 +515,46 @@ export type KernelSpec =
   | { kind: "norm"; start: number; n: number; outIndex: number }
   | { kind: "clipScale"; start: number; n: number; maxNorm: number }
   | { kind: "random"; dist: RandomKind; n: number; a: number; b: number }
-  | { kind: "categorical"; rows: number; k: number; rowSeeds: boolean };
+  | { kind: "categorical"; rows: number; k: number; rowSeeds: boolean }
+  | ({ kind: "lstmStep" } & LstmStepSpec);
+
+/**
+ * One time step of a fused LSTM scan (tensor/rnn_ops.ts), forward or backward, one thread per
+ * (batch row, hidden unit). The step index `t` is read from a one-element i32 buffer bound at a
+ * 256-byte-aligned offset, so every step of a sequence runs the same kernel.
+ *
+ * The state storage holds `steps + 1` slots of `[h | c]`, each part `slot` elements (>= b * h,
+ * padded to 64 so each part starts 256-byte aligned), then the gate activations `[b, steps, 4h]`
+ * (sigmoid i, sigmoid f, tanh g, sigmoid o). Step `t` reads slot `t` and writes slot `t + 1`
+ * (`reverse`: reads `t + 1`, writes `t`). A masked step (mask[b, t] == 0) carries the state.
+ *
+ * Buffers, forward: proj `[b, steps, 4h]` (input projection with bias), r `[b, 4h]` (h_prev @
+ * W_hh^T), mask `[b, steps]` (when `masked`), step, state (read_write).
+ * Backward: state, mask (when `masked`), step, dState (the gradient of the state slots), dhIn
+ * `[b, h]` (dGates of the later step @ W_hh), cin (the later step's cout), then written: dProj
+ * `[b, steps, 4h]` (slice t), cout `[dGates b*4h | dc_prev b*h | dh pass-through b*h]`.
+ */
+export interface LstmStepSpec {
+  /** Backward step (else forward). */
+  backward: boolean;
+  /** Steps run from the last to the first. */
+  reverse: boolean;
+  /** Padded sequences: a mask buffer `[b, steps]` gates the update. */
+  masked: boolean;
+  /** Batch rows. */
+  b: number;
+  /** Hidden units. */
+  h: number;
+  /** Sequence length. */
+  steps: number;
+  /** Elements per state part (see above). */
+  slot: number;
+}
+
+/** Element offset of the gate activations in an LSTM scan's state storage. */
+export function lstmActsOffset(s: LstmStepSpec): number {
+  return (s.steps + 1) * 2 * s.slot;
+}
 
 /** The kernel families. */
 export type KernelKind = KernelSpec["kind"];
@@ -597,6 +636,8 @@ export function kernelShape(spec: KernelSpec): string {
       return `${spec.n}`;
     case "categorical":
       return `${spec.rows}x${spec.k}`;
+    case "lstmStep":
+      return `${spec.b}x${spec.h}${spec.backward ? " bwd" : ""}`;
     default:
       return "";
   }
@@ -614,6 +655,8 @@ export function writtenBuffers(spec: KernelSpec, count: number): number[] {
       return spec.momentum ? [2, 4] : [2];
     case "advance":
       return [0];
+    case "lstmStep":
+      return spec.backward ? [count - 2, count - 1] : [count - 1];
     default:
       return [count - 1];
   }

@@ -100,6 +100,7 @@ export {
   type LSTMRunOptions,
   type LSTMState,
   type LSTMWeights,
+  setLstmScan,
 } from "./rnn.ts";
 export {
   type AttentionForwardOptions,

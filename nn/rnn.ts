@@ -6,9 +6,10 @@
  *
  * Over a whole sequence the input half of that matmul does not depend on the recurrence, so
  * {@link lstm} computes it for all time steps at once (one matmul per layer and direction,
- * bias included) and each time step only multiplies `h` by the recurrent half. That is the same
- * function with fewer dispatches per step: slice of the input projection, matmul, add, then the
- * gate nonlinearities and the state update (see {@link LSTM_DISPATCHES_PER_STEP}).
+ * bias included), and the recurrence runs as one fused scan (tensor/rnn_ops.ts: per step the
+ * recurrent matmul and one kernel for the gates and the state update, forward and backward; see
+ * {@link LSTM_DISPATCHES_PER_STEP}). {@link lstmCell} and `setLstmScan(false)` keep the
+ * composition of tensor ops, the reference the scan is tested against.
  *
  * Padded batches: pass host `lengths`; a sequence's state stops changing after its last step
  * (forward direction) or starts at its last step (reverse direction), and outputs at padded
@@ -21,7 +22,8 @@
 
 import type { Generator } from "../gpu/random.ts";
 import * as ops from "../tensor/ops.ts";
-import { bernoulli, rand, tensor } from "../tensor/functional.ts";
+import { bernoulli, rand, tensor, zeros } from "../tensor/functional.ts";
+import { lstmScan, lstmScanViews } from "../tensor/rnn_ops.ts";
 import {
   isGradEnabled,
   noGrad,
@@ -76,15 +78,25 @@ export interface LSTMRunOptions {
 }
 
 /**
- * Kernel dispatches per time step and direction in {@link lstm}'s forward pass (outputs
- * computed), for a step with a previous state and no padding, with elementwise fusion
- * (tensor/lazy.ts): the recurrent matmul, the step's slice of the input projection, their sum,
- * the sigmoid gates, the cell update `f*c + i*tanh(g)` (one kernel), `o*tanh(c)` (one kernel) and
- * placing the step's output in the `[B, T, H]` result. A step with padding adds 5 (the two
- * state `where`s and the output mask, each read twice, so computed rather than fused). Before
- * fusion a step took 15.
+ * Kernel dispatches per time step and direction in {@link lstm}'s forward pass, padded or not:
+ * the recurrent matmul and one fused step kernel (tensor/rnn_ops.ts; the backward pass is two
+ * more). The per-step composition (`setLstmScan(false)`) takes 7 with elementwise fusion (12 with
+ * padding) and 15 without.
  */
-export const LSTM_DISPATCHES_PER_STEP = 7;
+export const LSTM_DISPATCHES_PER_STEP = 2;
+
+let useScan = true;
+
+/**
+ * Runs {@link lstm}'s recurrences as the fused scan of tensor/rnn_ops.ts (default, `true`) or
+ * as the per-step composition of tensor ops it replaces (`false`: the reference the tests compare
+ * with). Returns the previous setting.
+ */
+export function setLstmScan(on: boolean): boolean {
+  const prev = useScan;
+  useScan = on;
+  return prev;
+}
 
 function checkWeights(op: string, w: LSTMWeights, inputSize: number): number {
   const h4 = w.bias.shape[0];
@@ -154,13 +166,9 @@ export function lstmCell(
   });
 }
 
-/** Per-step masks `[B, 1]` (1 = valid) for the steps where some sequence is padded, else null. */
-function stepMasks(
-  lengths: ArrayLike<number> | undefined,
-  b: number,
-  t: number,
-): (Tensor | null)[] {
-  if (!lengths) return new Array(t).fill(null);
+/** Checks host `lengths` against the batch and sequence length; null when none are given. */
+function checkLengths(lengths: ArrayLike<number> | undefined, b: number, t: number) {
+  if (!lengths) return null;
   if (lengths.length !== b) {
     throw new Error(`lstm: ${lengths.length} lengths for a batch of ${b}`);
   }
@@ -172,6 +180,27 @@ function stepMasks(
       );
     }
   }
+  return lens;
+}
+
+/** The scan's mask `[B, T]` (1 = valid step), or undefined when no sequence is padded. */
+function scanMask(lengths: ArrayLike<number> | undefined, b: number, t: number) {
+  const lens = checkLengths(lengths, b, t);
+  if (!lens || lens.every((len) => len === t)) return undefined;
+  return tensor(Float32Array.from({ length: b * t }, (_, q) => q % t < lens[(q / t) | 0] ? 1 : 0), [
+    b,
+    t,
+  ]);
+}
+
+/** Per-step masks `[B, 1]` (1 = valid) for the steps where some sequence is padded, else null. */
+function stepMasks(
+  lengths: ArrayLike<number> | undefined,
+  b: number,
+  t: number,
+): (Tensor | null)[] {
+  const lens = checkLengths(lengths, b, t);
+  if (!lens) return new Array(t).fill(null);
   const min = Math.min(...lens);
   return Array.from(
     { length: t },
@@ -266,7 +295,8 @@ export function lstm(
     );
   }
   return tidyUnlessRecording(() => {
-    const masks = stepMasks(lengths, b, steps);
+    const masks = useScan ? [] : stepMasks(lengths, b, steps);
+    const mask = useScan ? scanMask(lengths, b, steps) : undefined;
     const initial = (k: number): LSTMState | null =>
       state
         ? {
@@ -289,9 +319,24 @@ export function lstm(
           ops.binary("add", ops.matmul(flat, wx, false, true), bias),
           [b, steps, 4 * hidden],
         );
-        const run = runDirection(proj, wh, initial(k), d === 1, masks);
-        dirOutputs.push(stackSteps(run.outputs));
-        finals.push(run.state);
+        if (useScan) {
+          const init = initial(k);
+          const opts = { reverse: d === 1, mask };
+          const scan = lstmScan(
+            proj,
+            wh,
+            init?.h ?? zeros([b, hidden]),
+            init?.c ?? zeros([b, hidden]),
+            opts,
+          );
+          const v = lstmScanViews(scan, b, hidden, opts);
+          dirOutputs.push(v.output);
+          finals.push({ h: v.h, c: v.c });
+        } else {
+          const run = runDirection(proj, wh, initial(k), d === 1, masks);
+          dirOutputs.push(stackSteps(run.outputs));
+          finals.push(run.state);
+        }
       }
       let out = dirs === 1 ? dirOutputs[0] : ops.concat(dirOutputs, 2);
       if (residual && layer > 0) out = ops.binary("add", out, input);

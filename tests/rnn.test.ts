@@ -17,6 +17,7 @@ import {
   LSTMCell,
   lstmCell,
   type LSTMWeights,
+  setLstmScan,
 } from "../nn/rnn.ts";
 import { LuongAttention, luongAttention } from "../nn/attention.ts";
 import { assertClose, gradCheck, type GradInput, randomData, setup } from "./helpers.ts";
@@ -278,8 +279,57 @@ Deno.test(`lstm: forward dispatches per time step = ${LSTM_DISPATCHES_PER_STEP}`
       return n;
     });
   assert.equal(count(5) - count(4), LSTM_DISPATCHES_PER_STEP);
-  // A padded step adds the two state `where`s and the output mask (each computed, not fused).
-  assert.equal(count(5, [5, 1]) - count(4, [4, 1]), LSTM_DISPATCHES_PER_STEP + 5);
+  // The scan masks padded steps inside its step kernel.
+  assert.equal(count(5, [5, 1]) - count(4, [4, 1]), LSTM_DISPATCHES_PER_STEP);
+  // The composition it replaces: 7 per step; a padded step adds the two state `where`s and the
+  // output mask (each computed, not fused).
+  const was = setLstmScan(false);
+  try {
+    assert.equal(count(5) - count(4), 7);
+    assert.equal(count(5, [5, 1]) - count(4, [4, 1]), 12);
+  } finally {
+    setLstmScan(was);
+  }
+  net.dispose();
+});
+
+Deno.test("lstm: the fused scan equals the per-step composition, forward and backward", async () => {
+  // B=3, T=5, F=4, H=6, 2 layers, bidirectional, initial state, padding: outputs, final states and
+  // every gradient (inputs, weights, initial state) of a loss that reads all of them.
+  const B = 3, T = 5, F = 4, H = 6;
+  const net = new LSTM(F, H, { numLayers: 2, bidirectional: true });
+  const x = tensor(randomData(B * T * F, 11), [B, T, F]);
+  const h0 = tensor(randomData(4 * B * H, 12), [4, B, H]);
+  const c0 = tensor(randomData(4 * B * H, 13), [4, B, H]);
+  const w = tensor(randomData(B * T * 2 * H, 14), [B, T, 2 * H]);
+  for (const t of [x, h0, c0]) t.requiresGrad = true;
+  const run = async (lengths?: number[]) => {
+    const leaves = [x, h0, c0, ...net.parameters()];
+    const values = tidy(() => {
+      const out = net.forward(x, { state: { h: h0, c: c0 }, lengths });
+      const loss = out.output.mul(w).sum().add(out.h.mul(out.h).sum()).add(out.c.sum());
+      for (const l of leaves) l.grad = null;
+      loss.backward();
+      return [out.output, out.h, out.c, ...leaves.map((l) => l.grad!)];
+    });
+    const host = await readMany(values);
+    for (const v of values) v.dispose();
+    return host;
+  };
+  for (const lengths of [undefined, [5, 2, 4]]) {
+    const fused = await run(lengths);
+    const was = setLstmScan(false);
+    let composed: ArrayLike<number>[];
+    try {
+      composed = await run(lengths);
+    } finally {
+      setLstmScan(was);
+    }
+    fused.forEach((v, k) =>
+      assertClose(v, composed[k], 1e-5, 1e-4, `value ${k}, lengths ${lengths}`)
+    );
+  }
+  for (const t of [x, h0, c0, w]) t.dispose();
   net.dispose();
 });
 

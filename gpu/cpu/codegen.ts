@@ -23,6 +23,7 @@ import {
   inputKinds,
   isUnary,
   type KernelSpec,
+  lstmActsOffset,
   numel,
   planReduce,
   type UnaryOp,
@@ -493,6 +494,60 @@ function randomSource(spec: Extract<KernelSpec, { kind: "random" }>): string {
 for (let i = 0; i < ${spec.n}; i++) F[out + i] = ${value};`;
 }
 
+/** One step of the fused LSTM scan (buffers and layout: `LstmStepSpec` in gpu/kernel.ts). */
+function lstmStepSource(s: Extract<KernelSpec, { kind: "lstmStep" }>): string {
+  const H = s.h, bh = s.b * s.h, acts = lstmActsOffset(s), m = s.masked ? 1 : 0;
+  const head = `const t = I[o[${s.backward ? 1 + m : 2 + m}]];
+const hp0 = ${s.reverse ? "(t + 1)" : "t"} * ${2 * s.slot}, hn0 = ${
+    s.reverse ? "t" : "(t + 1)"
+  } * ${2 * s.slot};
+for (let b = 0; b < ${s.b}; b++) {
+  const valid = ${s.masked ? `F[MASK + b * ${s.steps} + t] !== 0` : "true"};
+  for (let j = 0; j < ${H}; j++) {
+    const i = b * ${H} + j, hp = S + hp0 + i, hn = S + hn0 + i;
+    const g0 = (b * ${s.steps} + t) * ${4 * H} + j, a = S + ${acts} + g0;`;
+  if (!s.backward) {
+    return `const P = o[0], R = o[1]${s.masked ? ", MASK = o[2]" : ""}, S = o[${3 + m}];
+${head}
+    const r0 = R + b * ${4 * H} + j, p0 = P + g0;
+    const ig = sigmoidf(fr(F[p0] + F[r0]));
+    const fg = sigmoidf(fr(F[p0 + ${H}] + F[r0 + ${H}]));
+    const gg = tanhf(fr(F[p0 + ${2 * H}] + F[r0 + ${2 * H}]));
+    const og = sigmoidf(fr(F[p0 + ${3 * H}] + F[r0 + ${3 * H}]));
+    const cPrev = F[hp + ${s.slot}];
+    const c = fr(fr(fg * cPrev) + fr(ig * gg));
+    const h = fr(og * tanhf(c));
+    F[hn] = valid ? h : F[hp];
+    F[hn + ${s.slot}] = valid ? c : cPrev;
+    F[a] = ig; F[a + ${H}] = fg; F[a + ${2 * H}] = gg; F[a + ${3 * H}] = og;
+  }
+}`;
+  }
+  return `const S = o[0]${s.masked ? ", MASK = o[1]" : ""}, DS = o[${2 + m}], DH = o[${
+    3 + m
+  }], CI = o[${4 + m}], DP = o[${5 + m}], CO = o[${6 + m}];
+${head}
+    const ig = F[a], fg = F[a + ${H}], gg = F[a + ${2 * H}], og = F[a + ${3 * H}];
+    const cPrev = F[hp + ${s.slot}];
+    const c = fr(fr(fg * cPrev) + fr(ig * gg));
+    const tc = tanhf(c);
+    const gh = fr(fr(F[DS + hn0 + i] + F[DH + i]) + F[CI + ${5 * bh} + i]);
+    const gc = fr(F[DS + hn0 + ${s.slot} + i] + F[CI + ${4 * bh} + i]);
+    const dh = valid ? gh : 0;
+    const dc = fr((valid ? gc : 0) + fr(fr(dh * og) * fr(1 - fr(tc * tc))));
+    const di = fr(fr(fr(dc * gg) * ig) * fr(1 - ig));
+    const df = fr(fr(fr(dc * cPrev) * fg) * fr(1 - fg));
+    const dg = fr(fr(dc * ig) * fr(1 - fr(gg * gg)));
+    const dO = fr(fr(fr(dh * tc) * og) * fr(1 - og));
+    const d = DP + g0, q = CO + b * ${4 * H} + j;
+    F[d] = di; F[d + ${H}] = df; F[d + ${2 * H}] = dg; F[d + ${3 * H}] = dO;
+    F[q] = di; F[q + ${H}] = df; F[q + ${2 * H}] = dg; F[q + ${3 * H}] = dO;
+    F[CO + ${4 * bh} + i] = fr(fr(dc * fg) + (valid ? 0 : gc));
+    F[CO + ${5 * bh} + i] = valid ? 0 : gh;
+  }
+}`;
+}
+
 function categoricalSource(spec: Extract<KernelSpec, { kind: "categorical" }>): string {
   const [probs, out] = spec.rowSeeds ? ["o[2]", "o[3]"] : ["o[1]", "o[2]"];
   const unit = spec.rowSeeds
@@ -580,6 +635,8 @@ for (let i = 0; i < ${spec.n}; i++) F[g + i] = fr(F[g + i] * coef);`;
       return randomSource(spec);
     case "categorical":
       return categoricalSource(spec);
+    case "lstmStep":
+      return lstmStepSource(spec);
   }
 }
 

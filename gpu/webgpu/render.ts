@@ -56,6 +56,7 @@ import {
   scatterAddRowsShader,
   unpickShader,
 } from "./shaders/gather.ts";
+import { lstmBackwardShader, lstmForwardShader } from "./shaders/lstm.ts";
 import {
   adamShader,
   advanceShader,
@@ -501,6 +502,17 @@ export function render(spec: KernelSpec): Rendered {
         grid,
         access: reads(2),
       };
+    }
+    case "lstmStep": {
+      const { grid, nx } = threads(spec.b * spec.h);
+      const n = spec.masked ? 1 : 0;
+      return spec.backward
+        ? {
+          code: lstmBackwardShader(spec, nx),
+          grid,
+          access: [...new Array(5 + n).fill("read"), "read_write", "read_write"] as Access[],
+        }
+        : { code: lstmForwardShader(spec, nx), grid, access: reads(4 + n) };
     }
     case "categorical": {
       const { grid, nx } = threads(spec.rows);
