@@ -9,7 +9,7 @@
  * - one full DCGAN training step: a D step (BCE with logits on a real and a generated batch) and a
  *   G step, each followed by an Adam update of its own parameters.
  *
- * Run: `npx -y deno@2.9.6 bench -A bench/conv.bench.ts [--filter dcgan]` (about 4 minutes on a
+ * Run: `npx -y deno@2.9.6 bench -A --no-lock bench/conv.bench.ts [--filter dcgan]` (about 4 minutes on a
  * 2-core llvmpipe machine, most of it TF.js; `--filter autoloss` skips the peers). One iteration =
  * one operation then one GPU wait (~11 ms on Deno; small next to these operations). Every entry
  * runs n = 2 iterations after one warmup (which absorbs pipeline compilation), the TF.js DCGAN

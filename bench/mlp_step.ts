@@ -11,7 +11,7 @@ import { FlatParams } from "../nn/module.ts";
 import { Adam } from "../nn/optim.ts";
 import { randn } from "../tensor/functional.ts";
 import { tidy } from "../tensor/tensor.ts";
-import type { Workload, WorkloadParams } from "./report.ts";
+import type { Workload, WorkloadParams } from "./workload.ts";
 
 /** Builds the MLP-step workload for `p` (kind "mlp"). */
 export function mlpWorkload(p: Extract<WorkloadParams, { kind: "mlp" }>): Workload {

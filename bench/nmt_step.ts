@@ -14,7 +14,7 @@
  * iterations (kernel compilation), `--iters` timed iterations alternate between the two
  * implementations, so drifting machine load biases neither; medians are reported.
  *
- * Run: `npx -y deno@2.9.6 run -A bench/nmt_step.ts [--iters=5] [--warmup=2] [--no-peer]
+ * Run: `npx -y deno@2.9.6 run -A --no-lock bench/nmt_step.ts [--iters=5] [--warmup=2] [--no-peer]
  * [--emb=128] [--hidden=256] [--layers=2] [--json]`
  * @module
  */

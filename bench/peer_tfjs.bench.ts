@@ -4,7 +4,7 @@
  * `IMPLEMENTATIONS`, each group gets an "autoloss ..." entry next to the "tfjs ..." one and
  * `deno bench` prints autoloss's speed relative to the TF.js baseline.
  *
- * Run: `npx -y deno@2.9.6 bench -A bench/peer_tfjs.bench.ts [--filter matmul]`.
+ * Run: `npx -y deno@2.9.6 bench -A --no-lock bench/peer_tfjs.bench.ts [--filter matmul]`.
  *
  * One bench iteration = R operations then one GPU wait (see bench/report.ts), so the reported
  * time is per R ops; R is in each bench name. Workloads are created lazily on their first

@@ -3,7 +3,7 @@
  * `Implementation` interface each contender implements, and a plain script that times every
  * workload for every implementation and prints a markdown table.
  *
- * Run: `npx -y deno@2.9.6 run -A bench/report.ts [--filter=REGEX] [--iters=5] [--warmup=2]
+ * Run: `npx -y deno@2.9.6 run -A --no-lock bench/report.ts [--filter=REGEX] [--iters=5] [--warmup=2]
  * [--quick] [--json]`. Progress goes to stderr, the table (or JSON) to stdout.
  *
  * Timing model: one *iteration* runs R operations (`step()` R times, nothing awaited between them)
@@ -24,55 +24,8 @@
 import { tfjsImplementation } from "./tfjs_peer.ts";
 import { autolossImplementation } from "./autoloss_impl.ts";
 
-/** What a workload computes; implementations switch on `kind`. */
-export type WorkloadParams =
-  | { kind: "matmul"; m: number; k: number; n: number }
-  | { kind: "elementwise"; op: "add" | "mul" | "exp"; size: number }
-  | { kind: "reduce"; op: "sum"; axis: 0 | 1; rows: number; cols: number }
-  | {
-    kind: "mlp";
-    batch: number;
-    inDim: number;
-    hidden: number;
-    outDim: number;
-    lr: number;
-  };
-
-/** One row of the benchmark table. */
-export interface WorkloadSpec {
-  /** Short unique id, also the bench name suffix, e.g. "matmul 256". */
-  id: string;
-  /** `Deno.bench` group; implementations of the same workload share it. */
-  group: string;
-  /** The computation. */
-  params: WorkloadParams;
-  /** R: operations per iteration, between two GPU waits. */
-  reps: number;
-  /** `n` for `Deno.bench` (iterations; deno also runs at least ~0.5 s of them). */
-  benchN: number;
-}
-
-/** An instantiated workload of one implementation. */
-export interface Workload {
-  /** Enqueues one operation; must not wait for the GPU. May return a promise (it is awaited). */
-  step(): void | Promise<void>;
-  /** Resolves once every operation enqueued so far has completed on the GPU. */
-  sync(): Promise<void>;
-  /** Frees the workload's inputs/parameters. */
-  dispose(): void;
-}
-
-/** A contender in the benchmarks: a name and a workload factory. */
-export interface Implementation {
-  /** Column name, e.g. "tfjs" or "autoloss". */
-  name: string;
-  /** Acquires the device / selects the backend; called once before any `create`. */
-  init(): Promise<void>;
-  /** Builds the workload (inputs uploaded or scheduled for upload). */
-  create(params: WorkloadParams): Workload | Promise<Workload>;
-  /** Optional live-memory probe, used to check that memory stays flat across iterations. */
-  memory?(): { tensors: number; bytes: number };
-}
+export type { Implementation, Workload, WorkloadParams, WorkloadSpec } from "./workload.ts";
+import type { Implementation, Workload, WorkloadParams, WorkloadSpec } from "./workload.ts";
 
 /** The implementations compared; the first one is the baseline for ratios. */
 export const IMPLEMENTATIONS: Implementation[] = [tfjsImplementation, autolossImplementation];

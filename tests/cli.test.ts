@@ -201,3 +201,14 @@ Deno.test({
     }
   },
 });
+
+Deno.test("deno.lock holds no TF.js: Deno installs every package of the lockfile at a first run", async () => {
+  // TF.js (290 MiB unpacked, and core-js's build-script warning) is for the peer benchmarks
+  // only; they run with --no-lock (bench/report.ts, bench/tfjs_peer.ts and `deno task bench`).
+  const lock = JSON.parse(await Deno.readTextFile(new URL("../deno.lock", import.meta.url)));
+  const names = Object.keys(lock.npm ?? {});
+  assert.deepEqual(
+    names.filter((n) => n.startsWith("@tensorflow/") || n.startsWith("core-js")),
+    [],
+  );
+});
