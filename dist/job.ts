@@ -1,0 +1,206 @@
+/**
+ * The wire format of distributed controller training: versioned JSON episode jobs and results,
+ * their validation, and content hashes.
+ *
+ * An {@link EpisodeJob} is one member's episode of one round: the task and its resolved config,
+ * how the member's task is built, its seeds, the REINFORCE settings that decide what is recorded,
+ * the feature spec and a reference (SHA-256) to the controller file in the object store. Its `id`
+ * is the SHA-256 of everything else, so the same episode always has the same id: a learner that
+ * resumes finds the results of the jobs it published before it was killed, and a duplicate
+ * result (a redelivered job run twice) is recognized by its id. An {@link EpisodeResult} carries
+ * the final metrics and the trajectory the learner's update needs (features [T, K], actions [T],
+ * dense step rewards and log-probabilities [T] when recorded) as base64 little-endian arrays, or
+ * an `error` (a job that failed validation is never run).
+ * @module
+ */
+
+import { createHash } from "node:crypto";
+import { Buffer } from "node:buffer";
+
+/** `format` of an episode job. */
+export const JOB_FORMAT = "autoloss-episode-job";
+/** `format` of an episode result. */
+export const RESULT_FORMAT = "autoloss-episode-result";
+/** The wire version both sides speak. */
+export const WIRE_VERSION = 1;
+
+/** The tasks whose controller training runs on workers. */
+export const DIST_TASKS = ["regression", "mlp"] as const;
+
+/** One member's episode of a round of controller training. */
+export interface EpisodeJob {
+  /** {@link JOB_FORMAT}. */
+  format: typeof JOB_FORMAT;
+  /** {@link WIRE_VERSION}. */
+  version: number;
+  /** SHA-256 of the job without `id` ({@link jobId}). */
+  id: string;
+  /** The training run's key (subject of its results). */
+  run: string;
+  /** Task registry name. */
+  task: (typeof DIST_TASKS)[number];
+  /** The task's resolved config (the learner's config.yaml). */
+  config: Record<string, unknown>;
+  /** How the member's task is built (a population of one). */
+  create: {
+    lambda: number;
+    mode: "schedule";
+    data: "controller";
+    steps: number;
+    features?: string;
+    dropFeatures?: string[];
+    sharedInit?: boolean;
+  };
+  /** Round and member index (for logs and assembly). */
+  round: number;
+  /** Member index in the round. */
+  member: number;
+  /** The member's task seed (u32). */
+  seed: number;
+  /** The member's sampling seed (u32). */
+  sampleSeed: number;
+  /** Steps of the episode. */
+  steps: number;
+  /** The controller file in the object store, by content hash. */
+  controller: { sha256: string };
+  /** The features the controller expects, in order. */
+  featureSpec: { names: string[] };
+  /** The REINFORCE settings (the dense step reward is recorded when `args.stepReward` is set). */
+  args: Record<string, unknown> & { stepReward: Record<string, unknown> | null };
+  /** Record log-probabilities (PPO). */
+  logProbs: boolean;
+}
+
+/** What a worker sends back for a job. */
+export interface EpisodeResult {
+  /** {@link RESULT_FORMAT}. */
+  format: typeof RESULT_FORMAT;
+  /** {@link WIRE_VERSION}. */
+  version: number;
+  /** The job's id. */
+  job: string;
+  /** The job's run key. */
+  run: string;
+  /** Who ran it: host and process id. */
+  worker: string;
+  /** Set when the job was rejected or failed: nothing else is meaningful then. */
+  error?: string;
+  /** Final metrics, one value each (a population of one). */
+  metrics?: Record<string, number>;
+  /** Trajectory, base64 little-endian: features f32 [T, K], actions i32 [T], rewards, logProbs f32 [T]. */
+  trajectory?: { features: string; actions: string; rewards?: string; logProbs?: string };
+  /** Seconds the episode took on the worker (building the task included). */
+  seconds?: number;
+}
+
+/** JSON with object keys sorted, so equal values have equal text. */
+export function canonicalJson(value: unknown): string {
+  return JSON.stringify(
+    value,
+    (_k, v) =>
+      v && typeof v === "object" && !Array.isArray(v)
+        ? Object.fromEntries(Object.keys(v).sort().map((k) => [k, v[k]]))
+        : v,
+  );
+}
+
+/** Hex SHA-256 of a string or bytes. */
+export function sha256(data: string | Uint8Array): string {
+  return createHash("sha256").update(data).digest("hex");
+}
+
+/** The id of a job: the SHA-256 of its canonical JSON without `id`. */
+export function jobId(job: Omit<EpisodeJob, "id"> | EpisodeJob): string {
+  const { id: _id, ...rest } = job as EpisodeJob;
+  return sha256(canonicalJson(rest));
+}
+
+/** Base64 of a typed array's bytes (little-endian on every machine this runs on). */
+export function encodeArray(a: Float32Array | Int32Array): string {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
+}
+
+/** Decodes {@link encodeArray}'s text; throws when the length is not `count` elements. */
+export function decodeArray<T extends Float32Array | Int32Array>(
+  text: string,
+  ctor: { new (b: ArrayBuffer): T },
+  count: number,
+  what: string,
+): T {
+  const bytes = Buffer.from(text, "base64");
+  if (bytes.byteLength !== count * 4) {
+    throw new Error(`${what}: ${bytes.byteLength / 4} values, expected ${count}`);
+  }
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return new ctor(copy.buffer);
+}
+
+const HEX64 = /^[0-9a-f]{64}$/;
+const u32 = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v >= 0 && v < 2 ** 32;
+const nat = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v >= 0;
+
+/**
+ * The problems of a parsed job, empty when it is valid: format and version, field types, the
+ * task, the id (it must be the hash of the rest, so a job altered in transit is refused).
+ */
+export function jobProblems(doc: unknown): string[] {
+  const j = doc as Partial<EpisodeJob> | null;
+  if (!j || typeof j !== "object" || Array.isArray(j)) return ["a job must be a JSON object"];
+  const out: string[] = [];
+  if (j.format !== JOB_FORMAT) out.push(`format must be '${JOB_FORMAT}', got '${j.format}'`);
+  if (j.version !== WIRE_VERSION) {
+    out.push(`version ${j.version} is not supported (this worker speaks ${WIRE_VERSION})`);
+  }
+  if (typeof j.id !== "string" || !HEX64.test(j.id)) out.push("id must be a hex SHA-256");
+  if (typeof j.run !== "string" || !/^[0-9a-zA-Z_-]{1,64}$/.test(j.run)) {
+    out.push("run must be 1-64 letters, digits, '_' or '-'");
+  }
+  if (!DIST_TASKS.includes(j.task as never)) {
+    out.push(`task '${j.task}' cannot run on a worker (tasks: ${DIST_TASKS.join(", ")})`);
+  }
+  if (!j.config || typeof j.config !== "object") out.push("config must be an object");
+  const c = j.create;
+  if (!c || typeof c !== "object") out.push("create must be an object");
+  else {
+    if (typeof c.lambda !== "number" || !Number.isFinite(c.lambda)) out.push("create.lambda");
+    if (c.mode !== "schedule") out.push("create.mode must be 'schedule'");
+    if (c.data !== "controller") out.push("create.data must be 'controller'");
+    if (c.steps !== j.steps) out.push("create.steps must equal steps");
+  }
+  for (const k of ["round", "member"] as const) if (!nat(j[k])) out.push(`${k} must be >= 0`);
+  for (const k of ["seed", "sampleSeed"] as const) if (!u32(j[k])) out.push(`${k} must be a u32`);
+  if (!nat(j.steps) || j.steps! < 1) out.push("steps must be a positive integer");
+  if (
+    !j.controller || typeof j.controller.sha256 !== "string" || !HEX64.test(j.controller.sha256)
+  ) {
+    out.push("controller.sha256 must be a hex SHA-256");
+  }
+  const names = j.featureSpec?.names;
+  if (!Array.isArray(names) || !names.length || !names.every((n) => typeof n === "string")) {
+    out.push("featureSpec.names must be a non-empty list of strings");
+  }
+  if (!j.args || typeof j.args !== "object" || !("stepReward" in j.args)) {
+    out.push("args must be an object with stepReward");
+  }
+  if (typeof j.logProbs !== "boolean") out.push("logProbs must be a boolean");
+  if (!out.length && jobId(j as EpisodeJob) !== j.id) out.push("id is not the hash of the job");
+  return out;
+}
+
+/** The problems of a parsed result, empty when it is well-formed. */
+export function resultProblems(doc: unknown): string[] {
+  const r = doc as Partial<EpisodeResult> | null;
+  if (!r || typeof r !== "object" || Array.isArray(r)) return ["a result must be a JSON object"];
+  const out: string[] = [];
+  if (r.format !== RESULT_FORMAT) out.push(`format must be '${RESULT_FORMAT}'`);
+  if (r.version !== WIRE_VERSION) out.push(`version ${r.version} is not supported`);
+  if (typeof r.job !== "string") out.push("job must be a string");
+  if (r.error === undefined) {
+    if (!r.metrics || typeof r.metrics !== "object") out.push("metrics must be an object");
+    if (!r.trajectory || typeof r.trajectory.features !== "string") {
+      out.push("trajectory must carry features and actions");
+    }
+  }
+  return out;
+}

@@ -1,0 +1,290 @@
+/**
+ * The learner side of `train regression|mlp --workers URL`: each round of controller training
+ * becomes P episode jobs (one per member, dist/job.ts), published to the jobs stream; the results
+ * are gathered from the results stream and assembled in member (job) order, whatever order they
+ * arrive in, so the updates that follow (tasks/methods.ts) are those of the single-process run.
+ *
+ * The learner reads its run's results stream from the start: a learner resumed with `--resume`
+ * finds the results of jobs it published before it was killed and publishes only the missing
+ * ones. A second result for a job is dropped (counted in `duplicates`); a result for a job the
+ * learner did not publish is ignored and logged; an error result fails the run with its message.
+ * @module
+ */
+
+import { DeliverPolicy, jetstream, type JetStreamManager } from "npm:@nats-io/jetstream@3.4.0";
+import { memberSeed } from "../rl/task.ts";
+import type { RemoteRoundRequest, RemoteRoundResult, RemoteRounds } from "../tasks/methods.ts";
+import {
+  canonicalJson,
+  decodeArray,
+  type EpisodeJob,
+  type EpisodeResult,
+  JOB_FORMAT,
+  jobId,
+  resultProblems,
+  sha256,
+  WIRE_VERSION,
+} from "./job.ts";
+import {
+  artifacts,
+  connectNats,
+  ensureStreams,
+  jobsSubject,
+  type NatsOptions,
+  putArtifact,
+  RESULTS_STREAM,
+  resultsSubject,
+} from "./nats.ts";
+
+/** Counters of a learner session. */
+export interface LearnerStats {
+  /** Jobs published. */
+  published: number;
+  /** Results taken from the stream's history (published before this session). */
+  reused: number;
+  /** Duplicate results dropped. */
+  duplicates: number;
+  /** Results for unknown jobs, ignored. */
+  unknown: number;
+  /** Seconds from publishing a round's jobs to its last result, summed over rounds. */
+  waitSeconds: number;
+  /** Worker-side episode seconds of the results used. */
+  episodeSeconds: number;
+  /** Results used. */
+  results: number;
+}
+
+/** A connected learner: `rounds` for `trainController`'s `remote` option. */
+export interface Learner {
+  /** Runs a round's episodes on the workers. */
+  rounds: RemoteRounds;
+  /** Counters so far. */
+  stats: LearnerStats;
+  /** Stops reading results and closes the connection. */
+  close(): Promise<void>;
+}
+
+/** What the learner puts into every job besides the round's request. */
+export interface LearnerOptions extends NatsOptions {
+  /** Task registry name. */
+  task: "regression" | "mlp";
+  /** The task's resolved config. */
+  config: Record<string, unknown>;
+  /** Identifies the run across resumes (e.g. its run directory); hashed into the run key. */
+  runName: string;
+  /** Log lines (default console.error). */
+  log?: (line: string) => void;
+}
+
+/** The P jobs of a round (pure: the same request gives the same jobs and ids). */
+export function roundJobs(
+  req: RemoteRoundRequest,
+  o: { run: string; task: EpisodeJob["task"]; config: Record<string, unknown>; sha: string },
+): EpisodeJob[] {
+  const c = req.create;
+  const args = JSON.parse(JSON.stringify(req.args));
+  return Array.from({ length: req.population }, (_, p) => {
+    const lambda = typeof c.lambda === "number" ? c.lambda : c.lambda[p];
+    const body: Omit<EpisodeJob, "id"> = {
+      format: JOB_FORMAT,
+      version: WIRE_VERSION,
+      run: o.run,
+      task: o.task,
+      config: o.config,
+      create: JSON.parse(JSON.stringify({
+        lambda,
+        mode: "schedule",
+        data: "controller",
+        steps: c.steps,
+        features: c.features,
+        dropFeatures: c.dropFeatures ? [...c.dropFeatures] : undefined,
+        sharedInit: c.sharedInit,
+      })),
+      round: req.round,
+      member: p,
+      seed: c.sharedInit ? req.seed >>> 0 : memberSeed(req.seed, p),
+      sampleSeed: memberSeed(req.sampleSeed, p),
+      steps: c.steps,
+      controller: { sha256: o.sha },
+      featureSpec: { names: [...req.controller.featureSpec.names] },
+      args,
+      logProbs: req.logProbs,
+    };
+    return { ...body, id: jobId(body) };
+  });
+}
+
+/** Connects, creates the streams if needed and starts reading this run's results. */
+export async function connectLearner(o: LearnerOptions): Promise<Learner> {
+  const log = o.log ?? ((l: string) => console.error(l));
+  const nc = await connectNats({ ...o, name: o.name ?? `autoloss-learner ${Deno.pid}` });
+  let jsm: JetStreamManager;
+  try {
+    jsm = await ensureStreams(nc);
+  } catch (err) {
+    await nc.close();
+    throw err;
+  }
+  const js = jetstream(nc);
+  const store = await artifacts(nc);
+  const config = JSON.parse(JSON.stringify(o.config));
+  const run = sha256(canonicalJson({ task: o.task, config, runName: o.runName })).slice(0, 32);
+  const subject = resultsSubject(run);
+  const stats: LearnerStats = {
+    published: 0,
+    reused: 0,
+    duplicates: 0,
+    unknown: 0,
+    waitSeconds: 0,
+    episodeSeconds: 0,
+    results: 0,
+  };
+  // Results of this run: those already in the stream (history) and those arriving.
+  const history = new Map<string, EpisodeResult>();
+  const expected = new Map<string, (r: EpisodeResult) => void>();
+  const taken = new Set<string>();
+  let lastHistorySeq = 0;
+  try {
+    const last = await jsm.streams.getMessage(RESULTS_STREAM, { last_by_subj: subject });
+    lastHistorySeq = last?.seq ?? 0;
+  } catch {
+    lastHistorySeq = 0; // no result of this run yet
+  }
+  let caughtUp!: () => void;
+  const historyRead = new Promise<void>((r) => (caughtUp = r));
+  if (lastHistorySeq === 0) caughtUp();
+  const consumer = await js.consumers.get(RESULTS_STREAM, {
+    filter_subjects: subject, // a string: one subject works on nats-server 2.9
+    deliver_policy: DeliverPolicy.All,
+  });
+  const messages = await consumer.consume();
+  const reading = (async () => {
+    for await (const m of messages) {
+      let r: EpisodeResult | null = null;
+      try {
+        r = m.json<EpisodeResult>();
+      } catch { /* reported below */ }
+      const problems = resultProblems(r);
+      if (problems.length) {
+        log(`dist: ignoring a malformed result (seq ${m.seq}): ${problems.join("; ")}`);
+      } else if (taken.has(r!.job) || history.has(r!.job)) {
+        stats.duplicates++;
+      } else if (expected.has(r!.job)) {
+        taken.add(r!.job);
+        expected.get(r!.job)!(r!);
+        expected.delete(r!.job);
+      } else if (m.seq <= lastHistorySeq) {
+        history.set(r!.job, r!);
+      } else {
+        stats.unknown++;
+        log(`dist: ignoring a result for unknown job ${r!.job.slice(0, 12)} from ${r!.worker}`);
+      }
+      if (m.seq >= lastHistorySeq) caughtUp();
+    }
+  })();
+
+  const rounds: RemoteRounds = async (req: RemoteRoundRequest): Promise<RemoteRoundResult> => {
+    await historyRead;
+    const bytes = new TextEncoder().encode(JSON.stringify(req.controller));
+    const sha = await putArtifact(store, bytes);
+    const jobs = roundJobs(req, { run, task: o.task, config, sha });
+    const began = performance.now();
+    const got: (EpisodeResult | undefined)[] = new Array(jobs.length);
+    const waits: Promise<void>[] = [];
+    let reused = 0;
+    let arrived = 0;
+    const toPublish: EpisodeJob[] = [];
+    jobs.forEach((job, p) => {
+      const old = history.get(job.id);
+      if (old) {
+        history.delete(job.id);
+        taken.add(job.id);
+        got[p] = old;
+        reused++;
+        return;
+      }
+      waits.push(
+        new Promise<void>((resolve) =>
+          expected.set(job.id, (r) => {
+            got[p] = r;
+            arrived++;
+            log(`dist: round ${req.round}: ${reused + arrived}/${jobs.length} results`);
+            resolve();
+          })
+        ),
+      );
+      toPublish.push(job);
+    });
+    for (const job of toPublish) {
+      await js.publish(jobsSubject(run), JSON.stringify(job), { msgID: job.id });
+    }
+    stats.published += toPublish.length;
+    stats.reused += reused;
+    log(
+      `dist: round ${req.round}: published ${toPublish.length} jobs` +
+        (reused ? `, reused ${reused} results from the stream` : ""),
+    );
+    await Promise.all(waits);
+    stats.waitSeconds += (performance.now() - began) / 1000;
+    const failed = got.map((r, p) => [r!, p] as const).filter(([r]) => r.error !== undefined);
+    if (failed.length) {
+      throw new Error(
+        `round ${req.round}: ${failed.length} of ${jobs.length} jobs failed: ` +
+          failed.map(([r, p]) => `member ${p}: ${r.error}`).join("; "),
+      );
+    }
+    return assemble(req, jobs, got as EpisodeResult[], stats);
+  };
+
+  return {
+    rounds,
+    stats,
+    async close() {
+      messages.stop();
+      await reading.catch(() => {});
+      await nc.drain().catch(() => nc.close());
+    },
+  };
+}
+
+/** Interleaves the members' results into the round's [T, P, ...] layout, in member order. */
+function assemble(
+  req: RemoteRoundRequest,
+  jobs: EpisodeJob[],
+  results: EpisodeResult[],
+  stats: LearnerStats,
+): RemoteRoundResult {
+  const p = jobs.length;
+  const t = req.create.steps;
+  const k = req.controller.featureSpec.names.length;
+  const features = new Float32Array(t * p * k);
+  const actions = new Int32Array(t * p);
+  const dense = req.args.stepReward !== null;
+  const stepRewards = dense ? new Float32Array(t * p) : undefined;
+  const logProbs = req.logProbs ? new Float32Array(t * p) : undefined;
+  const metrics: Record<string, number[]> = {};
+  results.forEach((r, m) => {
+    const what = `result of member ${m} (job ${r.job.slice(0, 12)})`;
+    const tr = r.trajectory!;
+    const f = decodeArray(tr.features, Float32Array, t * k, `${what}: features`);
+    const a = decodeArray(tr.actions, Int32Array, t, `${what}: actions`);
+    for (let s = 0; s < t; s++) {
+      features.set(f.subarray(s * k, s * k + k), (s * p + m) * k);
+      actions[s * p + m] = a[s];
+    }
+    const scalar = (text: string | undefined, into: Float32Array | undefined, name: string) => {
+      if (!into) return;
+      if (text === undefined) throw new Error(`${what}: no ${name}`);
+      const v = decodeArray(text, Float32Array, t, `${what}: ${name}`);
+      for (let s = 0; s < t; s++) into[s * p + m] = v[s];
+    };
+    scalar(tr.rewards, stepRewards, "step rewards");
+    scalar(tr.logProbs, logProbs, "log-probabilities");
+    for (const [name, v] of Object.entries(r.metrics!)) {
+      (metrics[name] ??= new Array(p).fill(NaN))[m] = v;
+    }
+    stats.results++;
+    stats.episodeSeconds += r.seconds ?? 0;
+  });
+  return { metrics, features, actions, stepRewards, logProbs };
+}

@@ -1,0 +1,162 @@
+/**
+ * `cli.ts worker --nats URL`: pulls episode jobs from the `autoloss-workers` consumer one at a
+ * time until stopped, runs each (dist/episode.ts) and publishes its result before acking it, so a
+ * worker killed at any point loses nothing: an unacked job is redelivered after the ack wait, and
+ * a result published twice is dropped by its job id. A job that fails validation is answered with
+ * an error result and never run. Ctrl-C (or SIGTERM) finishes the current job and exits; a second
+ * one releases the job to another worker at once (nak) and exits.
+ * @module
+ */
+
+import { hostname } from "node:os";
+import { jetstream } from "npm:@nats-io/jetstream@3.4.0";
+import type { ControllerFile } from "../rl/controller_file.ts";
+import { init } from "../gpu/backend.ts";
+import {
+  type EpisodeJob,
+  type EpisodeResult,
+  jobProblems,
+  RESULT_FORMAT,
+  WIRE_VERSION,
+} from "./job.ts";
+import { encodeEpisode, runMemberEpisode } from "./episode.ts";
+import {
+  artifacts,
+  connectNats,
+  ensureStreams,
+  getArtifact,
+  JOBS_STREAM,
+  type NatsOptions,
+  resultsSubject,
+  WORKERS_CONSUMER,
+} from "./nats.ts";
+
+/** Options of {@link runWorker}. */
+export interface WorkerOptions extends NatsOptions {
+  /** Where log lines go (default console.error). */
+  log?: (line: string) => void;
+  /** Stop after this many jobs (default: run until stopped). */
+  maxJobs?: number;
+  /** Stop when aborted (after the current job). */
+  signal?: AbortSignal;
+}
+
+/** Counters of a worker's life. */
+export interface WorkerStats {
+  /** Jobs run and acked. */
+  done: number;
+  /** Jobs rejected (validation) or failed. */
+  rejected: number;
+  /** Seconds spent in episodes. */
+  busySeconds: number;
+}
+
+/**
+ * Pulls and runs jobs until `opts.signal` aborts, `maxJobs` are done, or SIGINT/SIGTERM; returns
+ * the counters. The test hook `AUTOLOSS_WORKER_DELAY_MS` waits that long before publishing each
+ * result (so a test can kill a worker while it holds a job).
+ */
+export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
+  const log = opts.log ?? ((l: string) => console.error(l));
+  const delay = Number(Deno.env.get("AUTOLOSS_WORKER_DELAY_MS") ?? 0);
+  const me = `${hostname()}:${Deno.pid}`;
+  const nc = await connectNats({ ...opts, name: opts.name ?? `autoloss-worker ${me}` });
+  const stats: WorkerStats = { done: 0, rejected: 0, busySeconds: 0 };
+  let stopping = false;
+  let release: (() => void) | null = null;
+  const onSignal = () => {
+    if (!stopping) {
+      stopping = true;
+      log(`worker: stopping after the current job (again to release it now)`);
+      return;
+    }
+    if (release) release();
+    else Deno.exit(130);
+  };
+  const signals: Deno.Signal[] = Deno.build.os === "windows" ? ["SIGINT"] : ["SIGINT", "SIGTERM"];
+  for (const s of signals) Deno.addSignalListener(s, onSignal);
+  opts.signal?.addEventListener("abort", () => (stopping = true));
+  try {
+    await init();
+    await ensureStreams(nc);
+    const js = jetstream(nc);
+    const store = await artifacts(nc);
+    const consumer = await js.consumers.get(JOBS_STREAM, WORKERS_CONSUMER);
+    const controllers = new Map<string, ControllerFile>();
+    log(`worker ${me}: waiting for jobs on ${opts.url.replace(/\/\/[^@/]*@/, "//")}`);
+    while (!stopping && (opts.maxJobs === undefined || stats.done < opts.maxJobs)) {
+      const m = await consumer.next({ expires: 2000 });
+      if (!m) continue;
+      const run = m.subject.split(".").pop()!;
+      const reply = async (r: Omit<EpisodeResult, "format" | "version" | "run" | "worker">) => {
+        const doc: EpisodeResult = {
+          format: RESULT_FORMAT,
+          version: WIRE_VERSION,
+          run,
+          worker: me,
+          ...r,
+        };
+        await js.publish(resultsSubject(run), JSON.stringify(doc), { msgID: `result-${r.job}` });
+      };
+      let job: EpisodeJob;
+      try {
+        job = m.json<EpisodeJob>();
+      } catch {
+        job = null as unknown as EpisodeJob;
+      }
+      const problems = jobProblems(job);
+      const id = typeof job?.id === "string" ? job.id : `seq-${m.seq}`;
+      if (problems.length) {
+        const error = `invalid job: ${problems.join("; ")}`;
+        log(`worker: rejected job ${id.slice(0, 12)}: ${error}`);
+        await reply({ job: id, error });
+        m.term(error);
+        stats.rejected++;
+        continue;
+      }
+      const tag = `job ${id.slice(0, 12)} (round ${job.round}, member ${job.member}, delivery ` +
+        `${m.info.deliveryCount})`;
+      log(`worker: started ${tag}`);
+      const began = performance.now();
+      let aborted = false;
+      release = () => {
+        aborted = true;
+        m.nak();
+        log(`worker: released ${tag}`);
+        Deno.exit(130);
+      };
+      try {
+        m.working();
+        let file = controllers.get(job.controller.sha256);
+        if (!file) {
+          const bytes = await getArtifact(store, job.controller.sha256);
+          file = JSON.parse(new TextDecoder().decode(bytes)) as ControllerFile;
+          if (controllers.size > 16) controllers.clear();
+          controllers.set(job.controller.sha256, file);
+        }
+        const e = await runMemberEpisode(job, file);
+        const seconds = (performance.now() - began) / 1000;
+        if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+        if (aborted) break;
+        await reply({ job: id, metrics: e.metrics, trajectory: encodeEpisode(e), seconds });
+        await m.ackAck();
+        stats.done++;
+        stats.busySeconds += seconds;
+        log(`worker: finished ${tag} in ${seconds.toFixed(3)} s`);
+      } catch (err) {
+        const error = `job failed on ${me}: ${(err as Error).message}`;
+        log(`worker: ${error}`);
+        await reply({ job: id, error });
+        m.term(error);
+        stats.rejected++;
+      } finally {
+        release = null;
+      }
+    }
+  } finally {
+    for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    await nc.drain().catch(() => nc.close());
+  }
+  log(`worker: done (${stats.done} jobs, ${stats.rejected} rejected)`);
+  return stats;
+}
