@@ -293,8 +293,10 @@ async function worker(
     io.err(`error: missing --nats URL: usage: ${COMMANDS.worker.usage}`);
     return 2;
   }
-  // Loaded only here and for --workers: a plain run never loads the NATS client.
-  const { runWorker } = await import("./dist/worker.ts");
+  // Loaded only here and for --workers, by a computed specifier so that Deno does not even fetch
+  // the NATS client for a plain run.
+  const dist = new URL("./dist/worker.ts", import.meta.url).href;
+  const { runWorker }: typeof import("./dist/worker.ts") = await import(dist);
   await runWorker({ ...natsFlags(values.nats, values), log: io.err });
   return 0;
 }

@@ -56,6 +56,8 @@ export interface LearnerStats {
 
 /** A connected learner: `rounds` for `trainController`'s `remote` option. */
 export interface Learner {
+  /** The run key: jobs go to `autoloss.jobs.<run>`, results to `autoloss.results.<run>`. */
+  run: string;
   /** Runs a round's episodes on the workers. */
   rounds: RemoteRounds;
   /** Counters so far. */
@@ -237,6 +239,7 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
   };
 
   return {
+    run,
     rounds,
     stats,
     async close() {

@@ -115,9 +115,10 @@ async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: Com
     );
   });
   let trained: TrainedController;
-  // --workers: the NATS client is loaded only then (dist/).
+  // --workers: the NATS client is loaded (and fetched) only then, by a computed specifier.
+  const dist = new URL("../dist/learner.ts", import.meta.url).href;
   const learner = opts.workers
-    ? await (await import("../dist/learner.ts")).connectLearner({
+    ? await (await import(dist) as typeof import("../dist/learner.ts")).connectLearner({
       ...opts.workers,
       task: spec.name,
       config: cfg as unknown as Record<string, unknown>,

@@ -1,0 +1,415 @@
+/**
+ * Distributed controller training on NATS JetStream (dist/, issue 16), against a real
+ * `nats-server` the tests start on a free port of 127.0.0.1 with file storage in a temporary
+ * directory (`.ci/run` installs it; without it these tests are skipped):
+ *
+ * - a small `train regression` on 2 local workers gives the single-process controller;
+ * - the same with a worker SIGKILLed while it holds a job (the job is redelivered);
+ * - a learner SIGKILLed mid-round and resumed (`--resume`) reuses the results in the stream;
+ * - bad input: an invalid job is answered with an error and never run, a result for an unknown
+ *   job is ignored; no credentials is refused without `--insecure`; a token works;
+ * - a server restart with file storage keeps a queued job.
+ */
+
+import assert from "node:assert/strict";
+import { fileURLToPath } from "node:url";
+import { jetstream } from "npm:@nats-io/jetstream@3.4.0";
+import { type EpisodeResult, JOB_FORMAT, WIRE_VERSION } from "../dist/job.ts";
+import { connectLearner } from "../dist/learner.ts";
+import {
+  connectNats,
+  ensureStreams,
+  JOBS_STREAM,
+  jobsSubject,
+  RESULTS_STREAM,
+  resultsSubject,
+} from "../dist/nats.ts";
+import { runWorker } from "../dist/worker.ts";
+import { setup } from "./helpers.ts";
+
+const ROOT = fileURLToPath(new URL("..", import.meta.url));
+const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
+const HAVE_SERVER = await new Deno.Command("nats-server", { args: ["--version"] }).output()
+  .then((o) => o.success, () => false);
+if (!HAVE_SERVER) console.error("dist tests skipped: nats-server is not installed");
+const ignore = !HAVE_SERVER;
+
+/** A tiny controller training: 3 rounds of 4 episodes of 40 steps. */
+const TINY = [
+  "--backend",
+  "cpu",
+  "--set",
+  "controller.population=4",
+  "--set",
+  "controller.rounds=3",
+  "--set",
+  "controller.steps=40",
+];
+const ENV = {
+  AUTOLOSS_BACKEND: "cpu",
+  AUTOLOSS_THREADS: "1",
+  AUTOLOSS_ACK_WAIT: "2",
+  NO_COLOR: "1",
+};
+
+/** A child process whose output lines can be awaited. */
+class Proc {
+  readonly lines: string[] = [];
+  readonly child: Deno.ChildProcess;
+  readonly done: Promise<Deno.CommandStatus>;
+  #waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
+
+  constructor(args: string[], env: Record<string, string> = {}) {
+    this.child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", CLI, ...args],
+      cwd: ROOT,
+      env: { ...ENV, ...env },
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const pump = async (s: ReadableStream<Uint8Array>) => {
+      let rest = "";
+      for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
+        const parts = (rest + chunk).split("\n");
+        rest = parts.pop()!;
+        for (const l of parts) this.#line(l);
+      }
+      if (rest) this.#line(rest);
+    };
+    const pumps = Promise.all([pump(this.child.stdout), pump(this.child.stderr)]);
+    this.done = pumps.then(() => this.child.status);
+  }
+
+  #line(l: string) {
+    this.lines.push(l);
+    this.#waiters = this.#waiters.filter((w) => !(w.re.test(l) && (w.resolve(l), true)));
+  }
+
+  /** The first line (past or future) matching `re`; fails after `ms` or when the process ends. */
+  waitFor(re: RegExp, ms = 120_000): Promise<string> {
+    const seen = this.lines.find((l) => re.test(l));
+    if (seen) return Promise.resolve(seen);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    return Promise.race([
+      new Promise<string>((resolve) => this.#waiters.push({ re, resolve })),
+      new Promise<string>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no line ${re} in:\n${this.text()}`)), ms);
+      }),
+      this.done.then((s) => {
+        const l = this.lines.find((x) => re.test(x));
+        if (l) return l;
+        throw new Error(`exited (${s.code}) without a line ${re}:\n${this.text()}`);
+      }),
+    ]).finally(() => clearTimeout(timer));
+  }
+
+  kill(signal: Deno.Signal = "SIGKILL") {
+    try {
+      this.child.kill(signal);
+    } catch { /* already gone */ }
+  }
+
+  text(): string {
+    return this.lines.join("\n");
+  }
+}
+
+/** A nats-server on a free 127.0.0.1 port with JetStream on file storage. */
+class Server {
+  readonly port: number;
+  readonly dir: string;
+  readonly extra: string[];
+  child: Deno.ChildProcess | null = null;
+
+  constructor(dir: string, extra: string[] = []) {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    this.port = (l.addr as Deno.NetAddr).port;
+    l.close();
+    this.dir = dir;
+    this.extra = extra;
+  }
+
+  get url(): string {
+    return `nats://127.0.0.1:${this.port}`;
+  }
+
+  async start(): Promise<void> {
+    this.child = new Deno.Command("nats-server", {
+      args: ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.dir, ...this.extra],
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
+    for (let i = 0; i < 200; i++) {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port: this.port })).close();
+        return;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    throw new Error(`nats-server did not listen on ${this.port}`);
+  }
+
+  async stop(): Promise<void> {
+    if (!this.child) return;
+    try {
+      this.child.kill("SIGTERM");
+    } catch { /* gone */ }
+    await this.child.status;
+    this.child = null;
+  }
+}
+
+async function withServer(fn: (s: Server, tmp: string) => Promise<void>, extra: string[] = []) {
+  const tmp = await Deno.makeTempDir({ prefix: "autoloss-dist-" });
+  const server = new Server(`${tmp}/js`, extra);
+  try {
+    await server.start();
+    await fn(server, tmp);
+  } finally {
+    await server.stop();
+    await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  }
+}
+
+/** The controller's weights and feature spec (provenance differs: dates). */
+async function controllerOf(dir: string): Promise<string> {
+  const doc = JSON.parse(await Deno.readTextFile(`${dir}/controller.json`));
+  return JSON.stringify([doc.weights, doc.featureSpec, doc.architecture]);
+}
+
+let reference: Promise<string> | null = null;
+/** The single-process run of TINY (run once, shared by the tests). */
+function singleProcess(): Promise<string> {
+  reference ??= (async () => {
+    const tmp = await Deno.makeTempDir({ prefix: "autoloss-ref-" });
+    try {
+      const p = new Proc(["train", "regression", ...TINY, "--out", `${tmp}/run`]);
+      const s = await p.done;
+      assert.equal(s.code, 0, p.text());
+      return await controllerOf(`${tmp}/run`);
+    } finally {
+      await Deno.remove(tmp, { recursive: true }).catch(() => {});
+    }
+  })();
+  return reference;
+}
+
+function worker(url: string, env: Record<string, string> = {}): Proc {
+  return new Proc(["worker", "--nats", url, "--insecure", "--backend", "cpu"], env);
+}
+
+async function stopAll(procs: Proc[]) {
+  for (const p of procs) p.kill("SIGKILL");
+  await Promise.all(procs.map((p) => p.done.catch(() => {})));
+}
+
+Deno.test({
+  name: "dist: train regression on 2 workers gives the single-process controller",
+  ignore,
+  fn: () =>
+    withServer(async (server, tmp) => {
+      const procs = [worker(server.url), worker(server.url)];
+      try {
+        const learner = new Proc([
+          "train",
+          "regression",
+          ...TINY,
+          "--out",
+          `${tmp}/run`,
+          "--workers",
+          server.url,
+          "--insecure",
+        ]);
+        procs.push(learner);
+        assert.equal((await learner.done).code, 0, learner.text());
+        assert.equal(await controllerOf(`${tmp}/run`), await singleProcess());
+        const stats = JSON.parse((await learner.waitFor(/^workers: /)).slice(9));
+        assert.equal(stats.published, 12);
+        assert.equal(stats.results, 12);
+        // Both workers took jobs.
+        for (const w of procs.slice(0, 2)) assert.match(w.text(), /finished job/);
+      } finally {
+        await stopAll(procs);
+      }
+    }),
+});
+
+Deno.test({
+  name: "dist: a worker SIGKILLed mid-job: its job is redelivered, the controller is the same",
+  ignore,
+  fn: () =>
+    withServer(async (server, tmp) => {
+      // The victim holds every job it takes for 60 s before publishing the result.
+      const victim = worker(server.url, { AUTOLOSS_WORKER_DELAY_MS: "60000" });
+      const procs = [victim];
+      try {
+        await victim.waitFor(/waiting for jobs/);
+        const learner = new Proc([
+          "train",
+          "regression",
+          ...TINY,
+          "--out",
+          `${tmp}/run`,
+          "--workers",
+          server.url,
+          "--insecure",
+        ]);
+        procs.push(learner);
+        const started = await victim.waitFor(/started job/);
+        const healthy = worker(server.url);
+        procs.push(healthy);
+        victim.kill("SIGKILL");
+        await victim.done;
+        assert.equal((await learner.done).code, 0, learner.text());
+        assert.equal(await controllerOf(`${tmp}/run`), await singleProcess());
+        // The victim's job went to the other worker on a later delivery.
+        const id = /job (\w+)/.exec(started)![1];
+        assert.match(healthy.text(), new RegExp(`finished job ${id} .*delivery [2-9]`));
+      } finally {
+        await stopAll(procs);
+      }
+    }),
+});
+
+Deno.test({
+  name: "dist: a learner SIGKILLed mid-round resumes and reuses the results in the stream",
+  ignore,
+  fn: () =>
+    withServer(async (server, tmp) => {
+      const procs = [worker(server.url)];
+      const args = ["--workers", server.url, "--insecure"];
+      try {
+        const first = new Proc(["train", "regression", ...TINY, "--out", `${tmp}/run`, ...args]);
+        procs.push(first);
+        await first.waitFor(/dist: round 1: 1\/4 results/);
+        first.kill("SIGKILL");
+        await first.done;
+        // The worker goes on with the round's remaining jobs while no learner runs.
+        await procs[0].waitFor(/finished job .*round 1, member 3/);
+        const resumed = new Proc(["train", "regression", "--resume", `${tmp}/run`, ...args]);
+        procs.push(resumed);
+        assert.equal((await resumed.done).code, 0, resumed.text());
+        assert.match(resumed.text(), /resuming .* after round 1 of 3/);
+        assert.match(resumed.text(), /round 1: published 0 jobs, reused 4 results/);
+        assert.equal(await controllerOf(`${tmp}/run`), await singleProcess());
+      } finally {
+        await stopAll(procs);
+      }
+    }),
+});
+
+Deno.test({
+  name: "dist: an invalid job is answered with an error and never run; unknown results ignored",
+  ignore,
+  fn: () =>
+    withServer(async (server) => {
+      await setup();
+      const nc = await connectNats({ url: server.url, insecure: true });
+      const logs: string[] = [];
+      const stop = new AbortController();
+      let working: Promise<unknown> | null = null;
+      const learner = await connectLearner({
+        url: server.url,
+        insecure: true,
+        task: "regression",
+        config: { seed: 1 },
+        runName: "bad-input",
+        log: (l) => logs.push(l),
+      });
+      try {
+        await ensureStreams(nc);
+        const js = jetstream(nc);
+        const run = "badinput";
+        const bad = {
+          format: JOB_FORMAT,
+          version: WIRE_VERSION,
+          id: "0".repeat(64),
+          run,
+          task: "gan",
+          steps: 0,
+        };
+        await js.publish(jobsSubject(run), JSON.stringify(bad));
+        working = runWorker({
+          url: server.url,
+          insecure: true,
+          signal: stop.signal,
+          log: (l) => logs.push(l),
+        });
+        const results = await js.consumers.get(RESULTS_STREAM, {
+          filter_subjects: resultsSubject(run),
+        });
+        const m = await results.next({ expires: 60_000 });
+        assert.ok(m, "a result for the invalid job");
+        const r = m.json<EpisodeResult>();
+        assert.equal(r.job, bad.id);
+        assert.match(r.error!, /invalid job: .*task 'gan' cannot run on a worker/);
+        assert.match(r.error!, /steps must be a positive integer/);
+        assert.equal(r.metrics, undefined);
+        assert.ok(!logs.some((l) => /started job/.test(l)), "never run");
+        // A result nobody asked for, on the learner's subject.
+        const fake: EpisodeResult = {
+          format: "autoloss-episode-result",
+          version: WIRE_VERSION,
+          job: "f".repeat(64),
+          run: learner.run,
+          worker: "nobody",
+          metrics: {},
+          trajectory: { features: "", actions: "" },
+        };
+        await js.publish(resultsSubject(learner.run), JSON.stringify(fake));
+        for (let i = 0; i < 200 && learner.stats.unknown === 0; i++) {
+          await new Promise((res) => setTimeout(res, 25));
+        }
+        assert.equal(learner.stats.unknown, 1);
+        assert.ok(logs.some((l) => /ignoring a result for unknown job ffffffffffff/.test(l)));
+      } finally {
+        stop.abort();
+        await working;
+        await learner.close();
+        await nc.close();
+      }
+    }),
+});
+
+Deno.test({
+  name: "dist: credentials are required unless --insecure; a token server works",
+  ignore,
+  fn: async () => {
+    await assert.rejects(
+      connectNats({ url: "nats://127.0.0.1:1" }),
+      /refusing to connect to nats:\/\/127\.0\.0\.1:1 without credentials/,
+    );
+    const p = new Proc(["worker", "--nats", "nats://127.0.0.1:1"]);
+    const s = await p.done;
+    assert.notEqual(s.code, 0);
+    assert.match(p.text(), /refusing to connect .*--insecure/);
+    await withServer(async (server) => {
+      await assert.rejects(connectNats({ url: server.url, insecure: true }), /cannot connect/);
+      const nc = await connectNats({ url: `nats://s3cret@127.0.0.1:${server.port}` });
+      await nc.close();
+    }, ["--auth", "s3cret"]);
+  },
+});
+
+Deno.test({
+  name: "dist: a server restart with file storage keeps a queued job",
+  ignore,
+  fn: () =>
+    withServer(async (server) => {
+      let nc = await connectNats({ url: server.url, insecure: true });
+      const jsm = await ensureStreams(nc);
+      await jetstream(nc).publish(jobsSubject("restart"), JSON.stringify({ hello: 1 }));
+      assert.equal((await jsm.streams.info(JOBS_STREAM)).state.messages, 1);
+      await nc.close();
+      await server.stop();
+      await server.start();
+      nc = await connectNats({ url: server.url, insecure: true });
+      try {
+        const again = await ensureStreams(nc);
+        assert.equal((await again.streams.info(JOBS_STREAM)).state.messages, 1);
+      } finally {
+        await nc.close();
+      }
+    }),
+});
