@@ -44,6 +44,7 @@ const OPTIONS = {
 const INFO_OPTIONS = { help: OPTIONS.help, backend: OPTIONS.backend } as const;
 const WORKER_OPTIONS = {
   nats: { type: "string" },
+  "max-jobs": { type: "string" },
   insecure: OPTIONS.insecure,
   creds: OPTIONS.creds,
   nkey: OPTIONS.nkey,
@@ -177,6 +178,7 @@ function commandHelp(name: string): string {
     ...(name === "worker"
       ? [
         "Options:\n  --nats URL            the server (nats://HOST:PORT or tls://HOST:PORT)\n" +
+        "  --max-jobs N          exit after N jobs (default: run until stopped)\n" +
         NATS_HELP + "\n  --backend NAME        webgpu, cpu or auto (default auto)\n" +
         "  -h, --help            show this help",
       ]
@@ -286,18 +288,34 @@ function natsFlags(
 }
 
 async function worker(
-  values: { nats?: string; insecure?: boolean; creds?: string; nkey?: string; "tls-ca"?: string },
+  values: {
+    nats?: string;
+    "max-jobs"?: string;
+    insecure?: boolean;
+    creds?: string;
+    nkey?: string;
+    "tls-ca"?: string;
+  },
   io: Io,
 ): Promise<number> {
   if (!values.nats) {
     io.err(`error: missing --nats URL: usage: ${COMMANDS.worker.usage}`);
     return 2;
   }
+  const max = values["max-jobs"];
+  if (max !== undefined && !/^[1-9]\d*$/.test(max)) {
+    io.err(`error: --max-jobs must be a positive integer, got '${max}'`);
+    return 2;
+  }
   // Loaded only here and for --workers, by a computed specifier so that Deno does not even fetch
   // the NATS client for a plain run.
   const dist = new URL("./dist/worker.ts", import.meta.url).href;
   const { runWorker }: typeof import("./dist/worker.ts") = await import(dist);
-  await runWorker({ ...natsFlags(values.nats, values), log: io.err });
+  await runWorker({
+    ...natsFlags(values.nats, values),
+    maxJobs: max === undefined ? undefined : Number(max),
+    log: io.err,
+  });
   return 0;
 }
 

@@ -195,8 +195,8 @@ function singleProcess(): Promise<string> {
   return reference;
 }
 
-function worker(url: string, env: Record<string, string> = {}): Proc {
-  return new Proc(["worker", "--nats", url, "--insecure", "--backend", "cpu"], env);
+function worker(url: string, env: Record<string, string> = {}, extra: string[] = []): Proc {
+  return new Proc(["worker", "--nats", url, "--insecure", "--backend", "cpu", ...extra], env);
 }
 
 async function stopAll(procs: Proc[]) {
@@ -211,6 +211,7 @@ Deno.test({
     withServer(async (server, tmp) => {
       const procs = [worker(server.url), worker(server.url)];
       try {
+        for (const w of procs) await w.waitFor(/waiting for jobs/);
         const learner = new Proc([
           "train",
           "regression",
@@ -277,16 +278,24 @@ Deno.test({
   ignore,
   fn: () =>
     withServer(async (server, tmp) => {
-      const procs = [worker(server.url)];
+      // The first worker stops after round 0 and one job of round 1: the learner then waits
+      // mid-round, and is killed there.
+      const procs = [worker(server.url, {}, ["--max-jobs", "5"])];
       const args = ["--workers", server.url, "--insecure"];
       try {
         const first = new Proc(["train", "regression", ...TINY, "--out", `${tmp}/run`, ...args]);
         procs.push(first);
         await first.waitFor(/dist: round 1: 1\/4 results/);
+        assert.equal((await procs[0].done).code, 0, procs[0].text());
         first.kill("SIGKILL");
         await first.done;
-        // The worker goes on with the round's remaining jobs while no learner runs.
-        await procs[0].waitFor(/finished job .*round 1, member 3/);
+        // Another worker runs the round's remaining jobs while no learner runs.
+        const second = worker(server.url, {}, ["--max-jobs", "3"]);
+        procs.push(second);
+        assert.equal((await second.done).code, 0, second.text());
+        assert.match(second.text(), /finished job .*round 1, member/);
+        const third = worker(server.url);
+        procs.push(third);
         const resumed = new Proc(["train", "regression", "--resume", `${tmp}/run`, ...args]);
         procs.push(resumed);
         assert.equal((await resumed.done).code, 0, resumed.text());
