@@ -35,6 +35,7 @@ const OPTIONS = {
   steps: { type: "string" },
   warmup: { type: "string" },
   workers: { type: "string" },
+  "job-members": { type: "string" },
   insecure: { type: "boolean" },
   creds: { type: "string" },
   nkey: { type: "string" },
@@ -72,6 +73,8 @@ const OPTIONS_HELP = `Options:
                         WebGPU on a hardware GPU and the CPU backend otherwise
   --workers URL         train regression|mlp: run each round's episodes as jobs on the workers
                         of the NATS server at URL (see the worker command)
+  --job-members M       with --workers: members of a round per job (default 1); more keeps
+                        the lockstep batching (faster per episode), fewer spreads wider
 ${NATS_HELP}
   -h, --help            show this help`;
 
@@ -329,6 +332,7 @@ async function runTask(
     out?: string;
     resume?: string;
     workers?: string;
+    "job-members"?: string;
     insecure?: boolean;
     creds?: string;
     nkey?: string;
@@ -363,6 +367,15 @@ async function runTask(
       return fail(`--workers works with train regression|mlp only (so far)`);
     }
     opts.workers = natsFlags(values.workers, values);
+    const m = values["job-members"];
+    if (m !== undefined) {
+      if (!/^[1-9]\d*$/.test(m)) {
+        return fail(`--job-members must be a positive integer, got '${m}'`);
+      }
+      opts.workers.membersPerJob = Number(m);
+    }
+  } else if (values["job-members"] !== undefined) {
+    return fail("--job-members needs --workers");
   }
   return (await handler(opts)) ?? 0;
 }

@@ -1,9 +1,9 @@
 /**
- * Runs one episode job: the member's task as a population of one, the controller from its file,
- * the trajectory recorded as the learner's lockstep round records it. Pure in the sense that
- * matters: the result depends on the job and the controller file only, so any worker reproduces
- * the learner's own episode bit for bit (rl/task.ts: member p of a population equals a population
- * of one with the member's seeds).
+ * Runs one episode job: the slice's members as one population (member m seeded as member
+ * `job.member + m` of the round), the controller from its file, the trajectory recorded as the
+ * learner's lockstep round records it. Pure in the sense that matters: the result depends on the
+ * job and the controller file only, so any worker reproduces the learner's own episodes bit for
+ * bit (rl/task.ts: a member's run does not depend on the others; checked by tests/dist.test.ts).
  * @module
  */
 
@@ -18,17 +18,17 @@ import type { L1Problem } from "../tasks/problems.ts";
 import type { MlpConfig, RegressionConfig } from "../tasks/l1_config.ts";
 import { canonicalJson, encodeArray, type EpisodeJob, sha256 } from "./job.ts";
 
-/** A member's episode: final metrics and trajectory (plain arrays). */
+/** A slice's episodes: final metrics and trajectory (plain arrays). */
 export interface MemberEpisode {
-  /** Final metrics, one value each. */
-  metrics: Record<string, number>;
-  /** Features [T, K]. */
+  /** Final metrics, [M] each. */
+  metrics: Record<string, number[]>;
+  /** Features [T, M, K]. */
   features: Float32Array;
-  /** Actions [T]. */
+  /** Actions [T, M]. */
   actions: Int32Array;
-  /** Dense step rewards [T]. */
+  /** Dense step rewards [T, M]. */
   rewards?: Float32Array;
-  /** Log-probabilities [T]. */
+  /** Log-probabilities [T, M]. */
   logProbs?: Float32Array;
 }
 
@@ -56,7 +56,8 @@ export async function runMemberEpisode(
   const problem = problemOf(job);
   const c = job.create;
   const task = problem.create({
-    population: 1,
+    population: job.members,
+    memberOffset: job.member,
     lambda: c.lambda,
     mode: c.mode,
     data: c.data,
@@ -81,17 +82,18 @@ export async function runMemberEpisode(
       actions: task.actions.map((a) => a.name),
     });
     const t = job.steps;
-    buffer = new TrajectoryBuffer(t, 1, task.featureNames.length, {
+    buffer = new TrajectoryBuffer(t, job.members, task.featureNames.length, {
       rewards: stepReward !== null,
       logProbs: job.logProbs,
     });
-    dense = stepReward ? new DenseStepReward(1, stepReward, args) : null;
+    dense = stepReward ? new DenseStepReward(job.members, stepReward, args) : null;
     const b = buffer;
     const d = dense;
     const run = await runEpisode(task, ctrl, {
       steps: t,
       seed: job.seed,
       sampleSeed: job.sampleSeed,
+      memberOffset: job.member,
       buffer: b,
       onStep: d
         ? (info) => b.record("rewards", info.i, d.step(task.metrics()[stepReward!.metric]))
@@ -102,10 +104,8 @@ export async function runMemberEpisode(
     const values = await readMany(fields.filter((x) => x !== undefined));
     const [features, actions] = values;
     let i = 2;
-    const metrics: Record<string, number> = {};
-    for (const [k, v] of Object.entries(run.metrics)) metrics[k] = v[0];
     return {
-      metrics,
+      metrics: run.metrics,
       features: Float32Array.from(features as Float32Array),
       actions: Int32Array.from(actions as Int32Array),
       ...(b.scalars.rewards ? { rewards: Float32Array.from(values[i++] as Float32Array) } : {}),

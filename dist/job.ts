@@ -2,14 +2,16 @@
  * The wire format of distributed controller training: versioned JSON episode jobs and results,
  * their validation, and content hashes.
  *
- * An {@link EpisodeJob} is one member's episode of one round: the task and its resolved config,
- * how the member's task is built, its seeds, the REINFORCE settings that decide what is recorded,
+ * An {@link EpisodeJob} is the episodes of a slice of a round's members (members `member` to
+ * `member + members - 1`, run in lockstep as one population): the task and its resolved config,
+ * how the task is built, the round's seeds, the REINFORCE settings that decide what is recorded,
  * the feature spec and a reference (SHA-256) to the controller file in the object store. Its `id`
  * is the SHA-256 of everything else, so the same episode always has the same id: a learner that
  * resumes finds the results of the jobs it published before it was killed, and a duplicate
  * result (a redelivered job run twice) is recognized by its id. An {@link EpisodeResult} carries
- * the final metrics and the trajectory the learner's update needs (features [T, K], actions [T],
- * dense step rewards and log-probabilities [T] when recorded) as base64 little-endian arrays, or
+ * the final metrics ([M] each) and the trajectory the learner's update needs (features [T, M, K],
+ * actions [T, M], dense step rewards and log-probabilities [T, M] when recorded) as base64
+ * little-endian arrays, or
  * an `error` (a job that failed validation is never run).
  * @module
  */
@@ -27,7 +29,7 @@ export const WIRE_VERSION = 1;
 /** The tasks whose controller training runs on workers. */
 export const DIST_TASKS = ["regression", "mlp"] as const;
 
-/** One member's episode of a round of controller training. */
+/** The episodes of a slice of a round's members (controller training). */
 export interface EpisodeJob {
   /** {@link JOB_FORMAT}. */
   format: typeof JOB_FORMAT;
@@ -41,9 +43,9 @@ export interface EpisodeJob {
   task: (typeof DIST_TASKS)[number];
   /** The task's resolved config (the learner's config.yaml). */
   config: Record<string, unknown>;
-  /** How the member's task is built (a population of one). */
+  /** How the slice's task is built (a population of `members`). */
   create: {
-    lambda: number;
+    lambda: number | number[];
     mode: "schedule";
     data: "controller";
     steps: number;
@@ -51,13 +53,15 @@ export interface EpisodeJob {
     dropFeatures?: string[];
     sharedInit?: boolean;
   };
-  /** Round and member index (for logs and assembly). */
+  /** Round index. */
   round: number;
-  /** Member index in the round. */
+  /** The slice's first member in the round: member m draws from memberSeed(seed, member + m). */
   member: number;
-  /** The member's task seed (u32). */
+  /** M: members in the slice. */
+  members: number;
+  /** The round's task seed (u32). */
   seed: number;
-  /** The member's sampling seed (u32). */
+  /** The round's sampling seed (u32). */
   sampleSeed: number;
   /** Steps of the episode. */
   steps: number;
@@ -85,9 +89,9 @@ export interface EpisodeResult {
   worker: string;
   /** Set when the job was rejected or failed: nothing else is meaningful then. */
   error?: string;
-  /** Final metrics, one value each (a population of one). */
-  metrics?: Record<string, number>;
-  /** Trajectory, base64 little-endian: features f32 [T, K], actions i32 [T], rewards, logProbs f32 [T]. */
+  /** Final metrics, [M] each. */
+  metrics?: Record<string, number[]>;
+  /** Trajectory, base64 little-endian: features f32 [T, M, K], actions i32 [T, M], rewards and logProbs f32 [T, M]. */
   trajectory?: { features: string; actions: string; rewards?: string; logProbs?: string };
   /** Seconds the episode took on the worker (building the task included). */
   seconds?: number;
@@ -163,12 +167,17 @@ export function jobProblems(doc: unknown): string[] {
   const c = j.create;
   if (!c || typeof c !== "object") out.push("create must be an object");
   else {
-    if (typeof c.lambda !== "number" || !Number.isFinite(c.lambda)) out.push("create.lambda");
+    const lam = Array.isArray(c.lambda) ? c.lambda : [c.lambda];
+    if (
+      !lam.every((v) => typeof v === "number" && Number.isFinite(v)) ||
+      (Array.isArray(c.lambda) && c.lambda.length !== j.members)
+    ) out.push("create.lambda must be a number or one per member");
     if (c.mode !== "schedule") out.push("create.mode must be 'schedule'");
     if (c.data !== "controller") out.push("create.data must be 'controller'");
     if (c.steps !== j.steps) out.push("create.steps must equal steps");
   }
   for (const k of ["round", "member"] as const) if (!nat(j[k])) out.push(`${k} must be >= 0`);
+  if (!nat(j.members) || j.members! < 1 || j.members! > 4096) out.push("members must be 1-4096");
   for (const k of ["seed", "sampleSeed"] as const) if (!u32(j[k])) out.push(`${k} must be a u32`);
   if (!nat(j.steps) || j.steps! < 1) out.push("steps must be a positive integer");
   if (

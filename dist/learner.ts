@@ -1,8 +1,9 @@
 /**
  * The learner side of `train regression|mlp --workers URL`: each round of controller training
- * becomes P episode jobs (one per member, dist/job.ts), published to the jobs stream; the results
- * are gathered from the results stream and assembled in member (job) order, whatever order they
- * arrive in, so the updates that follow (tasks/methods.ts) are those of the single-process run.
+ * becomes ceil(P / M) episode jobs (M members each, `--job-members M`, dist/job.ts), published
+ * to the jobs stream; the results are gathered from the results stream and assembled in member
+ * (job) order, whatever order they arrive in, so the updates that follow (tasks/methods.ts) are
+ * those of the single-process run.
  *
  * The learner reads its run's results stream from the start: a learner resumed with `--resume`
  * finds the results of jobs it published before it was killed and publishes only the missing
@@ -12,7 +13,6 @@
  */
 
 import { DeliverPolicy, jetstream, type JetStreamManager } from "npm:@nats-io/jetstream@3.4.0";
-import { memberSeed } from "../rl/task.ts";
 import type { RemoteRoundRequest, RemoteRoundResult, RemoteRounds } from "../tasks/methods.ts";
 import {
   canonicalJson,
@@ -74,19 +74,30 @@ export interface LearnerOptions extends NatsOptions {
   config: Record<string, unknown>;
   /** Identifies the run across resumes (e.g. its run directory); hashed into the run key. */
   runName: string;
+  /** Members per job (default 1): more keeps the lockstep batching, fewer spreads wider. */
+  membersPerJob?: number;
   /** Log lines (default console.error). */
   log?: (line: string) => void;
 }
 
-/** The P jobs of a round (pure: the same request gives the same jobs and ids). */
+/** The jobs of a round, M members each (pure: the same request gives the same jobs and ids). */
 export function roundJobs(
   req: RemoteRoundRequest,
-  o: { run: string; task: EpisodeJob["task"]; config: Record<string, unknown>; sha: string },
+  o: {
+    run: string;
+    task: EpisodeJob["task"];
+    config: Record<string, unknown>;
+    sha: string;
+    membersPerJob: number;
+  },
 ): EpisodeJob[] {
   const c = req.create;
   const args = JSON.parse(JSON.stringify(req.args));
-  return Array.from({ length: req.population }, (_, p) => {
-    const lambda = typeof c.lambda === "number" ? c.lambda : c.lambda[p];
+  const m = Math.max(1, Math.floor(o.membersPerJob));
+  return Array.from({ length: Math.ceil(req.population / m) }, (_, i) => {
+    const p = i * m;
+    const members = Math.min(m, req.population - p);
+    const lambda = typeof c.lambda === "number" ? c.lambda : c.lambda.slice(p, p + members);
     const body: Omit<EpisodeJob, "id"> = {
       format: JOB_FORMAT,
       version: WIRE_VERSION,
@@ -104,8 +115,9 @@ export function roundJobs(
       })),
       round: req.round,
       member: p,
-      seed: c.sharedInit ? req.seed >>> 0 : memberSeed(req.seed, p),
-      sampleSeed: memberSeed(req.sampleSeed, p),
+      members,
+      seed: req.seed >>> 0,
+      sampleSeed: req.sampleSeed >>> 0,
       steps: c.steps,
       controller: { sha256: o.sha },
       featureSpec: { names: [...req.controller.featureSpec.names] },
@@ -189,7 +201,13 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     await historyRead;
     const bytes = new TextEncoder().encode(JSON.stringify(req.controller));
     const sha = await putArtifact(store, bytes);
-    const jobs = roundJobs(req, { run, task: o.task, config, sha });
+    const jobs = roundJobs(req, {
+      run,
+      task: o.task,
+      config,
+      sha,
+      membersPerJob: o.membersPerJob ?? 1,
+    });
     const began = performance.now();
     const got: (EpisodeResult | undefined)[] = new Array(jobs.length);
     const waits: Promise<void>[] = [];
@@ -232,7 +250,7 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     if (failed.length) {
       throw new Error(
         `round ${req.round}: ${failed.length} of ${jobs.length} jobs failed: ` +
-          failed.map(([r, p]) => `member ${p}: ${r.error}`).join("; "),
+          failed.map(([r, i]) => `members from ${jobs[i].member}: ${r.error}`).join("; "),
       );
     }
     return assemble(req, jobs, got as EpisodeResult[], stats);
@@ -250,14 +268,14 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
   };
 }
 
-/** Interleaves the members' results into the round's [T, P, ...] layout, in member order. */
+/** Interleaves the slices' results into the round's [T, P, ...] layout, in member order. */
 function assemble(
   req: RemoteRoundRequest,
   jobs: EpisodeJob[],
   results: EpisodeResult[],
   stats: LearnerStats,
 ): RemoteRoundResult {
-  const p = jobs.length;
+  const p = req.population;
   const t = req.create.steps;
   const k = req.controller.featureSpec.names.length;
   const features = new Float32Array(t * p * k);
@@ -266,25 +284,29 @@ function assemble(
   const stepRewards = dense ? new Float32Array(t * p) : undefined;
   const logProbs = req.logProbs ? new Float32Array(t * p) : undefined;
   const metrics: Record<string, number[]> = {};
-  results.forEach((r, m) => {
-    const what = `result of member ${m} (job ${r.job.slice(0, 12)})`;
+  results.forEach((r, i) => {
+    const { member: lo, members: n } = jobs[i];
+    const what = `result of members ${lo}..${lo + n - 1} (job ${r.job.slice(0, 12)})`;
     const tr = r.trajectory!;
-    const f = decodeArray(tr.features, Float32Array, t * k, `${what}: features`);
-    const a = decodeArray(tr.actions, Int32Array, t, `${what}: actions`);
+    const f = decodeArray(tr.features, Float32Array, t * n * k, `${what}: features`);
+    const a = decodeArray(tr.actions, Int32Array, t * n, `${what}: actions`);
     for (let s = 0; s < t; s++) {
-      features.set(f.subarray(s * k, s * k + k), (s * p + m) * k);
-      actions[s * p + m] = a[s];
+      features.set(f.subarray(s * n * k, (s + 1) * n * k), (s * p + lo) * k);
+      actions.set(a.subarray(s * n, (s + 1) * n), s * p + lo);
     }
     const scalar = (text: string | undefined, into: Float32Array | undefined, name: string) => {
       if (!into) return;
       if (text === undefined) throw new Error(`${what}: no ${name}`);
-      const v = decodeArray(text, Float32Array, t, `${what}: ${name}`);
-      for (let s = 0; s < t; s++) into[s * p + m] = v[s];
+      const v = decodeArray(text, Float32Array, t * n, `${what}: ${name}`);
+      for (let s = 0; s < t; s++) into.set(v.subarray(s * n, (s + 1) * n), s * p + lo);
     };
     scalar(tr.rewards, stepRewards, "step rewards");
     scalar(tr.logProbs, logProbs, "log-probabilities");
     for (const [name, v] of Object.entries(r.metrics!)) {
-      (metrics[name] ??= new Array(p).fill(NaN))[m] = v;
+      if (!Array.isArray(v) || v.length !== n) {
+        throw new Error(`${what}: metric '${name}' has ${v?.length} values, not ${n}`);
+      }
+      (metrics[name] ??= new Array(p).fill(NaN)).splice(lo, n, ...v);
     }
     stats.results++;
     stats.episodeSeconds += r.seconds ?? 0;

@@ -114,8 +114,8 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
         stats.rejected++;
         continue;
       }
-      const tag = `job ${id.slice(0, 12)} (round ${job.round}, member ${job.member}, delivery ` +
-        `${m.info.deliveryCount})`;
+      const tag = `job ${id.slice(0, 12)} (round ${job.round}, members ${job.member}..` +
+        `${job.member + job.members - 1}, delivery ${m.info.deliveryCount})`;
       log(`worker: started ${tag}`);
       const began = performance.now();
       let aborted = false;

@@ -45,6 +45,8 @@ export interface CommonOptions {
     creds?: string;
     nkey?: string;
     tlsCa?: string;
+    /** `--job-members M`: members of a round per job. */
+    membersPerJob?: number;
   };
 }
 
