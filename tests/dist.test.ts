@@ -14,6 +14,7 @@
 import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { jetstream } from "npm:@nats-io/jetstream@3.4.0";
+import { createUser } from "npm:@nats-io/nkeys@2.0.3";
 import { type EpisodeResult, JOB_FORMAT, WIRE_VERSION } from "../dist/job.ts";
 import { connectLearner } from "../dist/learner.ts";
 import {
@@ -401,6 +402,35 @@ Deno.test({
       const nc = await connectNats({ url: `nats://s3cret@127.0.0.1:${server.port}` });
       await nc.close();
     }, ["--auth", "s3cret"]);
+  },
+});
+
+Deno.test({
+  name: "dist: an NKey user connects with --nkey, another seed is refused",
+  ignore,
+  fn: async () => {
+    const user = createUser();
+    const other = createUser();
+    const tmp = await Deno.makeTempDir({ prefix: "autoloss-nkey-" });
+    try {
+      const dec = new TextDecoder();
+      await Deno.writeTextFile(
+        `${tmp}/server.conf`,
+        `authorization { users: [{ nkey: ${user.getPublicKey()} }] }\n`,
+      );
+      await Deno.writeTextFile(`${tmp}/user.nk`, dec.decode(user.getSeed()) + "\n");
+      await Deno.writeTextFile(`${tmp}/other.nk`, dec.decode(other.getSeed()));
+      await withServer(async (server) => {
+        const nc = await connectNats({ url: server.url, nkey: `${tmp}/user.nk` });
+        await nc.close();
+        await assert.rejects(
+          connectNats({ url: server.url, nkey: `${tmp}/other.nk` }),
+          /cannot connect/,
+        );
+      }, ["-c", `${tmp}/server.conf`]);
+    } finally {
+      await Deno.remove(tmp, { recursive: true });
+    }
   },
 });
 
