@@ -71,8 +71,9 @@ const OPTIONS_HELP = `Options:
   --seed N              random seed (a non-negative integer)
   --backend NAME        webgpu, cpu or auto (default auto, or AUTOLOSS_BACKEND): auto runs
                         WebGPU on a hardware GPU and the CPU backend otherwise
-  --workers URL         train regression|mlp: run each round's episodes as jobs on the workers
-                        of the NATS server at URL (see the worker command)
+  --workers URL         train|compare regression|mlp: run the episodes of each round (and
+                        compare's methods) as jobs on the workers of the NATS server at URL
+                        (see the worker command)
   --job-members M       with --workers: members of a round per job (default 1); more keeps
                         the lockstep batching (faster per episode), fewer spreads wider
 ${NATS_HELP}
@@ -363,8 +364,8 @@ async function runTask(
   const opts: CommonOptions = { command, task: name, args, preset, config, set, out, resume };
   if (seed !== undefined) opts.seed = Number(seed);
   if (values.workers !== undefined) {
-    if (command !== "train" || !["regression", "mlp"].includes(name)) {
-      return fail(`--workers works with train regression|mlp only (so far)`);
+    if (!["train", "compare"].includes(command) || !["regression", "mlp"].includes(name)) {
+      return fail(`--workers works with train and compare of regression|mlp only (so far)`);
     }
     opts.workers = natsFlags(values.workers, values);
     const m = values["job-members"];

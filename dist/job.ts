@@ -12,17 +12,25 @@
  * the final metrics ([M] each) and the trajectory the learner's update needs (features [T, M, K],
  * actions [T, M], dense step rewards and log-probabilities [T, M] when recorded) as base64
  * little-endian arrays, or
- * an `error` (a job that failed validation is never run).
+ * an `error` (a job that failed validation is never run). A {@link RunJob} is one method of
+ * `compare` (tasks/l1_compare.ts `MethodSpec`, a controller again by hash); its
+ * {@link RunResult} carries the method's result.
  * @module
  */
 
 import { createHash } from "node:crypto";
+import type { MethodSpec } from "../tasks/l1_compare.ts";
+import type { MethodResult } from "../tasks/methods.ts";
 import { Buffer } from "node:buffer";
 
 /** `format` of an episode job. */
 export const JOB_FORMAT = "autoloss-episode-job";
 /** `format` of an episode result. */
 export const RESULT_FORMAT = "autoloss-episode-result";
+/** `format` of a run job (one method of `compare`). */
+export const RUN_JOB_FORMAT = "autoloss-run-job";
+/** `format` of a run result. */
+export const RUN_RESULT_FORMAT = "autoloss-run-result";
 /** The wire version both sides speak. */
 export const WIRE_VERSION = 1;
 
@@ -97,6 +105,49 @@ export interface EpisodeResult {
   seconds?: number;
 }
 
+/** One method of `compare` (a Table 1 column) for a worker. */
+export interface RunJob {
+  /** {@link RUN_JOB_FORMAT}. */
+  format: typeof RUN_JOB_FORMAT;
+  /** {@link WIRE_VERSION}. */
+  version: number;
+  /** SHA-256 of the job without `id`. */
+  id: string;
+  /** The run's key. */
+  run: string;
+  /** Task registry name. */
+  task: (typeof DIST_TASKS)[number];
+  /** The task's resolved config. */
+  config: Record<string, unknown>;
+  /** The method; an AutoLoss method names its controller file by hash (`controllerSha256`). */
+  spec: Omit<MethodSpec, "controller"> & { controllerSha256?: string };
+}
+
+/** What a worker sends back for a run job. */
+export interface RunResult {
+  /** {@link RUN_RESULT_FORMAT}. */
+  format: typeof RUN_RESULT_FORMAT;
+  /** {@link WIRE_VERSION}. */
+  version: number;
+  /** The job's id. */
+  job: string;
+  /** The job's run key. */
+  run: string;
+  /** Who ran it. */
+  worker: string;
+  /** Set when the job was rejected or failed. */
+  error?: string;
+  /** The method's result. */
+  result?: MethodResult;
+  /** Seconds the method took on the worker. */
+  seconds?: number;
+}
+
+/** Any job, any result. */
+export type AnyJob = EpisodeJob | RunJob;
+/** Any result. */
+export type AnyResult = EpisodeResult | RunResult;
+
 /** JSON with object keys sorted, so equal values have equal text. */
 export function canonicalJson(value: unknown): string {
   return JSON.stringify(
@@ -114,8 +165,8 @@ export function sha256(data: string | Uint8Array): string {
 }
 
 /** The id of a job: the SHA-256 of its canonical JSON without `id`. */
-export function jobId(job: Omit<EpisodeJob, "id"> | EpisodeJob): string {
-  const { id: _id, ...rest } = job as EpisodeJob;
+export function jobId(job: Omit<AnyJob, "id"> | AnyJob): string {
+  const { id: _id, ...rest } = job as AnyJob;
   return sha256(canonicalJson(rest));
 }
 
@@ -151,8 +202,11 @@ const nat = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v >=
 export function jobProblems(doc: unknown): string[] {
   const j = doc as Partial<EpisodeJob> | null;
   if (!j || typeof j !== "object" || Array.isArray(j)) return ["a job must be a JSON object"];
+  if (j.format as string === RUN_JOB_FORMAT) return runJobProblems(doc as Partial<RunJob>);
   const out: string[] = [];
-  if (j.format !== JOB_FORMAT) out.push(`format must be '${JOB_FORMAT}', got '${j.format}'`);
+  if (j.format !== JOB_FORMAT) {
+    out.push(`format must be '${JOB_FORMAT}' or '${RUN_JOB_FORMAT}', got '${j.format}'`);
+  }
   if (j.version !== WIRE_VERSION) {
     out.push(`version ${j.version} is not supported (this worker speaks ${WIRE_VERSION})`);
   }
@@ -197,15 +251,52 @@ export function jobProblems(doc: unknown): string[] {
   return out;
 }
 
+const METHODS = ["wol1", "threshold", "dgs", "autoloss", "matched"];
+
+function runJobProblems(j: Partial<RunJob>): string[] {
+  const out: string[] = [];
+  if (j.version !== WIRE_VERSION) {
+    out.push(`version ${j.version} is not supported (this worker speaks ${WIRE_VERSION})`);
+  }
+  if (typeof j.id !== "string" || !HEX64.test(j.id)) out.push("id must be a hex SHA-256");
+  if (typeof j.run !== "string" || !/^[0-9a-zA-Z_-]{1,64}$/.test(j.run)) out.push("run");
+  if (!DIST_TASKS.includes(j.task as never)) {
+    out.push(`task '${j.task}' cannot run on a worker (tasks: ${DIST_TASKS.join(", ")})`);
+  }
+  if (!j.config || typeof j.config !== "object") out.push("config must be an object");
+  const s = j.spec as Record<string, unknown> | undefined;
+  if (!s || typeof s !== "object") out.push("spec must be an object");
+  else {
+    if (!METHODS.includes(s.method as string)) {
+      out.push(`spec.method '${s.method}' is unknown (${METHODS.join(", ")})`);
+    }
+    for (const k of ["trials", "steps", "curvePoints"]) {
+      if (!nat(s[k]) || (s[k] as number) < 1) out.push(`spec.${k} must be a positive integer`);
+    }
+    if (!u32(s.seed)) out.push("spec.seed must be a u32");
+    if (s.method === "autoloss" && !HEX64.test(String(s.controllerSha256))) {
+      out.push("spec.controllerSha256 must be a hex SHA-256");
+    }
+  }
+  if (!out.length && jobId(j as RunJob) !== j.id) out.push("id is not the hash of the job");
+  return out;
+}
+
 /** The problems of a parsed result, empty when it is well-formed. */
 export function resultProblems(doc: unknown): string[] {
   const r = doc as Partial<EpisodeResult> | null;
   if (!r || typeof r !== "object" || Array.isArray(r)) return ["a result must be a JSON object"];
   const out: string[] = [];
-  if (r.format !== RESULT_FORMAT) out.push(`format must be '${RESULT_FORMAT}'`);
+  const run = (r.format as string) === RUN_RESULT_FORMAT;
+  if (r.format !== RESULT_FORMAT && !run) out.push(`format must be '${RESULT_FORMAT}'`);
   if (r.version !== WIRE_VERSION) out.push(`version ${r.version} is not supported`);
   if (typeof r.job !== "string") out.push("job must be a string");
-  if (r.error === undefined) {
+  if (run) {
+    const x = (doc as RunResult).result;
+    if (r.error === undefined && (!x || !Array.isArray(x.values))) {
+      out.push("result must be a method result");
+    }
+  } else if (r.error === undefined) {
     if (!r.metrics || typeof r.metrics !== "object") out.push("metrics must be an object");
     if (!r.trajectory || typeof r.trajectory.features !== "string") {
       out.push("trajectory must carry features and actions");

@@ -13,8 +13,16 @@
  */
 
 import { DeliverPolicy, jetstream, type JetStreamManager } from "npm:@nats-io/jetstream@3.4.0";
-import type { RemoteRoundRequest, RemoteRoundResult, RemoteRounds } from "../tasks/methods.ts";
+import type {
+  MethodResult,
+  RemoteRoundRequest,
+  RemoteRoundResult,
+  RemoteRounds,
+} from "../tasks/methods.ts";
+import type { MethodExec, MethodSpec } from "../tasks/l1_compare.ts";
 import {
+  type AnyJob,
+  type AnyResult,
   canonicalJson,
   decodeArray,
   type EpisodeJob,
@@ -22,6 +30,9 @@ import {
   JOB_FORMAT,
   jobId,
   resultProblems,
+  RUN_JOB_FORMAT,
+  type RunJob,
+  type RunResult,
   sha256,
   WIRE_VERSION,
 } from "./job.ts";
@@ -48,7 +59,7 @@ export interface LearnerStats {
   unknown: number;
   /** Seconds from publishing a round's jobs to its last result, summed over rounds. */
   waitSeconds: number;
-  /** Worker-side episode seconds of the results used. */
+  /** Worker-side seconds of the results used (episodes, methods). */
   episodeSeconds: number;
   /** Results used. */
   results: number;
@@ -60,6 +71,8 @@ export interface Learner {
   run: string;
   /** Runs a round's episodes on the workers. */
   rounds: RemoteRounds;
+  /** Runs methods of `compare` on the workers (one run job each, all at once). */
+  methods: MethodExec;
   /** Counters so far. */
   stats: LearnerStats;
   /** Stops reading results and closes the connection. */
@@ -154,8 +167,8 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     results: 0,
   };
   // Results of this run: those already in the stream (history) and those arriving.
-  const history = new Map<string, EpisodeResult>();
-  const expected = new Map<string, (r: EpisodeResult) => void>();
+  const history = new Map<string, AnyResult>();
+  const expected = new Map<string, (r: AnyResult) => void>();
   const taken = new Set<string>();
   let lastHistorySeq = 0;
   try {
@@ -174,9 +187,9 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
   const messages = await consumer.consume();
   const reading = (async () => {
     for await (const m of messages) {
-      let r: EpisodeResult | null = null;
+      let r: AnyResult | null = null;
       try {
-        r = m.json<EpisodeResult>();
+        r = m.json<AnyResult>();
       } catch { /* reported below */ }
       const problems = resultProblems(r);
       if (problems.length) {
@@ -197,23 +210,18 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     }
   })();
 
-  const rounds: RemoteRounds = async (req: RemoteRoundRequest): Promise<RemoteRoundResult> => {
+  /**
+   * Publishes the jobs that have no result in the stream yet and waits for all results, in job
+   * order; throws with the workers' messages when any failed.
+   */
+  const gather = async <R extends AnyResult>(jobs: AnyJob[], label: string): Promise<R[]> => {
     await historyRead;
-    const bytes = new TextEncoder().encode(JSON.stringify(req.controller));
-    const sha = await putArtifact(store, bytes);
-    const jobs = roundJobs(req, {
-      run,
-      task: o.task,
-      config,
-      sha,
-      membersPerJob: o.membersPerJob ?? 1,
-    });
     const began = performance.now();
-    const got: (EpisodeResult | undefined)[] = new Array(jobs.length);
+    const got: (AnyResult | undefined)[] = new Array(jobs.length);
     const waits: Promise<void>[] = [];
     let reused = 0;
     let arrived = 0;
-    const toPublish: EpisodeJob[] = [];
+    const toPublish: AnyJob[] = [];
     jobs.forEach((job, p) => {
       const old = history.get(job.id);
       if (old) {
@@ -228,7 +236,7 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
           expected.set(job.id, (r) => {
             got[p] = r;
             arrived++;
-            log(`dist: round ${req.round}: ${reused + arrived}/${jobs.length} results`);
+            log(`dist: ${label}: ${reused + arrived}/${jobs.length} results`);
             resolve();
           })
         ),
@@ -241,24 +249,70 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     stats.published += toPublish.length;
     stats.reused += reused;
     log(
-      `dist: round ${req.round}: published ${toPublish.length} jobs` +
+      `dist: ${label}: published ${toPublish.length} jobs` +
         (reused ? `, reused ${reused} results from the stream` : ""),
     );
     await Promise.all(waits);
     stats.waitSeconds += (performance.now() - began) / 1000;
-    const failed = got.map((r, p) => [r!, p] as const).filter(([r]) => r.error !== undefined);
+    const failed = got.map((r, i) => [r!, i] as const).filter(([r]) => r.error !== undefined);
     if (failed.length) {
       throw new Error(
-        `round ${req.round}: ${failed.length} of ${jobs.length} jobs failed: ` +
-          failed.map(([r, i]) => `members from ${jobs[i].member}: ${r.error}`).join("; "),
+        `${label}: ${failed.length} of ${jobs.length} jobs failed: ` +
+          failed.map(([r, i]) => `job ${jobs[i].id.slice(0, 12)}: ${r.error}`).join("; "),
       );
     }
-    return assemble(req, jobs, got as EpisodeResult[], stats);
+    for (const r of got) stats.episodeSeconds += r!.seconds ?? 0;
+    stats.results += got.length;
+    return got as R[];
+  };
+
+  const rounds: RemoteRounds = async (req: RemoteRoundRequest): Promise<RemoteRoundResult> => {
+    const bytes = new TextEncoder().encode(JSON.stringify(req.controller));
+    const sha = await putArtifact(store, bytes);
+    const jobs = roundJobs(req, {
+      run,
+      task: o.task,
+      config,
+      sha,
+      membersPerJob: o.membersPerJob ?? 1,
+    });
+    const results = await gather<EpisodeResult>(jobs, `round ${req.round}`);
+    return assemble(req, jobs, results);
+  };
+
+  const methods: MethodExec = async (specs: MethodSpec[]): Promise<MethodResult[]> => {
+    const jobs: RunJob[] = [];
+    for (const spec of specs) {
+      const { controller, ...rest } = spec as MethodSpec & { controller?: unknown };
+      const body: Omit<RunJob, "id"> = {
+        format: RUN_JOB_FORMAT,
+        version: WIRE_VERSION,
+        run,
+        task: o.task,
+        config,
+        spec: JSON.parse(JSON.stringify({
+          ...rest,
+          ...(controller
+            ? {
+              controllerSha256: await putArtifact(
+                store,
+                new TextEncoder().encode(JSON.stringify(controller)),
+              ),
+            }
+            : {}),
+        })),
+      };
+      jobs.push({ ...body, id: jobId(body) });
+    }
+    const label = `compare ${specs.map((s) => s.method).join(", ")}`;
+    const results = await gather<RunResult>(jobs, label);
+    return results.map((r) => r.result!);
   };
 
   return {
     run,
     rounds,
+    methods,
     stats,
     async close() {
       messages.stop();
@@ -273,7 +327,6 @@ function assemble(
   req: RemoteRoundRequest,
   jobs: EpisodeJob[],
   results: EpisodeResult[],
-  stats: LearnerStats,
 ): RemoteRoundResult {
   const p = req.population;
   const t = req.create.steps;
@@ -308,8 +361,6 @@ function assemble(
       }
       (metrics[name] ??= new Array(p).fill(NaN)).splice(lo, n, ...v);
     }
-    stats.results++;
-    stats.episodeSeconds += r.seconds ?? 0;
   });
   return { metrics, features, actions, stepRewards, logProbs };
 }

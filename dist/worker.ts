@@ -13,13 +13,17 @@ import { jetstream } from "npm:@nats-io/jetstream@3.4.0";
 import type { ControllerFile } from "../rl/controller_file.ts";
 import { init } from "../gpu/backend.ts";
 import {
-  type EpisodeJob,
-  type EpisodeResult,
+  type AnyJob,
+  type AnyResult,
   jobProblems,
   RESULT_FORMAT,
+  RUN_JOB_FORMAT,
+  RUN_RESULT_FORMAT,
+  type RunJob,
   WIRE_VERSION,
 } from "./job.ts";
-import { encodeEpisode, runMemberEpisode } from "./episode.ts";
+import { encodeEpisode, problemOf, runMemberEpisode } from "./episode.ts";
+import { type MethodSpec, runMethod } from "../tasks/l1_compare.ts";
 import {
   artifacts,
   connectNats,
@@ -88,22 +92,23 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
       const m = await consumer.next({ expires: 2000 });
       if (!m) continue;
       const run = m.subject.split(".").pop()!;
-      const reply = async (r: Omit<EpisodeResult, "format" | "version" | "run" | "worker">) => {
-        const doc: EpisodeResult = {
-          format: RESULT_FORMAT,
+      let job: AnyJob;
+      try {
+        job = m.json<AnyJob>();
+      } catch {
+        job = null as unknown as AnyJob;
+      }
+      const isRun = job?.format === RUN_JOB_FORMAT;
+      const reply = async (r: Record<string, unknown> & { job: string }) => {
+        const doc = {
+          format: isRun ? RUN_RESULT_FORMAT : RESULT_FORMAT,
           version: WIRE_VERSION,
           run,
           worker: me,
           ...r,
-        };
+        } as AnyResult;
         await js.publish(resultsSubject(run), JSON.stringify(doc), { msgID: `result-${r.job}` });
       };
-      let job: EpisodeJob;
-      try {
-        job = m.json<EpisodeJob>();
-      } catch {
-        job = null as unknown as EpisodeJob;
-      }
       const problems = jobProblems(job);
       const id = typeof job?.id === "string" ? job.id : `seq-${m.seq}`;
       if (problems.length) {
@@ -114,8 +119,10 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
         stats.rejected++;
         continue;
       }
-      const tag = `job ${id.slice(0, 12)} (round ${job.round}, members ${job.member}..` +
-        `${job.member + job.members - 1}, delivery ${m.info.deliveryCount})`;
+      const what = job.format === RUN_JOB_FORMAT
+        ? `compare ${job.task}: ${job.spec.method}`
+        : `round ${job.round}, members ${job.member}..${job.member + job.members - 1}`;
+      const tag = `job ${id.slice(0, 12)} (${what}, delivery ${m.info.deliveryCount})`;
       log(`worker: started ${tag}`);
       const began = performance.now();
       let aborted = false;
@@ -127,18 +134,27 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
       };
       try {
         m.working();
-        let file = controllers.get(job.controller.sha256);
-        if (!file) {
-          const bytes = await getArtifact(store, job.controller.sha256);
-          file = JSON.parse(new TextDecoder().decode(bytes)) as ControllerFile;
-          if (controllers.size > 16) controllers.clear();
-          controllers.set(job.controller.sha256, file);
+        const controller = async (sha: string) => {
+          let file = controllers.get(sha);
+          if (!file) {
+            const bytes = await getArtifact(store, sha);
+            file = JSON.parse(new TextDecoder().decode(bytes)) as ControllerFile;
+            if (controllers.size > 16) controllers.clear();
+            controllers.set(sha, file);
+          }
+          return file;
+        };
+        let body: Record<string, unknown>;
+        if (job.format === RUN_JOB_FORMAT) {
+          body = { result: await runRunJob(job, controller) };
+        } else {
+          const e = await runMemberEpisode(job, await controller(job.controller.sha256));
+          body = { metrics: e.metrics, trajectory: encodeEpisode(e) };
         }
-        const e = await runMemberEpisode(job, file);
         const seconds = (performance.now() - began) / 1000;
         if (delay > 0) await new Promise((r) => setTimeout(r, delay));
         if (aborted) break;
-        await reply({ job: id, metrics: e.metrics, trajectory: encodeEpisode(e), seconds });
+        await reply({ job: id, ...body, seconds });
         await m.ackAck();
         stats.done++;
         stats.busySeconds += seconds;
@@ -159,4 +175,14 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
   }
   log(`worker: done (${stats.done} jobs, ${stats.rejected} rejected)`);
   return stats;
+}
+
+/** Runs a run job: one method of `compare` (tasks/l1_compare.ts `runMethod`). */
+async function runRunJob(job: RunJob, controller: (sha: string) => Promise<ControllerFile>) {
+  const { controllerSha256, ...rest } = job.spec;
+  const spec =
+    (controllerSha256
+      ? { ...rest, controller: await controller(controllerSha256) }
+      : rest) as MethodSpec;
+  return await runMethod(problemOf(job), spec);
 }

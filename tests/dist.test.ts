@@ -3,7 +3,8 @@
  * `nats-server` the tests start on a free port of 127.0.0.1 with file storage in a temporary
  * directory (`.ci/run` installs it; without it these tests are skipped):
  *
- * - a small `train regression` on 2 local workers gives the single-process controller;
+ * - a small `train regression` on 2 local workers gives the single-process controller, and a
+ *   small `compare regression` (controller training and Table 1's methods as jobs) the same table;
  * - the same with a worker SIGKILLed while it holds a job (the job is redelivered);
  * - a learner SIGKILLed mid-round and resumed (`--resume`) reuses the results in the stream;
  * - bad input: an invalid job is answered with an error and never run, a result for an unknown
@@ -234,6 +235,69 @@ Deno.test({
         assert.equal(stats.results, 6);
         // Both workers took jobs.
         for (const w of procs.slice(0, 2)) assert.match(w.text(), /finished job/);
+      } finally {
+        await stopAll(procs);
+      }
+    }),
+});
+
+/** A tiny Table 1: 2 trials of 100 steps, 2-3 point grids, a controller trained on 2 rounds. */
+const TINY_COMPARE = [
+  "--backend",
+  "cpu",
+  ...[
+    "train.steps=100",
+    "compare.trials=2",
+    "compare.gridSteps=100",
+    "compare.dgsCount=3",
+    "compare.s1=[0,0.1]",
+    "compare.s2=[-0.9,-0.8]",
+    "compare.s3=[0,1]",
+    "compare.curvePoints=2",
+    "controller.population=4",
+    "controller.rounds=2",
+    "controller.steps=50",
+    "controller.retrain=true",
+  ].flatMap((kv) => ["--set", kv]),
+];
+
+async function table1Of(dir: string): Promise<string> {
+  const s = JSON.parse(await Deno.readTextFile(`${dir}/summary.json`));
+  return JSON.stringify(
+    Object.entries(s.methods).map(([k, v]) => [k, (v as { mean: number }).mean]),
+  );
+}
+
+Deno.test({
+  name: "dist: compare regression on 2 workers gives the single-process table",
+  ignore,
+  fn: () =>
+    withServer(async (server, tmp) => {
+      const procs = [worker(server.url), worker(server.url)];
+      try {
+        const local = new Proc(["compare", "regression", ...TINY_COMPARE, "--out", `${tmp}/l`]);
+        procs.push(local);
+        const learner = new Proc([
+          "compare",
+          "regression",
+          ...TINY_COMPARE,
+          "--out",
+          `${tmp}/d`,
+          "--workers",
+          server.url,
+          "--insecure",
+          "--job-members",
+          "2",
+        ]);
+        procs.push(learner);
+        assert.equal((await local.done).code, 0, local.text());
+        assert.equal((await learner.done).code, 0, learner.text());
+        const table = await table1Of(`${tmp}/l`);
+        assert.match(table, /AutoLoss.*random \(matched share\)/);
+        assert.equal(await table1Of(`${tmp}/d`), table);
+        // 2 rounds x 2 jobs of controller training, then 5 + 2 + 1 method jobs.
+        const stats = JSON.parse((await learner.waitFor(/^workers: /)).slice(9));
+        assert.equal(stats.published, 12);
       } finally {
         await stopAll(procs);
       }
