@@ -320,7 +320,6 @@ export async function compareCommand<C extends SharedConfig>(
   const began = performance.now();
   const run = await openRun(opts, cfg);
   const problem = spec.problem(cfg);
-  const log = (s: string) => console.log(s);
   // --workers: Table 1's methods and the controller's rounds run as jobs (dist/, loaded only then).
   const dist = new URL("../dist/learner.ts", import.meta.url).href;
   const learner = opts.workers
