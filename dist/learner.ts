@@ -45,6 +45,7 @@ import {
   putArtifact,
   RESULTS_STREAM,
   resultsSubject,
+  retrying,
 } from "./nats.ts";
 
 /** Counters of a learner session. */
@@ -244,7 +245,12 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
       toPublish.push(job);
     });
     for (const job of toPublish) {
-      await js.publish(jobsSubject(run), JSON.stringify(job), { msgID: job.id });
+      const text = JSON.stringify(job);
+      await retrying(
+        "publishing a job",
+        () => js.publish(jobsSubject(run), text, { msgID: job.id, timeout: 2000 }),
+        log,
+      );
     }
     stats.published += toPublish.length;
     stats.reused += reused;
@@ -268,7 +274,7 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
 
   const rounds: RemoteRounds = async (req: RemoteRoundRequest): Promise<RemoteRoundResult> => {
     const bytes = new TextEncoder().encode(JSON.stringify(req.controller));
-    const sha = await putArtifact(store, bytes);
+    const sha = await retrying("storing the controller", () => putArtifact(store, bytes), log);
     const jobs = roundJobs(req, {
       run,
       task: o.task,
@@ -294,9 +300,10 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
           ...rest,
           ...(controller
             ? {
-              controllerSha256: await putArtifact(
-                store,
-                new TextEncoder().encode(JSON.stringify(controller)),
+              controllerSha256: await retrying(
+                "storing the controller",
+                () => putArtifact(store, new TextEncoder().encode(JSON.stringify(controller))),
+                log,
               ),
             }
             : {}),

@@ -105,7 +105,13 @@ export async function connectNats(opts: NatsOptions): Promise<NatsConnection> {
       throw new UserError(`cannot read the ${what} ${path}: ${(err as Error).message}`);
     }
   };
-  const conn: Parameters<typeof connect>[0] = { servers: server, name: opts.name };
+  // Reconnect for ever: a server restart (file storage keeps every job) must not end a run.
+  const conn: Parameters<typeof connect>[0] = {
+    servers: server,
+    name: opts.name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 500,
+  };
   if (user && pass) Object.assign(conn, { user, pass });
   else if (user) conn.token = user;
   if (opts.creds) conn.authenticator = credsAuthenticator(await read(opts.creds, "credentials"));
@@ -195,4 +201,26 @@ export async function getArtifact(store: ObjectStore, name: string): Promise<Uin
   if (!bytes) throw new Error(`artifact ${name} is not in the object store`);
   if (sha256(bytes) !== name) throw new Error(`artifact ${name}: content does not match its hash`);
   return bytes;
+}
+
+/**
+ * Runs `fn` until it succeeds, waiting 1 s between tries, for at most `seconds` (default 120):
+ * publishing through a server restart. Rethrows the last error after that.
+ */
+export async function retrying<T>(
+  what: string,
+  fn: () => Promise<T>,
+  log: (line: string) => void,
+  seconds = 120,
+): Promise<T> {
+  const until = performance.now() + seconds * 1000;
+  for (let attempt = 1;; attempt++) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (performance.now() > until) throw err;
+      if (attempt === 1) log(`dist: ${what} failed (${(err as Error).message}); retrying`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
 }

@@ -32,6 +32,7 @@ import {
   JOBS_STREAM,
   type NatsOptions,
   resultsSubject,
+  retrying,
   WORKERS_CONSUMER,
 } from "./nats.ts";
 
@@ -89,7 +90,14 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
     const controllers = new Map<string, ControllerFile>();
     log(`worker ${me}: waiting for jobs on ${opts.url.replace(/\/\/[^@/]*@/, "//")}`);
     while (!stopping && (opts.maxJobs === undefined || stats.done < opts.maxJobs)) {
-      const m = await consumer.next({ expires: 2000 });
+      let m;
+      try {
+        m = await consumer.next({ expires: 2000 });
+      } catch (err) {
+        log(`worker: cannot pull a job (${(err as Error).message}); retrying`);
+        await new Promise((r) => setTimeout(r, 1000));
+        continue;
+      }
       if (!m) continue;
       const run = m.subject.split(".").pop()!;
       let job: AnyJob;
@@ -107,15 +115,35 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
           worker: me,
           ...r,
         } as AnyResult;
-        await js.publish(resultsSubject(run), JSON.stringify(doc), { msgID: `result-${r.job}` });
+        const text = JSON.stringify(doc);
+        await retrying(
+          "publishing a result",
+          () => js.publish(resultsSubject(run), text, { msgID: `result-${r.job}`, timeout: 2000 }),
+          log,
+        );
+      };
+      // Publishes the result, then acks (or terminates) the job; when the server cannot be
+      // reached the job stays unacked and is redelivered.
+      const deliver = async (r: Record<string, unknown> & { job: string }, ok: boolean) => {
+        try {
+          await reply(r);
+          if (ok) await retrying("acking a job", () => m.ackAck(), log, 30);
+          else m.term(String(r.error));
+          return true;
+        } catch (err) {
+          log(
+            `worker: could not deliver the result of job ${r.job.slice(0, 12)} ` +
+              `(${(err as Error).message}); it will be redelivered`,
+          );
+          return false;
+        }
       };
       const problems = jobProblems(job);
       const id = typeof job?.id === "string" ? job.id : `seq-${m.seq}`;
       if (problems.length) {
         const error = `invalid job: ${problems.join("; ")}`;
         log(`worker: rejected job ${id.slice(0, 12)}: ${error}`);
-        await reply({ job: id, error });
-        m.term(error);
+        await deliver({ job: id, error }, false);
         stats.rejected++;
         continue;
       }
@@ -134,37 +162,51 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
       };
       try {
         m.working();
-        const controller = async (sha: string) => {
-          let file = controllers.get(sha);
+        // The controller file: a missing one is a job error, an unreachable server is not.
+        const sha = job.format === RUN_JOB_FORMAT
+          ? job.spec.controllerSha256
+          : job.controller.sha256;
+        let file: ControllerFile | undefined;
+        if (sha) {
+          file = controllers.get(sha);
           if (!file) {
-            const bytes = await getArtifact(store, sha);
+            const bytes = await retrying(
+              "fetching a controller",
+              () => getArtifact(store, sha),
+              log,
+            );
             file = JSON.parse(new TextDecoder().decode(bytes)) as ControllerFile;
             if (controllers.size > 16) controllers.clear();
             controllers.set(sha, file);
           }
-          return file;
-        };
+        }
         let body: Record<string, unknown>;
-        if (job.format === RUN_JOB_FORMAT) {
-          body = { result: await runRunJob(job, controller) };
-        } else {
-          const e = await runMemberEpisode(job, await controller(job.controller.sha256));
-          body = { metrics: e.metrics, trajectory: encodeEpisode(e) };
+        let error: string | null = null;
+        try {
+          if (job.format === RUN_JOB_FORMAT) {
+            body = { result: await runRunJob(job, file) };
+          } else {
+            const e = await runMemberEpisode(job, file!);
+            body = { metrics: e.metrics, trajectory: encodeEpisode(e) };
+          }
+        } catch (err) {
+          error = `job failed on ${me}: ${(err as Error).message}`;
+          body = { error };
         }
         const seconds = (performance.now() - began) / 1000;
         if (delay > 0) await new Promise((r) => setTimeout(r, delay));
         if (aborted) break;
-        await reply({ job: id, ...body, seconds });
-        await m.ackAck();
-        stats.done++;
-        stats.busySeconds += seconds;
-        log(`worker: finished ${tag} in ${seconds.toFixed(3)} s`);
+        if (error) {
+          log(`worker: ${error}`);
+          await deliver({ job: id, ...body }, false);
+          stats.rejected++;
+        } else if (await deliver({ job: id, ...body, seconds }, true)) {
+          stats.done++;
+          stats.busySeconds += seconds;
+          log(`worker: finished ${tag} in ${seconds.toFixed(3)} s`);
+        }
       } catch (err) {
-        const error = `job failed on ${me}: ${(err as Error).message}`;
-        log(`worker: ${error}`);
-        await reply({ job: id, error });
-        m.term(error);
-        stats.rejected++;
+        log(`worker: ${tag}: ${(err as Error).message}; it will be redelivered`);
       } finally {
         release = null;
       }
@@ -178,11 +220,8 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
 }
 
 /** Runs a run job: one method of `compare` (tasks/l1_compare.ts `runMethod`). */
-async function runRunJob(job: RunJob, controller: (sha: string) => Promise<ControllerFile>) {
+async function runRunJob(job: RunJob, controller: ControllerFile | undefined) {
   const { controllerSha256, ...rest } = job.spec;
-  const spec =
-    (controllerSha256
-      ? { ...rest, controller: await controller(controllerSha256) }
-      : rest) as MethodSpec;
+  const spec = (controllerSha256 ? { ...rest, controller } : rest) as MethodSpec;
   return await runMethod(problemOf(job), spec);
 }

@@ -499,6 +499,38 @@ Deno.test({
 });
 
 Deno.test({
+  name: "dist: a server restarted mid-round loses no job: the training ends as it would",
+  ignore,
+  fn: () =>
+    withServer(async (server, tmp) => {
+      // Each job takes at least 300 ms, so the restart lands while the round's jobs are queued.
+      const procs = [worker(server.url, { AUTOLOSS_WORKER_DELAY_MS: "300" })];
+      try {
+        const learner = new Proc([
+          "train",
+          "regression",
+          ...TINY,
+          "--out",
+          `${tmp}/run`,
+          "--workers",
+          server.url,
+          "--insecure",
+        ]);
+        procs.push(learner);
+        await learner.waitFor(/dist: round 1: 1\/4 results/);
+        await server.stop();
+        await server.start();
+        assert.equal((await learner.done).code, 0, learner.text());
+        assert.equal(await controllerOf(`${tmp}/run`), await singleProcess());
+        const stats = JSON.parse((await learner.waitFor(/^workers: /)).slice(9));
+        assert.equal(stats.results, 12);
+      } finally {
+        await stopAll(procs);
+      }
+    }),
+});
+
+Deno.test({
   name: "dist: a server restart with file storage keeps a queued job",
   ignore,
   fn: () =>
