@@ -27,6 +27,7 @@ import {
   resultsSubject,
 } from "../dist/nats.ts";
 import { runWorker } from "../dist/worker.ts";
+import { main } from "../cli.ts";
 import { setup } from "./helpers.ts";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -550,4 +551,27 @@ Deno.test({
         await nc.close();
       }
     }),
+});
+
+Deno.test("dist: the CLI's worker and --workers flags (no server needed)", async () => {
+  const run = async (...args: string[]) => {
+    const out: string[] = [];
+    const err: string[] = [];
+    const code = await main(args, { out: (t) => out.push(t), err: (t) => err.push(t) });
+    return { code, out: out.join("\n"), err: err.join("\n") };
+  };
+  const help = await run("worker", "--help");
+  assert.equal(help.code, 0);
+  assert.match(help.out, /Usage: .*cli\.ts worker --nats URL/);
+  assert.match(help.out, /--insecure/);
+  assert.match((await run("worker")).err, /missing --nats URL/);
+  assert.match((await run("worker", "--nats", "x", "--max-jobs", "0")).err, /--max-jobs must be/);
+  const gan = await run("train", "gan", "--workers", "nats://127.0.0.1:1");
+  assert.equal(gan.code, 2);
+  assert.match(gan.err, /--workers works with train and compare of regression\|mlp only/);
+  const lone = await run("train", "regression", "--job-members", "2");
+  assert.match(lone.err, /--job-members needs --workers/);
+  const bad = await run("train", "regression", "--workers", "nats://x:1", "--job-members", "0");
+  assert.match(bad.err, /--job-members must be a positive integer/);
+  assert.match((await run("train", "--help")).out, /--workers URL/);
 });
