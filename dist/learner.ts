@@ -272,7 +272,19 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     return got as R[];
   };
 
+  let warned = false;
   const rounds: RemoteRounds = async (req: RemoteRoundRequest): Promise<RemoteRoundResult> => {
+    const m = Math.max(1, Math.floor(o.membersPerJob ?? 1));
+    const smallest = Math.min(m, req.population - m * Math.floor((req.population - 1) / m));
+    if (!warned && req.population > 8 && smallest <= 8) {
+      warned = true;
+      log(
+        `dist: note: rounds of ${req.population} members in jobs of ${smallest} or fewer: the CPU ` +
+          `backend's matrix products take another path for 8 rows or fewer, so results can ` +
+          `differ from the single-process run in the last bits (--job-members of 9 or more, ` +
+          `with a last job of 9 or more, keeps them identical)`,
+      );
+    }
     const bytes = new TextEncoder().encode(JSON.stringify(req.controller));
     const sha = await retrying("storing the controller", () => putArtifact(store, bytes), log);
     const jobs = roundJobs(req, {
