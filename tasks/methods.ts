@@ -337,16 +337,17 @@ export interface ControllerTrainOptions {
    */
   resume?: ControllerTrainCheckpoint;
   /**
-   * Run each round's P episodes elsewhere (dist/: one job per member on NATS workers) instead of
-   * in lockstep here; the updates that follow are the same. Per-episode and PPO updates only.
+   * Run each round's P episodes elsewhere (dist/: jobs of slices of the members on NATS workers)
+   * instead of in lockstep here; the updates that follow are the same. Per-episode and PPO
+   * updates only.
    */
   remote?: RemoteRounds;
 }
 
 /**
- * What a round's episodes need when they run elsewhere: member p is a population of one reset
- * with `sharedInit ? seed : memberSeed(seed, p)` and sampling with `memberSeed(sampleSeed, p)`,
- * which reproduces member p of the lockstep population (rl/task.ts).
+ * What a round's episodes need when they run elsewhere: a slice of members `lo..` runs as a
+ * population with `memberOffset: lo` (tasks/l1_task.ts, rl/runner.ts), reset with `seed` and
+ * sampling with `sampleSeed`, so that member m draws as member lo + m of the lockstep round.
  */
 export interface RemoteRoundRequest {
   /** Round index. */
