@@ -242,6 +242,73 @@ Deno.test({
     }),
 });
 
+Deno.test({
+  name: "dist: train mlp (dense step rewards) on a worker gives the single-process controller",
+  ignore,
+  fn: () =>
+    withServer(async (server, tmp) => {
+      const tiny = [
+        "--backend",
+        "cpu",
+        ...["controller.population=4", "controller.rounds=2", "controller.steps=30"]
+          .flatMap((kv) => ["--set", kv]),
+        "--set",
+        "controller.stepReward=true",
+      ];
+      const procs = [worker(server.url)];
+      try {
+        const local = new Proc(["train", "mlp", ...tiny, "--out", `${tmp}/l`]);
+        const learner = new Proc([
+          "train",
+          "mlp",
+          ...tiny,
+          "--out",
+          `${tmp}/d`,
+          "--workers",
+          server.url,
+          "--insecure",
+          "--job-members",
+          "2",
+        ]);
+        procs.push(local, learner);
+        assert.equal((await local.done).code, 0, local.text());
+        assert.equal((await learner.done).code, 0, learner.text());
+        assert.equal(await controllerOf(`${tmp}/d`), await controllerOf(`${tmp}/l`));
+      } finally {
+        await stopAll(procs);
+      }
+    }),
+});
+
+Deno.test({
+  name: "dist: train regression with PPO updates (log-probabilities) on a worker: the same",
+  ignore,
+  fn: () =>
+    withServer(async (server, tmp) => {
+      const tiny = [...TINY, "--set", "controller.updates=ppo"];
+      const procs = [worker(server.url)];
+      try {
+        const local = new Proc(["train", "regression", ...tiny, "--out", `${tmp}/l`]);
+        const learner = new Proc([
+          "train",
+          "regression",
+          ...tiny,
+          "--out",
+          `${tmp}/d`,
+          "--workers",
+          server.url,
+          "--insecure",
+        ]);
+        procs.push(local, learner);
+        assert.equal((await local.done).code, 0, local.text());
+        assert.equal((await learner.done).code, 0, learner.text());
+        assert.equal(await controllerOf(`${tmp}/d`), await controllerOf(`${tmp}/l`));
+      } finally {
+        await stopAll(procs);
+      }
+    }),
+});
+
 /** A tiny Table 1: 2 trials of 100 steps, 2-3 point grids, a controller trained on 2 rounds. */
 const TINY_COMPARE = [
   "--backend",
