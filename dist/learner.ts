@@ -258,7 +258,18 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
       `dist: ${label}: published ${toPublish.length} jobs` +
         (reused ? `, reused ${reused} results from the stream` : ""),
     );
-    await Promise.all(waits);
+    const hint = setTimeout(() => {
+      if (arrived === 0 && toPublish.length) {
+        log(
+          `dist: ${label}: no result after 30 s: is a worker running? (cli.ts worker --nats URL)`,
+        );
+      }
+    }, 30_000);
+    try {
+      await Promise.all(waits);
+    } finally {
+      clearTimeout(hint);
+    }
     stats.waitSeconds += (performance.now() - began) / 1000;
     const failed = got.map((r, i) => [r!, i] as const).filter(([r]) => r.error !== undefined);
     if (failed.length) {
