@@ -35,9 +35,31 @@ const OPTIONS = {
   backend: { type: "string" },
   steps: { type: "string" },
   warmup: { type: "string" },
+  workers: { type: "string" },
+  "job-members": { type: "string" },
+  insecure: { type: "boolean" },
+  creds: { type: "string" },
+  nkey: { type: "string" },
+  "tls-ca": { type: "string" },
   help: { type: "boolean", short: "h" },
 } as const;
 const INFO_OPTIONS = { help: OPTIONS.help, backend: OPTIONS.backend } as const;
+const WORKER_OPTIONS = {
+  nats: { type: "string" },
+  "max-jobs": { type: "string" },
+  insecure: OPTIONS.insecure,
+  creds: OPTIONS.creds,
+  nkey: OPTIONS.nkey,
+  "tls-ca": OPTIONS["tls-ca"],
+  backend: OPTIONS.backend,
+  help: OPTIONS.help,
+} as const;
+const NATS_HELP =
+  `  --creds FILE          NATS credentials file (JWT and NKey seed); or a token or user and
+                        password in the URL (nats://TOKEN@HOST:PORT, nats://USER:PASS@HOST:PORT)
+  --nkey FILE           file with an NKey user seed
+  --tls-ca FILE         CA certificate (PEM) to verify the server with (tls:// URLs use TLS)
+  --insecure            allow a server without credentials (a local test server only)`;
 
 const OPTIONS_HELP = `Options:
   --preset quick|paper  config preset (default quick): quick runs in minutes on a laptop,
@@ -50,6 +72,12 @@ const OPTIONS_HELP = `Options:
   --seed N              random seed (a non-negative integer)
   --backend NAME        webgpu, cpu or auto (default auto, or AUTOLOSS_BACKEND): auto runs
                         WebGPU on a hardware GPU and the CPU backend otherwise
+  --workers URL         train|compare regression|mlp: run the episodes of each round (and
+                        compare's methods) as jobs on the workers of the NATS server at URL
+                        (see the worker command)
+  --job-members M       with --workers: members of a round per job (default 1); more keeps
+                        the lockstep batching (faster per episode), fewer spreads wider
+${NATS_HELP}
   -h, --help            show this help`;
 
 const COMMANDS: Record<string, { usage: string; about: string; examples: string[] }> = {
@@ -99,6 +127,16 @@ const COMMANDS: Record<string, { usage: string; about: string; examples: string[
       "profile regression --out runs/profile-regression.json",
     ],
   },
+  worker: {
+    usage: "worker --nats URL [--creds FILE|--nkey FILE] [--tls-ca FILE] [--insecure]",
+    about: "Pull episode jobs from a NATS JetStream server and run them until stopped (Ctrl-C\n" +
+      "finishes the current job, a second Ctrl-C releases it to another worker).",
+    examples: [
+      "worker --nats nats://s3cret@10.0.0.5:4222",
+      "worker --nats tls://nats.example.org:4222 --creds worker.creds --tls-ca ca.pem",
+      "worker --nats nats://127.0.0.1:4222 --insecure",
+    ],
+  },
   info: {
     usage: "info",
     about:
@@ -142,13 +180,20 @@ function commandHelp(name: string): string {
     "",
     c.about,
     "",
-    ...(name === "info"
+    ...(name === "worker"
+      ? [
+        "Options:\n  --nats URL            the server (nats://HOST:PORT or tls://HOST:PORT)\n" +
+        "  --max-jobs N          exit after N jobs (default: run until stopped)\n" +
+        NATS_HELP + "\n  --backend NAME        webgpu, cpu or auto (default auto)\n" +
+        "  -h, --help            show this help",
+      ]
+      : name === "info"
       ? [
         "Options:\n  --backend NAME        webgpu, cpu or auto (default auto)\n" +
         "  -h, --help            show this help",
       ]
       : [OPTIONS_HELP]),
-    ...(name === "info" ? [] : ["", taskList()]),
+    ...(name === "info" || name === "worker" ? [] : ["", taskList()]),
     "",
     "Examples:",
     ...c.examples.map((e) => e.includes(PROG) ? `  ${e}` : `  ${PROG} ${e}`),
@@ -248,10 +293,62 @@ async function profile(
   return 0;
 }
 
+/** The NATS connection flags as `CommonOptions.workers` takes them. */
+function natsFlags(
+  url: string,
+  v: { insecure?: boolean; creds?: string; nkey?: string; "tls-ca"?: string },
+): NonNullable<CommonOptions["workers"]> {
+  return { url, insecure: v.insecure, creds: v.creds, nkey: v.nkey, tlsCa: v["tls-ca"] };
+}
+
+async function worker(
+  values: {
+    nats?: string;
+    "max-jobs"?: string;
+    insecure?: boolean;
+    creds?: string;
+    nkey?: string;
+    "tls-ca"?: string;
+  },
+  io: Io,
+): Promise<number> {
+  if (!values.nats) {
+    io.err(`error: missing --nats URL: usage: ${COMMANDS.worker.usage}`);
+    return 2;
+  }
+  const max = values["max-jobs"];
+  if (max !== undefined && !/^[1-9]\d*$/.test(max)) {
+    io.err(`error: --max-jobs must be a positive integer, got '${max}'`);
+    return 2;
+  }
+  // Loaded only here and for --workers, by a computed specifier so that Deno does not even fetch
+  // the NATS client for a plain run.
+  const dist = new URL("./dist/worker.ts", import.meta.url).href;
+  const { runWorker }: typeof import("./dist/worker.ts") = await import(dist);
+  await runWorker({
+    ...natsFlags(values.nats, values),
+    maxJobs: max === undefined ? undefined : Number(max),
+    log: io.err,
+  });
+  return 0;
+}
+
 async function runTask(
   command: TaskCommand,
   positionals: string[],
-  values: { preset: string; config: string[]; set: string[]; out?: string; resume?: string },
+  values: {
+    preset: string;
+    config: string[];
+    set: string[];
+    out?: string;
+    resume?: string;
+    workers?: string;
+    "job-members"?: string;
+    insecure?: boolean;
+    creds?: string;
+    nkey?: string;
+    "tls-ca"?: string;
+  },
   seed: string | undefined,
   io: Io,
 ): Promise<number> {
@@ -276,6 +373,21 @@ async function runTask(
   if (out && resume) return fail("--out and --resume cannot be used together");
   const opts: CommonOptions = { command, task: name, args, preset, config, set, out, resume };
   if (seed !== undefined) opts.seed = Number(seed);
+  if (values.workers !== undefined) {
+    if (!["train", "compare"].includes(command) || !["regression", "mlp"].includes(name)) {
+      return fail(`--workers works with train and compare of regression|mlp only (so far)`);
+    }
+    opts.workers = natsFlags(values.workers, values);
+    const m = values["job-members"];
+    if (m !== undefined) {
+      if (!/^[1-9]\d*$/.test(m)) {
+        return fail(`--job-members must be a positive integer, got '${m}'`);
+      }
+      opts.workers.membersPerJob = Number(m);
+    }
+  } else if (values["job-members"] !== undefined) {
+    return fail("--job-members needs --workers");
+  }
   return (await handler(opts)) ?? 0;
 }
 
@@ -322,6 +434,21 @@ export async function main(args: string[], io: Io = consoleIo): Promise<number> 
         await init({ backend: parseBackendChoice(p.values.backend, "--backend") });
       }
       return p.values.help ? 0 : await info(io);
+    }
+    if (cmd === "worker") {
+      const p = parse(WORKER_OPTIONS, () => parseArgs({ ...argv, options: WORKER_OPTIONS }));
+      if (!p || p.positionals.length) {
+        if (p) io.err(`error: worker takes no arguments, got '${p.positionals.join(" ")}'`);
+        return 2;
+      }
+      if (p.values.help) {
+        io.out(commandHelp(cmd));
+        return 0;
+      }
+      if (p.values.backend) {
+        await init({ backend: parseBackendChoice(p.values.backend, "--backend") });
+      }
+      return await worker(p.values, io);
     }
     const p = parse(OPTIONS, () => parseArgs({ ...argv, options: OPTIONS }));
     if (!p) return 2;

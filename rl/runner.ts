@@ -153,11 +153,13 @@ export async function readMetrics(
   return { metrics, extra: values.slice(names.length).map((v) => Array.from(v)) };
 }
 
-/** The per-member seeds `memberSeed(seed, p)` as a u32 [P] tensor. */
-export function memberSeedTensor(seed: number, population: number): Tensor {
-  return tensor(Uint32Array.from({ length: population }, (_, p) => memberSeed(seed, p)), [
-    population,
-  ], "u32");
+/** The per-member seeds `memberSeed(seed, offset + p)` as a u32 [P] tensor. */
+export function memberSeedTensor(seed: number, population: number, offset = 0): Tensor {
+  return tensor(
+    Uint32Array.from({ length: population }, (_, p) => memberSeed(seed, offset + p)),
+    [population],
+    "u32",
+  );
 }
 
 /** A seed derived from (seed, index), e.g. per episode; distinct from `memberSeed` streams. */
@@ -222,6 +224,11 @@ export interface RunEpisodeOptions {
   seed?: number;
   /** Sampling seed. */
   sampleSeed: number;
+  /**
+   * The task's members are members `memberOffset..` of a larger population: member p samples
+   * with `memberSeed(sampleSeed, memberOffset + p)` (default 0).
+   */
+  memberOffset?: number;
   /** Greedy (argmax) actions (evaluation). */
   greedy?: boolean;
   /** Return the actions taken, [steps][P] (read back with the final metrics). */
@@ -266,7 +273,7 @@ export async function runEpisode(
   const start = snapshot();
   const p = task.population;
   if (opts.seed !== undefined) task.reset(opts.seed);
-  const memberSeeds = keep(memberSeedTensor(opts.sampleSeed, p));
+  const memberSeeds = keep(memberSeedTensor(opts.sampleSeed, p, opts.memberOffset));
   const actionsLog = opts.record
     ? keep(ops.empty([opts.steps, p], "i32", "episode.actions"))
     : null;

@@ -115,18 +115,31 @@ async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: Com
     );
   });
   let trained: TrainedController;
+  // --workers: the NATS client is loaded (and fetched) only then, by a computed specifier.
+  const dist = new URL("../dist/learner.ts", import.meta.url).href;
+  const learner = opts.workers
+    ? await (await import(dist) as typeof import("../dist/learner.ts")).connectLearner({
+      ...opts.workers,
+      task: spec.name,
+      config: cfg as unknown as Record<string, unknown>,
+      runName: run.path.split(/[\\/]/).filter(Boolean).pop()!,
+    })
+    : null;
   try {
     trained = await trainFromConfig(problem, cfg, console.log, {
       run,
       checkpoint: { path: run.file(TRAIN_CHECKPOINT), metadata: { preset } },
       resume,
+      remote: learner?.rounds,
       onRound: (round) => {
         done = round + 1;
       },
     });
   } finally {
     removeInterrupt();
+    await learner?.close();
   }
+  if (learner) console.log(`workers: ${JSON.stringify(learner.stats)}`);
   await writeController(run, trained.file);
   const learning = await writeLearningReport(
     run,

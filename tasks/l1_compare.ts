@@ -34,6 +34,7 @@ import {
 } from "./methods.ts";
 import type { L1Problem } from "./problems.ts";
 import type { CommonOptions } from "./registry.ts";
+import type { Learner } from "../dist/learner.ts";
 import { taskOnly } from "./schedules.ts";
 import {
   curveSeries,
@@ -59,23 +60,76 @@ import {
 } from "./l1_run.ts";
 
 /**
+ * One Table 1 method as plain data (with the shared trial options): what a run job carries
+ * (dist/), and what {@link runMethod} runs.
+ */
+export type MethodSpec =
+  & { trials: number; steps: number; seed: number; curvePoints: number }
+  & (
+    | { method: "wol1" }
+    | { method: "threshold"; kind: "S1" | "S2" | "S3"; grid: number[]; gridSteps: number }
+    | { method: "dgs"; lambdas: number[]; gridSteps: number }
+    | { method: "autoloss"; controller: ControllerFile; greedy: boolean; name?: string }
+    | { method: "matched"; shares: number[] }
+  );
+
+/** Runs a {@link MethodSpec} on `problem` (here, or on a worker). */
+export function runMethod(
+  problem: L1Problem,
+  spec: MethodSpec,
+  log?: (s: string) => void,
+): Promise<MethodResult> {
+  const o: MethodOptions = {
+    trials: spec.trials,
+    steps: spec.steps,
+    seed: spec.seed,
+    curvePoints: spec.curvePoints,
+    log,
+  };
+  switch (spec.method) {
+    case "wol1":
+      return withoutL1(problem, o);
+    case "threshold":
+      return thresholdMethod(problem, spec.kind, spec.grid, { ...o, gridSteps: spec.gridSteps });
+    case "dgs":
+      return denseGridSearch(problem, spec.lambdas, { ...o, gridSteps: spec.gridSteps });
+    case "autoloss":
+      return autoLossMethod(problem, {
+        ...o,
+        controller: spec.controller,
+        greedy: spec.greedy,
+        name: spec.name,
+      });
+    case "matched": {
+      const reference = { detail: { l1Fractions: spec.shares } } as unknown as MethodResult;
+      return matchedRandom(problem, reference, o);
+    }
+  }
+}
+
+/** Runs method specs somewhere (e.g. NATS workers, dist/); results in the order given. */
+export type MethodExec = (specs: MethodSpec[]) => Promise<MethodResult[]>;
+
+/**
  * The methods of Table 1 for a problem, in the paper's column order, then the null baselines
  * (the untrained controller and matched-share random, when `compare.methods.nulls`). All trials
- * share their initializations across methods (paired).
+ * share their initializations across methods (paired). With `exec` the methods run there, the
+ * independent ones at once (W/O L1, S1-S3 and DGS while the controller trains; then AutoLoss and
+ * the untrained controller; then matched-share random); the results are the same.
  */
 export async function table1(
   problem: L1Problem,
   cfg: SharedConfig,
   controller: () => Promise<{ file: ControllerFile; initial?: ControllerFile }>,
   log: (s: string) => void,
+  exec?: MethodExec,
 ): Promise<MethodResult[]> {
   const c = cfg.compare;
-  const o: MethodOptions = {
+  const o = {
     trials: c.trials,
     steps: cfg.train.steps,
     seed: cfg.seed,
     curvePoints: c.curvePoints,
-    log,
   };
   const gridSteps = c.gridSteps > 0 ? c.gridSteps : cfg.train.steps;
   const out: MethodResult[] = [];
@@ -86,33 +140,58 @@ export async function table1(
         `(${formatDuration(r.seconds)})`,
     );
   };
-  if (c.methods.wol1) done(await withoutL1(problem, o));
+  // Here: one method after another, as listed; with exec: each phase at once.
+  const phase = async (specs: MethodSpec[]): Promise<MethodResult[]> => {
+    if (exec) return specs.length ? await exec(specs) : [];
+    const results: MethodResult[] = [];
+    for (const spec of specs) {
+      const r = await runMethod(problem, spec, log);
+      done(r);
+      results.push(r);
+    }
+    return results;
+  };
+  const first: MethodSpec[] = [];
+  if (c.methods.wol1) first.push({ ...o, method: "wol1" });
   for (const kind of ["S1", "S2", "S3"] as const) {
     const key = kind.toLowerCase() as "s1" | "s2" | "s3";
-    if (c.methods[key]) done(await thresholdMethod(problem, kind, c[key], { ...o, gridSteps }));
+    if (c.methods[key]) first.push({ ...o, method: "threshold", kind, grid: c[key], gridSteps });
   }
   if (c.methods.dgs) {
     const lambdas = logSpace(c.dgsMin, c.dgsMax, c.dgsCount);
-    done(await denseGridSearch(problem, lambdas, { ...o, gridSteps }));
+    first.push({ ...o, method: "dgs", lambdas, gridSteps });
   }
+  const [firstResults, trained] = exec
+    ? await Promise.all([phase(first), c.methods.autoloss ? controller() : null])
+    : [await phase(first), null];
+  if (exec) firstResults.forEach(done);
   if (c.methods.autoloss) {
-    const { file, initial } = await controller();
-    const auto = await autoLossMethod(problem, {
-      ...o,
-      controller: file,
-      greedy: cfg.controller.greedy,
-    });
-    done(auto);
+    const { file, initial } = trained ?? await controller();
+    const greedy = cfg.controller.greedy;
+    const second: MethodSpec[] = [{ ...o, method: "autoloss", controller: file, greedy }];
     if (c.methods.nulls) {
-      done(
-        await autoLossMethod(problem, {
-          ...o,
-          controller: initial ?? await untrainedLike(file),
-          greedy: cfg.controller.greedy,
-          name: UNTRAINED,
-        }),
-      );
-      done(await matchedRandom(problem, auto, o));
+      second.push({
+        ...o,
+        method: "autoloss",
+        controller: initial ?? await untrainedLike(file),
+        greedy,
+        name: UNTRAINED,
+      });
+    }
+    if (exec) {
+      const results = await phase(second);
+      results.forEach(done);
+      if (c.methods.nulls) {
+        const shares = results[0].detail.l1Fractions as number[];
+        (await phase([{ ...o, method: "matched", shares }])).forEach(done);
+      }
+    } else {
+      const [auto] = await phase(second.slice(0, 1));
+      if (c.methods.nulls) {
+        await phase(second.slice(1));
+        const shares = auto.detail.l1Fractions as number[];
+        await phase([{ ...o, method: "matched", shares }]);
+      }
     }
   }
   return out;
@@ -241,6 +320,33 @@ export async function compareCommand<C extends SharedConfig>(
   const began = performance.now();
   const run = await openRun(opts, cfg);
   const problem = spec.problem(cfg);
+  // --workers: Table 1's methods and the controller's rounds run as jobs (dist/, loaded only then).
+  const dist = new URL("../dist/learner.ts", import.meta.url).href;
+  const learner = opts.workers
+    ? await (await import(dist) as typeof import("../dist/learner.ts")).connectLearner({
+      ...opts.workers,
+      task: spec.name,
+      config: cfg as unknown as Record<string, unknown>,
+      runName: run.path.split(/[\\/]/).filter(Boolean).pop()!,
+    })
+    : null;
+  try {
+    await compareRun(spec, opts, cfg, run, problem, began, learner);
+  } finally {
+    await learner?.close();
+  }
+  if (learner) console.log(`workers: ${JSON.stringify(learner.stats)}`);
+}
+
+async function compareRun<C extends SharedConfig>(
+  spec: TaskSpec<C>,
+  opts: CommonOptions,
+  cfg: C,
+  run: Awaited<ReturnType<typeof openRun>>,
+  problem: L1Problem,
+  began: number,
+  learner: Pick<Learner, "rounds" | "methods"> | null,
+) {
   const log = (s: string) => console.log(s);
   const digits = spec.name === "regression" ? 3 : 4;
   const budget: Curve = { x: [], y: [] };
@@ -282,13 +388,14 @@ export async function compareCommand<C extends SharedConfig>(
     trained = await trainFromConfig(problem, cfg, log, {
       run,
       onRound: cfg.budget.enabled ? onRound : undefined,
+      remote: learner?.rounds,
     });
     await writeController(run, trained.file);
     learning = await writeLearningReport(run, trained.history, `${spec.name}: training`);
     controllerFile = trained.file;
     return { file: controllerFile, initial: trained.initial };
   };
-  const results = await table1(problem, cfg, controller, log);
+  const results = await table1(problem, cfg, controller, log, learner?.methods);
   const paper = PAPER_TABLE1[spec.name];
   const methods: Record<string, MethodSummary> = {};
   for (const r of results) {

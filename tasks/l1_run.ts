@@ -32,6 +32,7 @@ import {
   type ControllerTrainCheckpoint,
   mean,
   type MethodResult,
+  type RemoteRounds,
   std,
   trainController,
   type TrainedController,
@@ -246,6 +247,7 @@ export async function trainFromConfig(
     dropFeatures: extra.dropFeatures,
     checkpoint: extra.checkpoint,
     resume: extra.resume,
+    remote: extra.remote,
     args: {
       learningRate: c.lr,
       baselineDecay: c.baselineDecay,
@@ -387,6 +389,8 @@ interface TrainExtras {
   checkpoint?: { path: string; metadata?: Record<string, string> };
   /** Continue from this checkpoint. */
   resume?: ControllerTrainCheckpoint;
+  /** Run the rounds' episodes elsewhere (dist/: NATS workers). */
+  remote?: RemoteRounds;
 }
 
 /** The regression task: config schema and problem factory. */

@@ -103,6 +103,11 @@ export interface L1TaskOptions {
    * draws from `memberSeed(seed, p)`.
    */
   sharedInit?: boolean;
+  /**
+   * Member m of this task is member `memberOffset + m` of a larger population: it draws from
+   * `memberSeed(seed, memberOffset + m)` (default 0; a slice of a round run elsewhere, dist/).
+   */
+  memberOffset?: number;
 }
 
 /** What {@link L1ScheduleTask.forward} returns, each [P]. */
@@ -199,6 +204,7 @@ export abstract class L1ScheduleTask implements ScheduleTask {
       patience: opts.patience ?? null,
       improvementDecay: opts.improvementDecay ?? 0.9,
       sharedInit: opts.sharedInit ?? false,
+      memberOffset: opts.memberOffset ?? 0,
     };
   }
 
@@ -299,12 +305,17 @@ export abstract class L1ScheduleTask implements ScheduleTask {
     return t;
   }
 
-  /** Re-initializes every member from `memberSeed(seed, p)` and evaluates the initial state. */
+  /**
+   * Re-initializes every member from `memberSeed(seed, memberOffset + p)` and evaluates the
+   * initial state.
+   */
   reset(seed: number): void {
     const p = this.population;
     const host = new Float32Array(this.flat.size);
     for (let m = 0; m < p; m++) {
-      const rng = new Rng(memberSeed(seed, this.options.sharedInit ? 0 : m));
+      const rng = new Rng(
+        memberSeed(seed, this.options.sharedInit ? 0 : this.options.memberOffset + m),
+      );
       this.#specs.forEach((s) => {
         const vals = new Float32Array(s.perMember);
         s.init(rng, vals);

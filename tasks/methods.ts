@@ -33,6 +33,7 @@ import {
 import { deriveSeed, type EpisodeRun, runEpisode, trainReinforce } from "../rl/runner.ts";
 import { TrajectoryBuffer } from "../rl/trajectory.ts";
 import { type Checkpoint, loadCheckpoint, loadInto, saveCheckpoint } from "../nn/checkpoint.ts";
+import { backend } from "../gpu/backend.ts";
 import { tensor } from "../tensor/functional.ts";
 import * as ops from "../tensor/ops.ts";
 import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
@@ -335,7 +336,54 @@ export interface ControllerTrainOptions {
    * `rounds` may differ from the interrupted run's (to extend it); other settings must match.
    */
   resume?: ControllerTrainCheckpoint;
+  /**
+   * Run each round's P episodes elsewhere (dist/: jobs of slices of the members on NATS workers)
+   * instead of in lockstep here; the updates that follow are the same. Per-episode and PPO
+   * updates only.
+   */
+  remote?: RemoteRounds;
 }
+
+/**
+ * What a round's episodes need when they run elsewhere: a slice of members `lo..` runs as a
+ * population with `memberOffset: lo` (tasks/l1_task.ts, rl/runner.ts), reset with `seed` and
+ * sampling with `sampleSeed`, so that member m draws as member lo + m of the lockstep round.
+ */
+export interface RemoteRoundRequest {
+  /** Round index. */
+  round: number;
+  /** The controller that acts in this round. */
+  controller: ControllerFile;
+  /** The round's task seed. */
+  seed: number;
+  /** The round's sampling seed. */
+  sampleSeed: number;
+  /** P: episodes (members) of the round. */
+  population: number;
+  /** How each member's task is built (population aside). */
+  create: Omit<CreateOptions, "population">;
+  /** The REINFORCE settings (the dense step reward, when set, is recorded per step). */
+  args: ReinforceArgs;
+  /** Record the log-probabilities of the actions (PPO). */
+  logProbs: boolean;
+}
+
+/** A round's episodes as run elsewhere, assembled in member order. */
+export interface RemoteRoundResult {
+  /** Final metrics, [P] each. */
+  metrics: Record<string, number[]>;
+  /** Features [T, P, K]. */
+  features: Float32Array;
+  /** Actions [T, P]. */
+  actions: Int32Array;
+  /** Dense step rewards [T, P] (when `args.stepReward` is set). */
+  stepRewards?: Float32Array;
+  /** Log-probabilities [T, P] (when `logProbs`). */
+  logProbs?: Float32Array;
+}
+
+/** Runs a round's episodes elsewhere (see {@link ControllerTrainOptions.remote}). */
+export type RemoteRounds = (req: RemoteRoundRequest) => Promise<RemoteRoundResult>;
 
 /** One round of controller training. */
 export interface RoundLog {
@@ -624,6 +672,7 @@ export async function trainController(
       await o.onRound?.(r, current);
     };
     if ((o.updates ?? "episode") === "round") {
+      if (o.remote) throw new Error("remote episodes need controller.updates episode or ppo");
       await trainReinforce(task, controller, {
         episodes: o.rounds,
         startEpisode: start,
@@ -634,7 +683,7 @@ export async function trainController(
         onEpisode: (log) => onRound(log.episode, log.rewards, log.metrics),
       });
     } else {
-      await reinforcePerEpisode(task, reinforce, problem, o, start, onRound);
+      await reinforcePerEpisode(task, reinforce, problem, o, start, onRound, () => current);
     }
     const kept = o.keep === "best" && best ? (best as { file: ControllerFile }).file : current;
     return { file: kept, initial, history, seconds: seconds() };
@@ -691,6 +740,7 @@ async function reinforcePerEpisode(
     metrics: Record<string, number[]>,
     diagnostics: RoundDiagnostics,
   ) => Promise<void>,
+  current: () => ControllerFile,
 ): Promise<void> {
   const controller = reinforce.controller;
   const a = reinforce.args;
@@ -711,17 +761,36 @@ async function reinforcePerEpisode(
     for (let round = start; round < o.rounds; round++) {
       dense?.reset();
       buffer.clear();
-      const run = await runEpisode(task, controller, {
-        steps: t,
-        seed: deriveSeed(o.seed, round),
-        sampleSeed: deriveSeed(o.seed + 1, round),
-        buffer,
-        onStep: dense
-          ? (info) =>
-            buffer.record("rewards", info.i, dense.step(task.metrics()[a.stepReward!.metric]))
-          : undefined,
-        reward: problem.reward,
-      });
+      const run = o.remote
+        ? await remoteRound(o.remote, buffer, problem, {
+          round,
+          controller: current(),
+          seed: deriveSeed(o.seed, round),
+          sampleSeed: deriveSeed(o.seed + 1, round),
+          population: p,
+          create: {
+            lambda: problem.settings.lambda,
+            mode: "schedule",
+            data: "controller",
+            steps: t,
+            features: o.features,
+            dropFeatures: o.dropFeatures,
+            sharedInit: o.sharedInit,
+          },
+          args: a,
+          logProbs: ppo,
+        })
+        : await runEpisode(task, controller, {
+          steps: t,
+          seed: deriveSeed(o.seed, round),
+          sampleSeed: deriveSeed(o.seed + 1, round),
+          buffer,
+          onStep: dense
+            ? (info) =>
+              buffer.record("rewards", info.i, dense.step(task.metrics()[a.stepReward!.metric]))
+            : undefined,
+          reward: problem.reward,
+        });
       const adv = roundAdvantages(run.rewards, o.baseline ?? "moving", reinforce);
       // Diagnostics of the policy that acted, before it is updated.
       const [entropy, l1ByTime] = tidy(() =>
@@ -805,6 +874,34 @@ async function reinforcePerEpisode(
     buffer.dispose();
     dense?.dispose();
   }
+}
+
+/** Runs a round remotely and writes its trajectories into `buffer` (as the local run records). */
+async function remoteRound(
+  remote: RemoteRounds,
+  buffer: TrajectoryBuffer,
+  problem: L1Problem,
+  req: RemoteRoundRequest,
+): Promise<{ rewards: number[]; metrics: Record<string, number[]> }> {
+  const r = await remote(req);
+  const put = (
+    dst: Tensor | undefined,
+    src: Float32Array | Int32Array | undefined,
+    what: string,
+  ) => {
+    if (!dst) return;
+    if (!src || src.length !== dst.size) {
+      throw new Error(
+        `remote round ${req.round}: ${what} has ${src?.length ?? 0} values, not ${dst.size}`,
+      );
+    }
+    backend().write(dst.storageFor("remote"), src, dst.offset);
+  };
+  put(buffer.features, r.features, "features");
+  put(buffer.actions, r.actions, "actions");
+  put(buffer.scalars.rewards, r.stepRewards, "step rewards");
+  put(buffer.scalars.logProbs, r.logProbs, "log-probabilities");
+  return { rewards: problem.reward(r.metrics), metrics: r.metrics };
 }
 
 /** Options of {@link autoLossMethod}. */

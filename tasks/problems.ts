@@ -53,6 +53,8 @@ export interface CreateOptions {
   patience?: number | null;
   /** All members start from the same initialization (see `L1TaskOptions.sharedInit`). */
   sharedInit?: boolean;
+  /** The members are a slice of a larger population from here (`L1TaskOptions.memberOffset`). */
+  memberOffset?: number;
 }
 
 /** Training settings shared by every run of a problem. */
@@ -116,6 +118,7 @@ function sharedTaskOptions(c: CreateOptions, s: TrainSettings) {
     patience: c.patience ?? null,
     improvementDecay: s.improvementDecay,
     sharedInit: c.sharedInit,
+    memberOffset: c.memberOffset,
   };
 }
 

@@ -38,6 +38,16 @@ export interface CommonOptions {
   resume?: string;
   /** `--seed N`. */
   seed?: number;
+  /** `--workers URL` and the NATS flags: run the episodes on workers (dist/). */
+  workers?: {
+    url: string;
+    insecure?: boolean;
+    creds?: string;
+    nkey?: string;
+    tlsCa?: string;
+    /** `--job-members M`: members of a round per job. */
+    membersPerJob?: number;
+  };
 }
 
 /** A subcommand implementation; returns the exit code (undefined means 0). */
