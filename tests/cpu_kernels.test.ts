@@ -23,8 +23,15 @@ import { expf, logf, sigmoidf, tanhf } from "../gpu/cpu/mathf.ts";
 import { buildMapModule, wasmMapSupported } from "../gpu/cpu/wasm_map.ts";
 import { buildCol2imModule, buildIm2colModule } from "../gpu/cpu/wasm_conv.ts";
 import { buildReduceModule, wasmReducePlan } from "../gpu/cpu/wasm_reduce.ts";
+import { buildLstmStepModule } from "../gpu/cpu/wasm_lstm.ts";
 import { convGeometry, convTransposeGeometry } from "../tensor/conv_ops.ts";
-import { colCols, colRows, type ConvGeometry } from "../gpu/kernel.ts";
+import {
+  colCols,
+  colRows,
+  type ConvGeometry,
+  lstmActsOffset,
+  type LstmStepSpec,
+} from "../gpu/kernel.ts";
 import { rng } from "./helpers.ts";
 
 type MapSpec = Extract<KernelSpec, { kind: "map" }>;
@@ -429,5 +436,67 @@ Deno.test("cpu: the WebAssembly Adam update matches the JavaScript one", async (
     }
     opt.dispose();
     flat.dispose();
+  }
+});
+
+Deno.test("cpu: the WebAssembly LSTM step equals the JavaScript one bit for bit", () => {
+  const r = rng(17);
+  for (const backward of [false, true]) {
+    for (const reverse of [false, true]) {
+      for (const masked of [false, true]) {
+        const s: LstmStepSpec = { backward, reverse, masked, b: 3, h: 8, steps: 4, slot: 64 };
+        const stateLen = lstmActsOffset(s) + s.b * s.steps * 4 * s.h;
+        const bh = s.b * s.h;
+        // Buffers in the spec's order; the step buffer holds t = 2.
+        const lens = backward
+          ? [
+            stateLen,
+            ...(masked ? [s.b * s.steps] : []),
+            1,
+            (s.steps + 1) * 2 * s.slot,
+            bh,
+            6 * bh,
+            s.b * s.steps * 4 * s.h,
+            6 * bh,
+          ]
+          : [
+            s.b * s.steps * 4 * s.h,
+            s.b * 4 * s.h,
+            ...(masked ? [s.b * s.steps] : []),
+            1,
+            stateLen,
+          ];
+        const stepAt = backward ? 1 + (masked ? 1 : 0) : 2 + (masked ? 1 : 0);
+        const maskAt = masked ? (backward ? 1 : 2) : -1;
+        const data = lens.map((n, k) => {
+          const d = new Float32Array(n);
+          if (k === stepAt) new Int32Array(d.buffer)[0] = 2;
+          else if (k === maskAt) d.forEach((_, q) => (d[q] = r() < 0.3 ? 0 : 1));
+          else fill(d, r);
+          // Activations are in (0, 1) or (-1, 1) as the forward pass leaves them.
+          if (k === 0 && backward) {
+            for (let q = lstmActsOffset(s); q < n; q++) d[q] = r() * 1.8 - 0.9;
+          }
+          return d;
+        });
+        const mem = new SharedMemory(1 << 20);
+        const ptrs = data.map((d) => mem.alloc(d.byteLength + 16).ptr);
+        const js = compileKernel({ kind: "lstmStep", ...s });
+        const wasm = new WebAssembly.Instance(
+          new WebAssembly.Module(buildLstmStepModule(s) as BufferSource),
+          { env: { memory: mem.memory } },
+        ).exports.k as (...p: number[]) => void;
+        const results: Uint32Array[][] = [];
+        for (const way of ["js", "wasm"]) {
+          const v = mem.views;
+          data.forEach((d, k) => v.F.set(d, ptrs[k] >> 2));
+          if (way === "js") js(v.F, v.I, v.U, Int32Array.from(ptrs, (p) => p >> 2));
+          else wasm(...ptrs);
+          results.push(ptrs.map((p, k) => v.U.slice(p >> 2, (p >> 2) + data[k].length)));
+        }
+        const what = `lstmStep ${JSON.stringify({ backward, reverse, masked })}`;
+        results[0].forEach((a, k) => sameBits(a, results[1][k], "f32", `${what} buffer ${k}`));
+      }
+    }
   }
 });

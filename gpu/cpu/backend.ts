@@ -28,6 +28,7 @@ import {
 } from "../kernel.ts";
 import { envGet } from "../backend.ts";
 import { compileKernel, type CpuKernel } from "./codegen.ts";
+import { buildLstmStepModule, wasmLstmSupported } from "./wasm_lstm.ts";
 import { buildCol2imModule, buildIm2colModule } from "./wasm_conv.ts";
 import { buildAdamModule } from "./wasm_optim.ts";
 import { buildMapModule, wasmMapSupported } from "./wasm_map.ts";
@@ -194,6 +195,11 @@ export class CpuBackend implements Backend {
         ? this.#wasmKernel(buildIm2colModule(spec.g), 2)
         : spec.kind === "col2im"
         ? this.#wasmKernel(buildCol2imModule(spec.g), 2)
+        : spec.kind === "lstmStep" && wasmLstmSupported(spec)
+        ? this.#wasmKernel(
+          buildLstmStepModule(spec),
+          (spec.backward ? 7 : 4) + (spec.masked ? 1 : 0),
+        )
         : compileKernel(spec),
       name: kernelName(spec),
       shape: kernelShape(spec),
