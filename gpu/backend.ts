@@ -13,7 +13,7 @@
  * @module
  */
 
-import type { KernelSpec } from "./kernel.ts";
+import type { DType, KernelSpec } from "./kernel.ts";
 
 /** A region of backend memory. Tensors hold these; their contents are the backend's business. */
 export interface Storage {
@@ -47,6 +47,15 @@ export interface Gate {
   offset: number;
 }
 
+/** The error thrown when a gated region's rules (see {@link Backend.beginGated}) are broken. */
+export class GatedRegionError extends Error {
+  /** Creates the error with its message. */
+  constructor(message: string) {
+    super(message);
+    this.name = "GatedRegionError";
+  }
+}
+
 /** Offset alignment of bound regions (WebGPU's minimum guaranteed storage offset alignment). */
 export const OFFSET_ALIGN = 256;
 
@@ -77,6 +86,8 @@ export interface BackendStats {
   hostSyncs: number;
   /** Kernels compiled (pipelines, generated functions) since start. */
   pipelines: number;
+  /** Gated regions closed since start (see {@link Backend.beginGated}). */
+  gatedRegions: number;
 }
 
 /** One kernel's entry in a profile: time and work summed over the calls with the same key. */
@@ -103,6 +114,19 @@ export interface Backend {
   write(storage: Storage, data: ArrayBufferView, offset?: number): void;
   /** Runs (records) a kernel over `buffers` (the order is the spec's family's). */
   run(spec: KernelSpec, buffers: readonly BufferRef[], gate?: Gate): void;
+  /**
+   * Opens a GATED REGION: every kernel run until {@link Backend.endGated} takes effect only when
+   * the value at `flag` (one element of type `dtype`, usually written by earlier kernels) is
+   * non-zero, with no host sync. WebGPU records the region's dispatches as indirect dispatches
+   * and, at the region's end, one small kernel that sets their workgroup counts (theirs, or 0);
+   * the CPU backend reads the flag (its kernels have all run) and skips the region's kernels.
+   * Rules, checked with errors: regions do not nest; inside one there is no `copy`, `read`,
+   * `sync` or gated `run` (the region gates them); host `write`s take effect regardless of the
+   * flag and may not target a storage the region's kernels already bound.
+   */
+  beginGated(flag: BufferRef, dtype: DType): void;
+  /** Closes the gated region opened by {@link Backend.beginGated}. */
+  endGated(): void;
   /** Copies bytes between storages (ordered with the kernels). */
   copy(src: Storage, srcOffset: number, dst: Storage, dstOffset: number, bytes: number): void;
   /** Reads several regions back in one round trip. */

@@ -18,16 +18,14 @@
  *
  * ## Two ways to step
  *
- * - **Host actions** (`step(Int32Array)`): the action is known on the host, so only the chosen
- *   branch is recorded. This is what the GAN driver (tasks/gan_driver.ts) uses: a learned
- *   controller's choice comes from features one step old, read back while the GPU runs the
- *   previous step, so the JS thread never waits for an idle GPU.
- * - **GPU actions** (`step(Tensor)`): no host sync at all. Both branches are recorded and the
- *   Adam update of the branch not taken is skipped on the GPU (indirect dispatch with zero
- *   workgroups, which also leaves Adam's step counter alone). It costs both branches' compute, so
- *   it is the generic path for `rl/runner.ts`, not the fast one. For networks without batch norm
- *   it gives exactly the host path's results (with batch norm the running statistics see both
- *   branches).
+ * - **GPU actions** (`step(Tensor)`): no host sync at all. Both branches are recorded, each in a
+ *   gated region (tensor/gated.ts `whenGpu`) on its complementary flag, so the branch not taken
+ *   costs no compute (WebGPU: zero-workgroup indirect dispatches; CPU: skipped) and changes
+ *   nothing, batch-norm statistics and Adam's step counter included. This is what the learned
+ *   loops of tasks/gan_driver.ts use: the controller's forward pass, its sample and the branch
+ *   choice all stay on the GPU.
+ * - **Host actions** (`step(Int32Array)`): the action is known on the host (fixed schedules), so
+ *   only the chosen branch is recorded. Both ways give the same results.
  *
  * ## State and features, on the GPU
  *
@@ -63,8 +61,8 @@
  *
  * The task only DETECTS, on the GPU: `metrics().collapsed` is 1 once the same action was taken
  * more than `maxRun` times in a row (the authors' 500), and `metrics().nonfinite` counts steps
- * whose losses or gradient norms were NaN or infinite. The driver reads both with its per-step
- * read and applies the rule of tasks/gan_driver.ts: roll back to the last checkpoint and reset
+ * whose losses or gradient norms were NaN or infinite. The driver reads both with its status reads
+ * (tracking the longest run on the GPU in between) and applies the rule of tasks/gan_driver.ts: roll back to the last checkpoint and reset
  * the controller (the authors re-initialize the controller on collapse).
  * @module
  */
@@ -79,6 +77,7 @@ import type { Checkpoint } from "../nn/checkpoint.ts";
 import { featureSet, paperFeatureNames } from "../rl/features.ts";
 import type { Action, ScheduleTask } from "../rl/task.ts";
 import { compare, full, randn, tensor, zeros } from "../tensor/functional.ts";
+import { whenGpu } from "../tensor/gated.ts";
 import * as ops from "../tensor/ops.ts";
 import { keep, noGrad, Tensor, tidy } from "../tensor/tensor.ts";
 import { Dcgan, type DcganArch } from "./gan_model.ts";
@@ -187,7 +186,6 @@ export class GanTask implements ScheduleTask {
   #ones: Tensor;
   #zeros: Tensor;
   #actionConst: Tensor[];
-  #gateScale: Record<"G" | "D", Tensor> | null = null;
   // GPU state (kept).
   #losses!: Tensor; // [5] LOSS_SLOTS (latest)
   #ema!: Tensor; // [3] EMA of gen_cost, d_real, d_fake
@@ -259,7 +257,6 @@ export class GanTask implements ScheduleTask {
       betas: o.betas,
       stateSharing: o.stateSharing,
     });
-    this.#gateScale = null;
     this.iterator = new BatchIterator(o.data, { batchSize: o.batchSize, seed: this.#seed });
     this.#noise = new Generator((this.#seed ^ 0x6a09e667) >>> 0);
     this.#t = 0;
@@ -297,8 +294,6 @@ export class GanTask implements ScheduleTask {
     this.optimizer.dispose();
     this.model.dispose();
     for (const t of this.#stateTensors()) t.dispose();
-    if (this.#gateScale) { for (const t of Object.values(this.#gateScale)) t.dispose(); }
-    this.#gateScale = null;
     this.#invalidate();
   }
 
@@ -317,7 +312,7 @@ export class GanTask implements ScheduleTask {
    * The D branch: D update on l_D; returns the measured vector [gen_cost, d_real, d_fake,
    * acc_real, acc_fake], l_D and the normalized D gradient norm.
    */
-  #dBranch(real: Tensor, gate?: Tensor): { m: Tensor; loss: Tensor; grad: Tensor } {
+  #dBranch(real: Tensor): { m: Tensor; loss: Tensor; grad: Tensor } {
     const { model, opts } = this;
     const b = opts.batchSize;
     const fake = noGrad(() => model.gen.forward(this.#z(0)));
@@ -337,7 +332,7 @@ export class GanTask implements ScheduleTask {
     model.flat.zeroGrad();
     loss.backward();
     const grad = gradNorm(model.flat, "D").mul(1 / Math.sqrt(this.#groupSize("D")));
-    this.optimizer.step("D", gate ? { indirect: gate } : {});
+    this.optimizer.step("D");
     const m = noGrad(() =>
       ops.concat([
         bceWithLogits(lf.detach(), this.#ones).reshape([1]),
@@ -351,7 +346,7 @@ export class GanTask implements ScheduleTask {
   }
 
   /** The G branch: G update on l_G (D's weight gradients skipped); same outputs as the D branch. */
-  #gBranch(real: Tensor, gate?: Tensor): { m: Tensor; loss: Tensor; grad: Tensor } {
+  #gBranch(real: Tensor): { m: Tensor; loss: Tensor; grad: Tensor } {
     const { model } = this;
     const dParams = model.disc.parameters();
     model.flat.zeroGrad();
@@ -365,7 +360,7 @@ export class GanTask implements ScheduleTask {
       for (const p of dParams) p.requiresGrad = true;
     }
     const grad = gradNorm(model.flat, "G").mul(1 / Math.sqrt(this.#groupSize("G")));
-    this.optimizer.step("G", gate ? { indirect: gate } : {});
+    this.optimizer.step("G");
     const m = noGrad(() => {
       const lr = model.disc.forward(real);
       const fake = lf.detach();
@@ -384,19 +379,10 @@ export class GanTask implements ScheduleTask {
     return group === "G" ? this.model.counts().G : this.model.counts().D;
   }
 
-  /** Indirect-dispatch args [3] (u32) for group g: its workgroup counts where `on` is 1, else 0. */
-  #gate(group: "G" | "D", on: Tensor): Tensor {
-    if (!this.#gateScale) {
-      const scale = (g: "G" | "D") =>
-        keep(tensor(Float32Array.from(this.optimizer.dispatchSize(g)), [3]));
-      this.#gateScale = { G: scale("G"), D: scale("D") };
-    }
-    return on.mul(this.#gateScale[group]).cast("u32");
-  }
-
   /**
    * Records one training step. `actions` (one entry: 0 = G, 1 = D) on the host records only that
-   * branch; as an i32 GPU tensor it records both branches gated on the GPU (see the module doc).
+   * branch; as an i32 GPU tensor it records both branches, each in a gated region on the GPU
+   * (see the module doc).
    * Never awaits. Every `isEvery` steps the IS is evaluated afterwards.
    */
   step(actions: Tensor | Int32Array): void {
@@ -409,8 +395,8 @@ export class GanTask implements ScheduleTask {
       if (actions instanceof Tensor) {
         action = actions.reshape([1]);
         const isD = action.cast("f32");
-        const d = this.#dBranch(real, this.#gate("D", isD));
-        const g = this.#gBranch(real, this.#gate("G", isD.neg().add(1)));
+        const d = whenGpu(isD, () => this.#dBranch(real));
+        const g = whenGpu(isD.neg().add(1), () => this.#gBranch(real));
         const pick = (x: Tensor, y: Tensor) => ops.where(isD, x, y);
         out = { m: pick(d.m, g.m), loss: pick(d.loss, g.loss), grad: pick(d.grad, g.grad), isD };
       } else {
@@ -619,6 +605,11 @@ export class GanTask implements ScheduleTask {
    */
   status(): Tensor {
     return noGrad(() => ops.concat([this.#losses, this.#is, this.#flags], 0));
+  }
+
+  /** The length of the current run of one action, [1] (a view in the caller's scope). */
+  runLength(): Tensor {
+    return ops.slice(this.#flags, [0], [1]);
   }
 
   // ---------------------------------------------------------------- checkpoints

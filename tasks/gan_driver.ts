@@ -1,41 +1,22 @@
 /**
  * Driving a {@link GanTask}: fixed schedules, and the loop through which learned controllers
- * decide from features ONE STEP OLD without ever leaving the GPU idle; checkpoints and the
- * collapse/NaN rule. The learners built on this loop: online PPO in segments of T steps (paper
- * section 4.4, tasks/gan_online_ppo.ts) and episodic REINFORCE (the authors' code,
- * tasks/gan_episodic.ts).
+ * choose every step's action ON THE GPU; checkpoints and the collapse/NaN rule. The learners built
+ * on this loop: online PPO in segments of T steps (paper section 4.4, tasks/gan_online_ppo.ts) and
+ * episodic REINFORCE (the authors' code, tasks/gan_episodic.ts).
  *
- * ## The pipelined controller loop
+ * ## The learned loop: zero host syncs in a step
  *
- * A GAN step is a different graph for G and for D, so the host must know the action before it
- * records the step; reading a freshly sampled action back would stall every step (>= 10 ms of
- * readback latency plus the whole step's GPU time). Instead, with F_k the features after k steps,
- * step t uses the action sampled from F_{t-1}:
+ * Each step, the controller's forward pass over the current features, its sample and the branch
+ * choice are recorded into the step: the sampled action (an i32 GPU tensor) goes to
+ * `GanTask.step(Tensor)`, which records the G and the D update each in a gated region on the
+ * action (tensor/gated.ts), so only the chosen branch computes. Transitions (F_t, a_t) are copied
+ * into the trajectory buffer on the GPU; the actions taken and the longest run of one action are
+ * kept on the GPU as well. The host reads once per loop, at its end (a segment or an episode
+ * chunk), plus once every `readEvery` steps when asked (logging), each time one packed read of
+ * [actions, status, longest run]: `LoopStats.hostSyncs` counts them, and tests check it.
  *
- * ```
- * iteration t:  record step t with a_t            (a_t ~ pi(F_{t-1}), already on the host)
- *               sample c ~ pi(F_{t+1}) on the GPU; start the read of [c, status]  (submits step t)
- *               a_{t+1} = await the read started at iteration t-1               (c ~ pi(F_t))
- * ```
- *
- * While the JS thread awaits the read covering step t-1, step t is already submitted, so the GPU
- * always has a step queued: {@link LoopStats.minQueuedAtWait} counts the steps recorded beyond
- * the awaited read at every wait (1 by construction; tests check it). Each step costs exactly one
- * readback (counted by the backend's `hostSyncs`), overlapped with the next step; the JS time
- * spent waiting is {@link LoopStats.waitMs}. A segment starts by sampling two actions from its
- * first features and reading them with one blocking read, so segments are self-contained (the
- * PPO update at the segment end is a blocking read anyway). Transitions recorded for learning are
- * exactly what the controller saw: (F_{t-1}, a_t).
- *
- * Fixed schedules know their actions in advance: no per-step read at all, only a status read every
- * `readEvery` steps.
- *
- * On llvmpipe (no GPU) the "GPU" is the same two CPU cores, and `queue.submit` itself blocks while
- * an earlier submission is still executing (measured: about 500 ms per submit during GAN steps on
- * a busy 2-core machine, against 3-36 ms into an idle queue), so there
- * {@link LoopStats.recordMs} absorbs most of the device time and {@link LoopStats.waitMs} stays a
- * few milliseconds per step: the JS thread is never the one holding the device up. The overlap
- * pays off on a real GPU, where submits return at once.
+ * Fixed schedules know their actions in advance: only the chosen branch is recorded, and the
+ * status is read every `readEvery` steps.
  *
  * ## Collapse and NaN: the documented rule
  *
@@ -58,7 +39,8 @@ import type { Checkpoint } from "../nn/checkpoint.ts";
 import type { PolicyController } from "../rl/controller.ts";
 import { StepPatternSchedule } from "../rl/schedules.ts";
 import type { TrajectoryBuffer } from "../rl/trajectory.ts";
-import { type HostArray, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
+import * as ops from "../tensor/ops.ts";
+import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
 import { D_ACTION, decodeStatus, G_ACTION, type GanStatus, type GanTask } from "./gan.ts";
 
 // ---------------------------------------------------------------- fixed schedules
@@ -91,14 +73,10 @@ export const PAPER_SCHEDULES: readonly string[] = [
 export interface LoopStats {
   /** Steps recorded. */
   steps: number;
-  /** Backend host syncs during the loop (each readback counts one). */
+  /** Backend host syncs during the loop (each packed read counts one). */
   hostSyncs: number;
-  /** Reads awaited while a later step was already submitted (the pipelined ones). */
-  pipelinedReads: number;
-  /** Reads awaited with no step queued behind them (segment starts, status reads). */
-  blockingReads: number;
-  /** Minimum, over the pipelined waits, of steps recorded beyond the awaited read (-1: none). */
-  minQueuedAtWait: number;
+  /** Status reads (each one packed read). */
+  reads: number;
   /** JS milliseconds spent awaiting reads. */
   waitMs: number;
   /** JS milliseconds spent recording steps and sampling. */
@@ -141,9 +119,7 @@ function zeroStats(): LoopStats {
   return {
     steps: 0,
     hostSyncs: 0,
-    pipelinedReads: 0,
-    blockingReads: 0,
-    minQueuedAtWait: -1,
+    reads: 0,
     waitMs: 0,
     recordMs: 0,
     seconds: 0,
@@ -197,7 +173,7 @@ export async function runFixed(
       const [v] = await readMany([st]);
       st.dispose();
       s.waitMs += performance.now() - w0;
-      s.blockingReads++;
+      s.reads++;
       status = decodeStatus(v);
       opts.onStatus?.(task.t, status);
       aborted = alarm(status, task.opts.maxRun, before);
@@ -232,12 +208,15 @@ export interface LearnedLoopOptions extends LoopOptions {
   greedy?: boolean;
   /** Record transitions (rows 0 .. steps-1). */
   record?: Recording;
+  /** Also read the status every this many steps (logging; default: only at the end). */
+  readEvery?: number;
 }
 
 /**
- * Runs `opts.steps` steps with `controller` choosing every action from features one step old,
- * with one overlapped readback per step (see the module doc). Stops at the first collapse or
- * non-finite flag, or when `shouldStop` says so.
+ * Runs `opts.steps` steps with `controller` choosing every action on the GPU from the current
+ * features, with no host sync inside the loop: one packed read at its end and every `readEvery`
+ * steps (see the module doc). Stops at a read that shows a collapse or a non-finite flag, or when
+ * `shouldStop` says so (polled after every step, on the host).
  */
 export async function runLearned(
   task: GanTask,
@@ -251,83 +230,71 @@ export async function runLearned(
   let status: GanStatus | null = null;
   let aborted: AbortReason | null = null;
   if (n <= 0) return { completed: 0, aborted, actions, status, stats: finish(s) };
-
-  // Samples an action from the current features; records it as row `row`; returns it (i32 [1]).
-  const sample = (row: number): Tensor =>
-    noGrad(() => {
-      const f = task.features();
-      const { actions: a, logProbs } = controller.act(f, {
-        t: task.t,
-        greedy: opts.greedy ?? false,
-        gen: opts.gen,
+  const be = backend();
+  const taken = keep(ops.empty([n], "i32"));
+  let peak = keep(tidy(() => task.runLength().add(0)));
+  let read = 0; // actions of steps [0, read) are on the host
+  let yielded = performance.now();
+  const readStatus = async (): Promise<void> => {
+    const w0 = performance.now();
+    const st = tidy(() => task.status());
+    const [a, v, p] = await readMany([taken, st, peak]);
+    st.dispose();
+    s.waitMs += performance.now() - w0;
+    s.reads++;
+    for (let i = read; i < s.steps; i++) actions.push(a[i]);
+    read = s.steps;
+    status = { ...decodeStatus(v), run: Math.max(decodeStatus(v).run, p[0]) };
+    opts.onStatus?.(task.t, status);
+    aborted = alarm(status, task.opts.maxRun, before);
+  };
+  try {
+    for (let i = 0; i < n; i++) {
+      const t0 = performance.now();
+      tidy(() => {
+        const a = noGrad(() => {
+          const f = task.features();
+          const { actions: a, logProbs } = controller.act(f, {
+            t: task.t,
+            greedy: opts.greedy ?? false,
+            gen: opts.gen,
+          });
+          const rec = opts.record;
+          if (rec) {
+            const at = (rec.offset ?? 0) + i;
+            rec.buffer.record("features", at, f);
+            rec.buffer.record("actions", at, a);
+            if (logProbs && rec.buffer.scalars.logProbs) {
+              rec.buffer.record("logProbs", at, logProbs);
+            }
+            if (rec.critic && rec.buffer.scalars.values) {
+              rec.buffer.record("values", at, rec.critic(f));
+            }
+          }
+          return a;
+        });
+        be.copy(a.storageFor("runLearned"), a.offset, taken.storageFor("runLearned"), 4 * i, 4);
+        task.step(a);
       });
-      const rec = opts.record;
-      if (rec && row < n) {
-        const at = (rec.offset ?? 0) + row;
-        rec.buffer.record("features", at, f);
-        rec.buffer.record("actions", at, a);
-        if (logProbs && rec.buffer.scalars.logProbs) rec.buffer.record("logProbs", at, logProbs);
-        if (rec.critic && rec.buffer.scalars.values) {
-          tidy(() => rec.buffer.record("values", at, rec.critic!(f)));
-        }
+      const next = keep(tidy(() => ops.binary("maximum", peak, task.runLength())));
+      peak.dispose();
+      peak = next;
+      s.steps++;
+      s.recordMs += performance.now() - t0;
+      const last = i + 1 === n;
+      const stop = opts.shouldStop?.() ?? false;
+      if (last || stop || (opts.readEvery && (i + 1) % opts.readEvery === 0)) await readStatus();
+      if (!aborted && stop) aborted = "stop";
+      if (aborted) break;
+      if (performance.now() - yielded > 50) {
+        // Let signal handlers (Ctrl-C) run; no GPU wait is involved.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        yielded = performance.now();
       }
-      logProbs?.dispose();
-      return a;
-    });
-
-  // Prime: two actions from the first features, one blocking read.
-  let t0 = performance.now();
-  const first = [sample(0), sample(1)];
-  const primed = readMany(first);
-  for (const a of first) a.dispose();
-  s.recordMs += performance.now() - t0;
-  let w0 = performance.now();
-  const [r0, r1] = await primed;
-  s.waitMs += performance.now() - w0;
-  s.blockingReads++;
-  const next: number[] = [r0[0], r1[0]];
-  let pending: Promise<HostArray[]> | null = null;
-  let pendingCovers = -1; // the step index whose status the pending read carries
-
-  for (let i = 0; i < n; i++) {
-    t0 = performance.now();
-    const a = next.shift()!;
-    task.step(Int32Array.of(a));
-    actions.push(a);
-    s.steps++;
-    let started: Promise<HostArray[]> | null = null;
-    if (i + 2 < n) {
-      const c = sample(i + 2);
-      const st = tidy(() => task.status());
-      started = readMany([c, st]);
-      c.dispose();
-      st.dispose();
     }
-    s.recordMs += performance.now() - t0;
-    if (pending) {
-      s.minQueuedAtWait = s.minQueuedAtWait < 0
-        ? i - pendingCovers
-        : Math.min(s.minQueuedAtWait, i - pendingCovers);
-      w0 = performance.now();
-      const [c, v] = await pending;
-      s.waitMs += performance.now() - w0;
-      s.pipelinedReads++;
-      next.push(c[0]);
-      status = decodeStatus(v);
-      opts.onStatus?.(task.t - 1, status);
-      aborted = alarm(status, task.opts.maxRun, before);
-    }
-    pending = started;
-    pendingCovers = i;
-    if (!aborted && opts.shouldStop?.()) aborted = "stop";
-    if (aborted) break;
-  }
-  if (pending) {
-    // Drain the read in flight, so nothing dangles (and its status is not lost).
-    const [, v] = await pending;
-    s.blockingReads++;
-    status = decodeStatus(v);
-    if (!aborted) aborted = alarm(status, task.opts.maxRun, before);
+  } finally {
+    taken.dispose();
+    peak.dispose();
   }
   return { completed: s.steps, aborted, actions, status, stats: finish(s) };
 }
@@ -375,16 +342,10 @@ export function mergeStats(list: LoopStats[]): LoopStats {
   for (const s of list) {
     out.steps += s.steps;
     out.hostSyncs += s.hostSyncs;
-    out.pipelinedReads += s.pipelinedReads;
-    out.blockingReads += s.blockingReads;
+    out.reads += s.reads;
     out.waitMs += s.waitMs;
     out.recordMs += s.recordMs;
     out.seconds += s.seconds;
-    if (s.minQueuedAtWait >= 0) {
-      out.minQueuedAtWait = out.minQueuedAtWait < 0
-        ? s.minQueuedAtWait
-        : Math.min(out.minQueuedAtWait, s.minQueuedAtWait);
-    }
   }
   return out;
 }

@@ -14,10 +14,9 @@ import { MlpController } from "../rl/controller.ts";
 import { Reinforce, type ReinforceArgs } from "../rl/reinforce.ts";
 import { inceptionReward } from "../rl/rewards.ts";
 import { TrajectoryBuffer } from "../rl/trajectory.ts";
-import { readMany, type Tensor, tidy } from "../tensor/tensor.ts";
-import { decodeStatus, G_ACTION, type GanTask } from "./gan.ts";
+import type { Tensor } from "../tensor/tensor.ts";
+import { G_ACTION, type GanTask } from "./gan.ts";
 import {
-  alarm,
   checkpointMeta,
   type LoopOptions,
   type LoopStats,
@@ -152,15 +151,7 @@ export class EpisodicReinforce {
           collapsed = true;
           break;
         }
-        const st = tidy(() => task.status());
-        const [v] = await readMany([st]);
-        st.dispose();
-        const status = decodeStatus(v);
-        if (alarm(status, task.opts.maxRun, 0)) {
-          collapsed = true;
-          break;
-        }
-        const now = status.is;
+        const now = r.status!.is;
         if (now > best) {
           best = now;
           sinceBest = 0;

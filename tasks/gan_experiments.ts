@@ -152,8 +152,7 @@ export async function guidedRun(
           failed = r.aborted;
           break;
         }
-        const s = await readStatus(task);
-        curve.push({ step: task.t, is: s.is });
+        curve.push({ step: task.t, is: r.status!.is });
       }
     }
     const status = await readStatus(task);

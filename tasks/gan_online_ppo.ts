@@ -1,7 +1,7 @@
 /**
  * Online PPO for a {@link GanTask} (paper section 4.4): the run is cut into segments of T steps
- * driven by the pipelined controller loop of tasks/gan_driver.ts (actions from features one step
- * old); each segment ends with an inception score, a normalized-improvement reward and one PPO
+ * driven by the learned loop of tasks/gan_driver.ts (actions sampled and applied on the GPU, no
+ * host sync inside a segment); each segment ends with an inception score, a normalized-improvement reward and one PPO
  * update; collapse or NaN rolls back to the last checkpoint and resets the controller (the rule
  * documented in tasks/gan_driver.ts). Save and restore continue with the same actions.
  * @module
@@ -88,7 +88,7 @@ export interface OnlineMeta {
 }
 
 /**
- * Online PPO on a GAN (paper section 4.4): segments of T steps driven by the pipelined loop; at
+ * Online PPO on a GAN (paper section 4.4): segments of T steps driven by the learned loop; at
  * each segment end the IS is evaluated, the segment reward (rl/rewards.ts
  * `NormalizedImprovementReward`) is given to every step of the segment, and one PPO update runs.
  * Owns the actor (saved as the controller file) and the critic.

@@ -320,13 +320,12 @@ export function isPlot(
   });
 }
 
-/** The loop counters for a summary (host syncs, pipelined reads, ms per step). */
+/** The loop counters for a summary (host syncs, reads, ms per step). */
 export function loopNote(s: LoopStats): Record<string, number> {
   return {
     host_syncs: s.hostSyncs,
-    pipelined_reads: s.pipelinedReads,
-    blocking_reads: s.blockingReads,
-    min_queued_at_wait: s.minQueuedAtWait,
+    host_syncs_per_step: s.steps ? s.hostSyncs / s.steps : 0,
+    reads: s.reads,
     wait_ms_per_step: s.steps ? s.waitMs / s.steps : 0,
     record_ms_per_step: s.steps ? s.recordMs / s.steps : 0,
     seconds_per_step: s.steps ? s.seconds / s.steps : 0,

@@ -17,9 +17,12 @@
  * `valEvery` training batches entirely on the GPU (summed token losses over pre-built batches,
  * divided by the known token counts), so stepping never reads anything back.
  *
- * Population 1. Choosing which decoder runs is host control flow, so {@link NmtTask.step} takes
- * host actions (`Int32Array`) and refuses GPU action tensors (the runner in tasks/nmt_train.ts
- * reads each action back; one small read per step, negligible next to a seq2seq update).
+ * Population 1. {@link NmtTask.step} takes host actions (`Int32Array`: only the chosen task's
+ * update is recorded) or an i32 GPU action tensor: then the three updates are recorded, each in a
+ * gated region on `action == k` (tensor/gated.ts), so only the chosen decoder (and the encoder
+ * under it) computes and the step needs no host sync. Both ways give the same results: at every
+ * step each task's data stream advances by one batch and the chosen task trains on its batch (a
+ * host action uploads only that batch).
  *
  * Besides the schedule actions, {@link NmtTask.jointStep} trains all three losses at once with
  * weights (uncertainty weighting, dynamic weight average); it consumes three batches.
@@ -30,7 +33,8 @@ import { FeatureHistory, normalizedGradNorm } from "../rl/features.ts";
 import type { Action, ScheduleTask } from "../rl/task.ts";
 import { FlatParams } from "../nn/module.ts";
 import { Adam, clipGradNorm } from "../nn/optim.ts";
-import { tensor } from "../tensor/functional.ts";
+import { compare, tensor } from "../tensor/functional.ts";
+import { whenGpu } from "../tensor/gated.ts";
 import * as ops from "../tensor/ops.ts";
 import { keep, noGrad, type Tensor, tidy } from "../tensor/tensor.ts";
 import type { EncodedCorpus, IdExample } from "./nmt_data.ts";
@@ -254,6 +258,7 @@ export class NmtTask implements ScheduleTask {
   #trainLoss: (Tensor | null)[] = [null, null, null];
   #best: Tensor | null = null;
   #actionIds: Tensor[] = [];
+  #genSeed = 0;
 
   /** Builds the task; call {@link NmtTask.reset} before stepping. */
   constructor(opts: NmtTaskOptions) {
@@ -324,6 +329,7 @@ export class NmtTask implements ScheduleTask {
       srcVocab: d.srcVocab.size,
       decoders: { mt: d.tgtVocab.mt.size, pos: d.tgtVocab.pos.size, ner: d.tgtVocab.ner.size },
     }, seed);
+    this.#genSeed = this.#model.gen.state().seed;
     this.#flat = new FlatParams(this.#model.namedParameters(), this.#model.paramGroups());
     const size = (g: string) => {
       const r = this.#flat!.group(g);
@@ -354,35 +360,62 @@ export class NmtTask implements ScheduleTask {
   }
 
   /**
-   * One schedule step: action `actions[0]` trains that task on its next batch (zero grads, loss,
-   * backward, clip, that task's Adam on `encoder` and `decoder_<task>`), records the loss and
-   * normalized gradient norm in the feature history, and validates when due.
+   * One schedule step: action `actions[0]` (host, or an i32 [1] GPU tensor: see the module doc)
+   * trains that task on its next batch (zero grads, loss, backward, clip, that task's Adam on
+   * `encoder` and `decoder_<task>`), records the loss and normalized gradient norm in the feature
+   * history, and validates when due. Never reads anything back.
    */
   step(actions: Tensor | Int32Array): void {
-    if (!(actions instanceof Int32Array)) {
-      throw new Error(
-        "nmt: step() needs host actions (an Int32Array): which decoder runs is host control " +
-          "flow. Read the controller's action back first (tasks/nmt_train.ts does, once a step).",
-      );
-    }
-    const a = actions[0];
-    if (!(a >= 0 && a < 3)) throw new Error(`nmt: action ${a} is not 0 (MT), 1 (POS) or 2 (NER)`);
-    const task = NMT_TASKS[a];
-    const batch = this.#iters[a].next();
     const flat = this.flat;
     const model = this.model;
-    tidy(() => {
+    const seed = this.#genSeed;
+    const train = (k: number, batch: Seq2SeqBatch) => {
+      const task = NMT_TASKS[k];
+      // Dropout masks from a stream of (step, task): the same whichever way the step is taken.
+      const stream = (seed ^ Math.imul(3 * this.#t + k + 1, 0x9e3779b1)) >>> 0;
+      model.gen.setState({ seed: stream, counter: 0 });
       flat.zeroGrad();
       const loss = model.loss(task, batch);
       loss.backward();
       const norm = clipGradNorm(flat, this.opts.clip);
-      this.#opts[a].step("encoder");
-      this.#opts[a].step(`decoder_${task}`);
-      const l = loss.detach().reshape([1]);
-      this.#history.recordStep(this.#actionIds[a], l, normalizedGradNorm(norm, this.#dims[a]));
-      this.#trainLoss[a] = swapCopy(this.#trainLoss[a], l);
-    });
-    disposeBatch(batch);
+      this.#opts[k].step("encoder");
+      this.#opts[k].step(`decoder_${task}`);
+      return { l: loss.detach().reshape([1]), g: normalizedGradNorm(norm, this.#dims[k]) };
+    };
+    if (actions instanceof Int32Array) {
+      const a = actions[0];
+      if (actions.length !== 1 || !(a >= 0 && a < 3)) {
+        throw new Error(`nmt: expected one action 0 (MT), 1 (POS) or 2 (NER), got [${actions}]`);
+      }
+      // Every stream advances by one batch; only the chosen one is uploaded.
+      this.#iters.forEach((it, k) => k !== a && it.nextExamples());
+      const batch = this.#iters[a].next();
+      tidy(() => {
+        const { l, g } = train(a, batch);
+        this.#history.recordStep(this.#actionIds[a], l, g);
+        this.#trainLoss[a] = swapCopy(this.#trainLoss[a], l);
+      });
+      disposeBatch(batch);
+    } else {
+      if (actions.size !== 1 || actions.dtype === "f32") {
+        throw new Error(`nmt: step() takes one i32 action (0, 1 or 2), got ${actions.describe()}`);
+      }
+      const batches = this.#iters.map((it) => it.next());
+      tidy(() => {
+        const a = actions.reshape([1]);
+        const af = ops.cast(a, "f32");
+        const on = NMT_TASKS.map((_, k) => compare("eq", af, k));
+        const out = on.map((flag, k) => whenGpu(flag, () => train(k, batches[k])));
+        const pick = (x: (r: { l: Tensor; g: Tensor }) => Tensor) =>
+          ops.where(on[0], x(out[0]), ops.where(on[1], x(out[1]), x(out[2])));
+        this.#history.recordStep(a, pick((r) => r.l), pick((r) => r.g));
+        out.forEach((r, k) => {
+          const old = this.#trainLoss[k] ?? tensor(new Float32Array(1), [1]);
+          this.#trainLoss[k] = swapCopy(this.#trainLoss[k], ops.where(on[k], r.l, old));
+        });
+      });
+      for (const b of batches) disposeBatch(b);
+    }
     this.#history.advance();
     this.#t++;
     this.#advanceBatches(1);

@@ -15,15 +15,17 @@
  * consumes one batch of each task, so it makes a third as many updates. Curves are plotted
  * against epochs = batches consumed / MT batches per epoch.
  *
- * The PPO loop is written here rather than with rl/runner.ts `trainPpo` because that loop hands
- * the task GPU action tensors, and this task needs host actions (see tasks/nmt_task.ts). It
- * uses the core's pieces: `makeActor`, `Ppo.update` (GAE, clipped surrogate, value loss),
- * `TrajectoryBuffer` and `NormalizedImprovementReward`. Each step reads the actor's three
- * probabilities back, samples on the host from a seeded stream, and records the sample's
- * log-probability, so the log of probabilities is also the paper's Fig. 3M.
+ * The PPO loop uses the core's pieces: `makeActor`, `Ppo.update` (GAE, clipped surrogate, value
+ * loss), `TrajectoryBuffer` and `NormalizedImprovementReward`. Each step samples the action on the
+ * GPU from the actor's probabilities (a seeded stream) and hands it to `NmtTask.step` as a GPU
+ * tensor (the three task updates are gated on it), so a segment has no host sync: the actions,
+ * the probabilities of every step (the paper's Fig. 3M) and the validation metrics come back in
+ * the one read of the segment's PPO update.
  * @module
  */
 
+import { backend } from "../gpu/backend.ts";
+import { Generator } from "../gpu/random.ts";
 import { FlatParams } from "../nn/module.ts";
 import { Adam } from "../nn/optim.ts";
 import { runningNormalization } from "../rl/features.ts";
@@ -36,7 +38,6 @@ import { tensor, zeros } from "../tensor/functional.ts";
 import * as ops from "../tensor/ops.ts";
 import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
 import { beamDecode, corpusBleu, disposeBatch, greedyDecode, makeBatch } from "./nmt_model.ts";
-import { mulberry32 } from "../nn/host_random.ts";
 import { NMT_TASKS, type NmtTask } from "./nmt_task.ts";
 
 /** The method keys, in report order. */
@@ -141,12 +142,11 @@ export interface MethodResult {
   testSeconds: number;
 }
 
-/** Reads the task's metrics once and returns a curve point (disposes the metric tensors). */
-async function readPoint(task: NmtTask, updates: number[]): Promise<CurvePoint> {
-  const m = task.metrics();
-  const names = ["val", "ppl", "val.pos", "val.ner"];
-  const values = await readMany(names.map((n) => m[n]));
-  for (const t of Object.values(m)) t.dispose();
+/** The metrics of a curve point, by the task's metric names. */
+const POINT_METRICS = { val: "val", ppl: "ppl", "val.pos": "valPos", "val.ner": "valNer" } as const;
+
+/** A curve point from the values of the {@link POINT_METRICS}, read in that order. */
+function pointOf(task: NmtTask, updates: number[], values: ArrayLike<number>[]): CurvePoint {
   return {
     batches: task.batches,
     epoch: task.batches / task.mtBatchesPerEpoch,
@@ -158,6 +158,14 @@ async function readPoint(task: NmtTask, updates: number[]): Promise<CurvePoint> 
   };
 }
 
+/** Reads the task's metrics once and returns a curve point (disposes the metric tensors). */
+async function readPoint(task: NmtTask, updates: number[]): Promise<CurvePoint> {
+  const m = task.metrics();
+  const values = await readMany(Object.keys(POINT_METRICS).map((n) => m[n]));
+  for (const t of Object.values(m)) t.dispose();
+  return pointOf(task, updates, values);
+}
+
 /** Keeps the curve and the best parameters; calls the hook. */
 class Tracker {
   readonly curve: CurvePoint[] = [];
@@ -167,20 +175,24 @@ class Tracker {
 
   constructor(readonly ctx: MethodContext, readonly method: NmtMethod) {}
 
-  /** Records a point after every new validation. */
+  /** Records a point after every new validation (reading the metrics). */
   async poll(updates: number[]): Promise<boolean> {
     const task = this.ctx.task;
     if (task.validations === this.#seen) return false;
-    this.#seen = task.validations;
-    const p = await readPoint(task, updates);
+    await this.add(await readPoint(task, updates));
+    return true;
+  }
+
+  /** Records the point of the latest validation, read by the caller. */
+  async add(p: CurvePoint): Promise<void> {
+    this.#seen = this.ctx.task.validations;
     this.curve.push(p);
     if (p.ppl < this.best) {
       this.best = p.ppl;
       this.bestEpoch = p.epoch;
-      task.saveBest();
+      this.ctx.task.saveBest();
     }
     await this.ctx.onValidation?.(p, this.method);
-    return true;
   }
 }
 
@@ -310,16 +322,6 @@ export function runFineTuned(ctx: MethodContext): Promise<MethodResult> {
     .finally(() => s.dispose());
 }
 
-/** The index drawn by `u` in [0, 1) from probabilities `p` (the last index absorbs rounding). */
-export function sampleIndex(p: readonly number[], u: number): number {
-  let c = 0;
-  for (let i = 0; i < p.length - 1; i++) {
-    c += p[i];
-    if (u < c) return i;
-  }
-  return p.length - 1;
-}
-
 /** Options of {@link runAutoLoss} besides the context. */
 export interface AutoLossHooks {
   /** Called with the trained actor before it is freed (e.g. to save it). */
@@ -370,11 +372,13 @@ export async function runAutoLoss(
     higherIsBetter: false,
   });
   const done = keep(zeros([1]));
-  const rand = mulberry32((ctx.seed * 2654435761 + 17) >>> 0);
+  const gen = new Generator((ctx.seed * 2654435761 + 17) >>> 0);
+  const segProbs = keep(ops.empty([segment, 3]));
   const tracker = new Tracker(ctx, "autoloss");
   const updates = [0, 0, 0];
   const probs: number[][] = [];
   const ppoLog: NonNullable<MethodResult["ppo"]> = [];
+  const be = backend();
   try {
     await tracker.poll(updates);
     {
@@ -385,27 +389,21 @@ export async function runAutoLoss(
     for (let u = 0; u < updatesPlanned && task.batches < ctx.batches; u++) {
       buffer.clear();
       for (let i = 0; i < segment; i++) {
-        const features = task.features();
-        const p = noGrad(() => tidy(() => actor.probabilities(features)));
-        const [host] = await readMany([p]);
-        p.dispose();
-        const pr = Array.from(host);
-        const a = sampleIndex(pr, rand());
-        probs.push(pr);
         tidy(() => {
-          buffer.record("features", i, features);
-          buffer.record("actions", i, tensor(Int32Array.of(a), [1], "i32"));
-          buffer.record(
-            "logProbs",
-            i,
-            tensor(Float32Array.of(Math.log(Math.max(pr[a], 1e-30))), [1]),
-          );
-          buffer.record("values", i, ppo.value(features));
-          buffer.record("dones", i, done);
+          const features = task.features();
+          const a = noGrad(() => {
+            const { actions, logProbs } = actor.act(features, { t: task.t, greedy: false, gen });
+            buffer.record("features", i, features);
+            buffer.record("actions", i, actions);
+            buffer.record("logProbs", i, logProbs!);
+            buffer.record("values", i, ppo.value(features));
+            buffer.record("dones", i, done);
+            const p = actor.probabilities(features);
+            be.copy(p.storageFor("nmt"), p.offset, segProbs.storageFor("nmt"), 12 * i, 12);
+            return actions;
+          });
+          task.step(a);
         });
-        task.step(Int32Array.of(a));
-        updates[a]++;
-        await tracker.poll(updates);
       }
       // The segment ended with a validation (segment = valEvery): reward every step with it.
       tidy(() => {
@@ -417,8 +415,22 @@ export async function runAutoLoss(
       const meanReward = keep(
         noGrad(() => tidy(() => buffer.field("rewards").mean().reshape([1]))),
       );
-      const stats = await ppo.update(buffer, { features: task.features(), done }, [meanReward]);
+      const metrics = task.metrics();
+      const names = Object.keys(POINT_METRICS);
+      const stats = await ppo.update(buffer, { features: task.features(), done }, [
+        meanReward,
+        buffer.field("actions"),
+        segProbs,
+        ...names.map((n) => metrics[n]),
+      ]);
       meanReward.dispose();
+      for (const t of Object.values(metrics)) t.dispose();
+      const [, acts, pr, ...values] = stats.extra;
+      acts.forEach((a, i) => {
+        updates[a]++;
+        probs.push(Array.from(pr.slice(3 * i, 3 * i + 3)));
+      });
+      await tracker.add(pointOf(task, updates, values));
       noGrad(() => tidy(() => actor.normalizer.update(buffer.flat("features"))));
       ppoLog.push({
         update: u,
@@ -433,6 +445,7 @@ export async function runAutoLoss(
     buffer.dispose();
     reward.dispose();
     done.dispose();
+    segProbs.dispose();
     ppo.dispose();
     ppo.flat.dispose(); // Ppo.dispose() leaves its FlatParams (actor + critic buffers) alive
     actor.dispose();

@@ -129,6 +129,18 @@ export interface PendingMap {
 /** Pending tensors by the storages their leaves read (what a write to a storage must compute). */
 const readers = new Map<Storage, Set<Tensor>>();
 
+/** Every pending tensor not yet computed or disposed. */
+const livePending = new Set<Tensor>();
+
+/**
+ * Computes every pending tensor now. A gated region (tensor/gated.ts) calls it at both ends, so
+ * that nothing pending from before is computed under its flag and nothing pending from inside is
+ * computed after it.
+ */
+export function realizeAllPending(): void {
+  for (const t of [...livePending]) t.realize();
+}
+
 /**
  * Computes every pending tensor that reads `storage`, so that a write to it cannot change their
  * values. The backend calls this before each write (`Backend.setWriteHook`).
@@ -205,6 +217,7 @@ export class Tensor {
     hookBackend();
     const t = new Tensor(null as unknown as Storage, shape, dtype, 0, createdBy);
     t.#pending = p;
+    livePending.add(t);
     const be = backend();
     for (const leaf of p.leaves) {
       be.retain(leaf.ref.storage);
@@ -234,6 +247,7 @@ export class Tensor {
     const p = this.#pending;
     if (!p) return;
     this.#pending = null;
+    livePending.delete(this);
     const be = backend();
     for (const leaf of p.leaves) {
       const set = readers.get(leaf.ref.storage);

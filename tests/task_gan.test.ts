@@ -137,21 +137,32 @@ Deno.test("gan task: a D step changes only D, a G step only G; feature shapes", 
 });
 
 Deno.test("gan task: GPU-gated actions give the host path's results", async () => {
-  const host = tinyTask();
-  const gpu = tinyTask();
-  host.reset(9);
-  gpu.reset(9);
-  const acts = [D_ACTION, G_ACTION, G_ACTION, D_ACTION];
-  for (const a of acts) {
-    host.step(Int32Array.of(a));
-    const t = tensor(Int32Array.of(a), [1], "i32");
-    gpu.step(t);
-    t.dispose();
+  // With batch norm too: the branch not taken runs no kernel, so its statistics stay put.
+  const bn = { arch: { ...TINY, gBatchNorm: true, dBatchNorm: true } };
+  for (const over of [{}, bn]) {
+    const host = tinyTask(over);
+    const gpu = tinyTask(over);
+    host.reset(9);
+    gpu.reset(9);
+    const syncs = backend().stats.hostSyncs;
+    for (const a of [D_ACTION, G_ACTION, G_ACTION, D_ACTION]) {
+      host.step(Int32Array.of(a));
+      const t = tensor(Int32Array.of(a), [1], "i32");
+      gpu.step(t);
+      t.dispose();
+    }
+    assert.equal(backend().stats.hostSyncs, syncs, "no host sync in a step");
+    const [ph, pg] = [await paramsOf(host), await paramsOf(gpu)];
+    assert.deepEqual(pg.G, ph.G);
+    assert.deepEqual(pg.D, ph.D);
+    assert.deepEqual(await status(gpu), await status(host));
+    const buffers = async (t: GanTask) => await readMany([...t.model.buffers()].map(([, b]) => b));
+    assert.deepEqual(await buffers(gpu), await buffers(host), "batch-norm statistics");
+    host.dispose();
+    gpu.dispose();
   }
-  const [ph, pg] = [await paramsOf(host), await paramsOf(gpu)];
-  assert.deepEqual(pg.G, ph.G);
-  assert.deepEqual(pg.D, ph.D);
-  assert.deepEqual(await status(gpu), await status(host));
+  const gpu = tinyTask();
+  gpu.reset(9);
   // So the task also runs under the generic runner of rl/runner.ts (GPU-sampled actions).
   const ctrl = new MlpController({ featureNames: gpu.featureNames, actions: 2, temperature: 1 });
   const run = await runEpisode(gpu, ctrl, { steps: 5, seed: 3, sampleSeed: 4, record: true });
@@ -161,11 +172,10 @@ Deno.test("gan task: GPU-gated actions give the host path's results", async () =
   const s = await status(gpu);
   assert.equal(s.gCount, run.actions!.filter(([a]) => a === G_ACTION).length);
   ctrl.dispose();
-  host.dispose();
   gpu.dispose();
 });
 
-Deno.test("pipelined controller loop: one overlapped read per step, never an idle GPU", async () => {
+Deno.test("learned loop: actions chosen on the GPU, 0 host syncs between reads", async () => {
   const task = tinyTask({ features: "paper" });
   task.reset(2);
   const actor = makeActor({ inputs: task.featureNames.length, actions: 2 }, { hidden: [8] });
@@ -174,12 +184,25 @@ Deno.test("pipelined controller loop: one overlapped read per step, never an idl
   const r = await runLearned(task, actor, { steps: n, gen: new Generator(4) });
   assert.equal(r.completed, n);
   assert.equal(r.aborted, null);
-  assert.equal(r.stats.blockingReads, 1, "one read to start");
-  assert.equal(r.stats.pipelinedReads, n - 2, "then one read per step, overlapped");
-  assert.equal(r.stats.minQueuedAtWait, 1, "a later step was always submitted while waiting");
-  assert.equal(r.stats.hostSyncs, n - 1);
-  assert.equal(backend().stats.hostSyncs - syncs0, n - 1);
+  assert.equal(r.stats.reads, 1, "one packed read, at the end");
+  assert.equal(r.stats.hostSyncs, 1);
+  assert.equal(backend().stats.hostSyncs - syncs0, 1);
+  assert.equal(r.actions.length, n);
+  assert.ok(r.actions.every((a) => a === G_ACTION || a === D_ACTION));
+  assert.equal(r.status!.gCount, r.actions.filter((a) => a === G_ACTION).length);
   assert.equal(task.t, n);
+  // With a logging interval: one read per interval, none in between.
+  const logged: number[] = [];
+  const syncs1 = backend().stats.hostSyncs;
+  const r2 = await runLearned(task, actor, {
+    steps: 10,
+    gen: new Generator(6),
+    readEvery: 4,
+    onStatus: (t) => logged.push(t),
+  });
+  assert.deepEqual(logged, [16, 20, 22]);
+  assert.equal(backend().stats.hostSyncs - syncs1, 3);
+  assert.equal(r2.actions.length, 10);
   // Warm, a loop compiles nothing: no per-step value is baked into a kernel.
   tidy(() => task.metrics());
   const pipelines = backend().stats.pipelines;
@@ -198,12 +221,20 @@ Deno.test("collapse and NaN: detected on the GPU, rolled back with a controller 
   const dir = await Deno.makeTempDir();
   const ckpt = `${dir}/checkpoint.safetensors`;
   try {
-    const task = tinyTask({ features: "paper", maxRun: 3 });
+    let task = tinyTask({ features: "paper", maxRun: 3 });
     // Collapse: four G steps in a row exceed maxRun = 3.
     task.reset(1);
     const c = await runFixed(task, ganSchedule("0:1"), { steps: 6, readEvery: 1 });
     assert.equal(c.aborted, "collapse");
     assert.equal(c.completed, 4);
+    // A learned loop sees a collapse inside it at its read (the longest run is kept on the GPU).
+    task.reset(1);
+    const always = makeActor({ inputs: task.featureNames.length, actions: 2 }, { hidden: [8] });
+    const l = await runLearned(task, always, { steps: 8, gen: new Generator(1), greedy: true });
+    assert.equal(l.aborted, "collapse", "greedy on fixed weights: one action throughout");
+    always.dispose();
+    task.dispose();
+    task = tinyTask({ features: "paper" });
     // NaN: a poisoned G weight is caught at the next read; the rule restores the checkpoint.
     const trainer = new OnlinePpo(task, {
       segment: 4,

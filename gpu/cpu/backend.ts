@@ -17,8 +17,9 @@ import type {
   ProfileEntry,
   Storage,
 } from "../backend.ts";
-import { BackendChoiceError, OFFSET_ALIGN } from "../backend.ts";
+import { BackendChoiceError, GatedRegionError, OFFSET_ALIGN } from "../backend.ts";
 import {
+  type DType,
   kernelFlops,
   kernelKey,
   kernelName,
@@ -91,6 +92,7 @@ export class CpuBackend implements Backend {
     submits: 0,
     hostSyncs: 0,
     pipelines: 0,
+    gatedRegions: 0,
   };
   /** The memory every kernel addresses. */
   readonly mem: SharedMemory;
@@ -100,6 +102,8 @@ export class CpuBackend implements Backend {
   #profile: Map<string, ProfileEntry> | null = null;
   #closed = false;
   #writeHook: ((storage: Storage) => void) | null = null;
+  /** The open gated region: whether its flag is on, and the storages its kernels bound. */
+  #region: { on: boolean; used: Set<Storage> } | null = null;
   readonly #gemm: GemmFn;
   readonly #pool: WorkerPool;
   /** Byte address of each thread's gemm scratch. */
@@ -166,6 +170,12 @@ export class CpuBackend implements Backend {
 
   write(storage: Storage, data: ArrayBufferView, offset = 0): void {
     this.#writeHook?.(storage);
+    if (this.#region?.used.has(storage)) {
+      throw new GatedRegionError(
+        "a host write into a storage that kernels of the open gated region bind: the write " +
+          "would land before them; write it before the region (beginGated) or after it",
+      );
+    }
     const s = storage as CpuStorage;
     if (offset + data.byteLength > s.bytes) {
       throw new RangeError(
@@ -270,6 +280,17 @@ export class CpuBackend implements Backend {
     const hook = this.#writeHook;
     if (hook) { for (const i of writtenBuffers(spec, buffers.length)) hook(buffers[i].storage); }
     const c = this.#compiled(spec);
+    const region = this.#region;
+    if (region) {
+      if (gate) {
+        throw new GatedRegionError(
+          `kernel '${c.name}' has its own gate inside a gated region: the region gates it; ` +
+            "run it without the gate",
+        );
+      }
+      for (const b of buffers) region.used.add(b.storage);
+      if (!region.on) return;
+    }
     if (buffers.length > this.#offsets.length) this.#offsets = new Int32Array(buffers.length);
     const o = this.#offsets;
     for (let i = 0; i < buffers.length; i++) {
@@ -343,8 +364,46 @@ export class CpuBackend implements Backend {
     e.flops += c.flops;
   }
 
+  beginGated(flag: BufferRef, dtype: DType): void {
+    this.#check();
+    if (this.#region) {
+      throw new GatedRegionError(
+        "gated regions do not nest: combine the flags into one (a product) and open one region",
+      );
+    }
+    const s = flag.storage as CpuStorage;
+    if (flag.numel !== 1 || flag.offset % OFFSET_ALIGN !== 0 || flag.offset + 4 > s.bytes) {
+      throw new GatedRegionError(
+        `a gate flag is one element at a ${OFFSET_ALIGN}-aligned offset, got ${flag.numel} ` +
+          `at byte ${flag.offset}`,
+      );
+    }
+    if (s.refs <= 0) throw new GatedRegionError("the gate flag's storage was released");
+    const at = (s.ptr + flag.offset) >>> 2;
+    const v = this.mem.views;
+    // Kernels have all run: the flag holds its value now. -0 and 0 are off, NaN is on (as WGSL).
+    const on = dtype === "f32" ? v.F[at] !== 0 : v.U[at] !== 0;
+    this.#region = { on, used: new Set() };
+  }
+
+  endGated(): void {
+    if (!this.#region) throw new GatedRegionError("endGated() without beginGated()");
+    this.#region = null;
+    this.stats.gatedRegions++;
+  }
+
+  #notInRegion(what: string): void {
+    if (this.#region) {
+      throw new GatedRegionError(
+        `${what} inside a gated region: it cannot be gated; do it before beginGated() or ` +
+          "after endGated() (inside, a copy can be a map kernel: ops.assign_)",
+      );
+    }
+  }
+
   copy(src: Storage, srcOffset: number, dst: Storage, dstOffset: number, bytes: number): void {
     this.#check();
+    this.#notInRegion("a copy (copyBufferToBuffer)");
     this.#writeHook?.(dst);
     const s = src as CpuStorage;
     const d = dst as CpuStorage;
@@ -357,6 +416,7 @@ export class CpuBackend implements Backend {
 
   read(regions: { storage: Storage; offset: number; bytes: number }[]): Promise<ArrayBuffer[]> {
     this.#check();
+    this.#notInRegion("a read");
     this.stats.hostSyncs++;
     const B = this.mem.views.B;
     return Promise.resolve(regions.map((r) => {
@@ -385,6 +445,7 @@ export class CpuBackend implements Backend {
   flush(): void {}
 
   sync(): Promise<void> {
+    this.#notInRegion("a sync");
     this.stats.hostSyncs++;
     return Promise.resolve();
   }

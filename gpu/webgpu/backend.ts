@@ -21,8 +21,9 @@ import type {
   ProfileEntry,
   Storage,
 } from "../backend.ts";
-import { OFFSET_ALIGN } from "../backend.ts";
+import { GatedRegionError, OFFSET_ALIGN } from "../backend.ts";
 import {
+  type DType,
   kernelFlops,
   kernelKey,
   kernelName,
@@ -81,6 +82,38 @@ interface Compiled {
   scratch: GpuStorage | null;
 }
 
+/** A dispatch recorded inside a gated region, emitted as an indirect dispatch at its end. */
+interface Deferred {
+  pipeline: GPUComputePipeline;
+  bindGroup: GPUBindGroup;
+  grid: [number, number, number];
+  profile: ProfileEntry | null;
+}
+
+/** An open gated region (see `Backend.beginGated`). */
+interface Region {
+  flag: Binding;
+  dtype: DType;
+  deferred: Deferred[];
+  /** Buffers the region's dispatches bind (a host write into one would race them). */
+  used: Set<GPUBuffer>;
+}
+
+/** Writes the indirect arguments of a gated region: `args[i] = flag != 0 ? counts[i] : 0`. */
+function gateArgsWgsl(dtype: DType): string {
+  const on = dtype === "f32" ? "bitcast<f32>(flag[0]) != 0.0" : "flag[0] != 0u";
+  return `@group(0) @binding(0) var<storage, read> flag: array<u32>;
+@group(0) @binding(1) var<storage, read> counts: array<u32>;
+@group(0) @binding(2) var<storage, read_write> args: array<u32>;
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) id: vec3<u32>) {
+  let i = id.x;
+  if (i >= arrayLength(&counts)) { return; }
+  args[i] = select(0u, counts[i], ${on});
+}
+`;
+}
+
 /** Submit automatically after this many recorded dispatches. */
 const SUBMIT_EVERY = 128;
 
@@ -126,6 +159,7 @@ export class WebGPUBackend implements Backend {
     submits: 0,
     hostSyncs: 0,
     pipelines: 0,
+    gatedRegions: 0,
   };
   #nextId = 1;
   #pool = new Map<number, GPUBuffer[]>();
@@ -142,6 +176,9 @@ export class WebGPUBackend implements Backend {
   #profiling: Profiling | null = null;
   #timestamps: boolean;
   #writeHook: ((storage: Storage) => void) | null = null;
+  #region: Region | null = null;
+  /** Constant workgroup-count buffers of gated regions, by their counts. */
+  #gateCounts = new Map<string, GpuStorage>();
 
   #lost: Promise<never>;
 
@@ -217,6 +254,12 @@ export class WebGPUBackend implements Backend {
     if (offset + data.byteLength > s.bytes) {
       throw new RangeError(
         `write of ${data.byteLength} bytes at offset ${offset} overflows a ${s.bytes}-byte storage`,
+      );
+    }
+    if (this.#region?.used.has(s.buffer)) {
+      throw new GatedRegionError(
+        "a host write into a storage that kernels of the open gated region bind: the write " +
+          "would land before them; write it before the region (beginGated) or after it",
       );
     }
     // queue.writeBuffer is ordered before the next submit; work already recorded into the open
@@ -375,7 +418,15 @@ export class WebGPUBackend implements Backend {
     const hook = this.#writeHook;
     if (hook) { for (const i of writtenBuffers(spec, buffers.length)) hook(buffers[i].storage); }
     const c = this.#compiled(spec);
-    if (gate) checkGateable(spec);
+    if (gate) {
+      checkGateable(spec);
+      if (this.#region) {
+        throw new GatedRegionError(
+          `kernel '${c.name}' has its own gate inside a gated region: the region gates it; ` +
+            "run it without the gate",
+        );
+      }
+    }
     this.#dispatch(c, buffers, gate);
   }
 
@@ -426,9 +477,23 @@ export class WebGPUBackend implements Backend {
     });
     const main = c.passes[c.passes.length - 1];
     if (!gate && main.grid[0] * main.grid[1] * main.grid[2] === 0) return;
-    for (const b of given) this.#usedInEncoder.add(b.storage.buffer);
     const scratch: Binding | null = c.scratch &&
       { storage: c.scratch, offset: 0, size: c.scratch.bytes };
+    const region = this.#region;
+    if (region) {
+      for (const b of given) region.used.add(b.storage.buffer);
+      for (const p of c.passes) {
+        const bindings = p.bind.map((i) => (i === SCRATCH ? scratch! : given[i]));
+        region.deferred.push({
+          pipeline: p.pipeline,
+          bindGroup: this.#bindGroup(p, bindings),
+          grid: p.grid,
+          profile: this.#profiling ? this.#entry(c, p) : null,
+        });
+      }
+      return;
+    }
+    for (const b of given) this.#usedInEncoder.add(b.storage.buffer);
     for (const p of c.passes) {
       const bindings = p.bind.map((i) => (i === SCRATCH ? scratch! : given[i]));
       const bg = this.#bindGroup(p, bindings);
@@ -448,8 +513,110 @@ export class WebGPUBackend implements Backend {
     if (++this.#sinceSubmit >= SUBMIT_EVERY) this.flush();
   }
 
+  beginGated(flag: BufferRef, dtype: DType): void {
+    this.#checkErrors();
+    if (this.#region) {
+      throw new GatedRegionError(
+        "gated regions do not nest: combine the flags into one (a product) and open one region",
+      );
+    }
+    if (flag.numel !== 1 || flag.offset % OFFSET_ALIGN !== 0) {
+      throw new GatedRegionError(
+        `a gate flag is one element at a ${OFFSET_ALIGN}-aligned offset, got ${flag.numel} ` +
+          `at byte ${flag.offset}`,
+      );
+    }
+    if (flag.storage.refs <= 0) throw new GatedRegionError("the gate flag's storage was released");
+    this.retain(flag.storage);
+    const storage = flag.storage as GpuStorage;
+    this.#region = {
+      flag: { storage, offset: flag.offset, size: 4 },
+      dtype,
+      deferred: [],
+      used: new Set(),
+    };
+  }
+
+  endGated(): void {
+    const r = this.#region;
+    if (!r) throw new GatedRegionError("endGated() without beginGated()");
+    this.#region = null;
+    this.stats.gatedRegions++;
+    if (r.deferred.length) {
+      const counts = this.#countsBuffer(r.deferred.flatMap((d) => d.grid));
+      const args = this.alloc(counts.bytes) as GpuStorage;
+      const { pipeline, id } = this.#pipeline(`gate_args_${r.dtype}`, gateArgsWgsl(r.dtype));
+      const n = r.deferred.length * 3;
+      const argsPass: CompiledPass = {
+        name: "gate_args",
+        flops: 0,
+        pipeline,
+        pipelineId: id,
+        grid: [Math.ceil(n / 64), 1, 1],
+        access: ["read", "read", "read_write"],
+        bind: [0, 1, 2],
+      };
+      this.#usedInEncoder.add(r.flag.storage.buffer).add(args.buffer);
+      for (const b of r.used) this.#usedInEncoder.add(b);
+      const bg = this.#bindGroup(argsPass, [
+        r.flag,
+        { storage: counts, offset: 0, size: counts.bytes },
+        { storage: args, offset: 0, size: counts.bytes },
+      ]);
+      let pass = this.#openPass(null);
+      pass.setPipeline(pipeline);
+      pass.setBindGroup(0, bg);
+      pass.dispatchWorkgroups(argsPass.grid[0]);
+      this.stats.dispatches++;
+      r.deferred.forEach((d, i) => {
+        pass = this.#openPass(d.profile);
+        pass.setPipeline(d.pipeline);
+        pass.setBindGroup(0, d.bindGroup);
+        pass.dispatchWorkgroupsIndirect(args.buffer, 12 * i);
+        this.stats.dispatches++;
+      });
+      this.release(args);
+      this.#sinceSubmit += r.deferred.length + 1;
+    }
+    this.release(r.flag.storage);
+    if (this.#sinceSubmit >= SUBMIT_EVERY) this.flush();
+  }
+
+  /** The constant buffer holding `counts` (cached: a loop's regions repeat). */
+  #countsBuffer(counts: number[]): GpuStorage {
+    const key = counts.join(",");
+    let s = this.#gateCounts.get(key);
+    if (s) return s;
+    if (this.#gateCounts.size >= 256) {
+      this.flush();
+      for (const old of this.#gateCounts.values()) old.buffer.destroy();
+      this.#gateCounts.clear();
+    }
+    const bytes = counts.length * 4;
+    const buffer = this.device.createBuffer({
+      size: Math.max(16, Math.ceil(bytes / 16) * 16),
+      usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+    });
+    this.device.queue.writeBuffer(buffer, 0, Uint32Array.from(counts));
+    const id = this.#nextId++;
+    this.#bufferIds.set(buffer, id);
+    s = { id, bytes, buffer, refs: 1 };
+    this.#gateCounts.set(key, s);
+    return s;
+  }
+
+  #notInRegion(what: string): void {
+    if (this.#region) {
+      throw new GatedRegionError(
+        `${what} inside a gated region: it cannot be gated; do it before beginGated() or ` +
+          "after endGated() (inside, a copy can be a map kernel: ops.assign_)",
+      );
+    }
+  }
+
   copy(src: Storage, srcOffset: number, dst: Storage, dstOffset: number, bytes: number): void {
     this.#checkErrors();
+    this.#notInRegion("a copy (copyBufferToBuffer)");
     this.#writeHook?.(dst);
     this.#endPass();
     const s = src as GpuStorage;
@@ -469,7 +636,9 @@ export class WebGPUBackend implements Backend {
       this.#usedInEncoder.clear();
       this.stats.submits++;
     }
-    // Buffers released before this submit may now be reused by later work.
+    // Buffers released before this submit may now be reused by later work; not while a gated
+    // region is open: its deferred dispatches, not yet recorded, may still bind them.
+    if (this.#region) return;
     for (const b of this.#pending) {
       const list = this.#pool.get(b.size);
       if (list) list.push(b);
@@ -482,6 +651,7 @@ export class WebGPUBackend implements Backend {
     regions: { storage: Storage; offset: number; bytes: number }[],
   ): Promise<ArrayBuffer[]> {
     this.#checkErrors();
+    this.#notInRegion("a read");
     let total = 0;
     const starts: number[] = [];
     for (const r of regions) {
@@ -524,6 +694,7 @@ export class WebGPUBackend implements Backend {
   }
 
   async sync(): Promise<void> {
+    this.#notInRegion("a sync");
     this.flush();
     this.stats.hostSyncs++;
     await this.#waitFor(this.device.queue.onSubmittedWorkDone());
