@@ -24,7 +24,7 @@ import { NmtTask } from "../tasks/nmt_task.ts";
 import { type CurvePoint, runAutoLoss } from "../tasks/nmt_train.ts";
 import { RegressionTask } from "../tasks/regression.ts";
 import type { ScheduleTask } from "../rl/task.ts";
-import { rng, setup } from "./helpers.ts";
+import { assertClose, rng, setup } from "./helpers.ts";
 
 await setup();
 
@@ -152,9 +152,13 @@ Deno.test("NMT: GPU-chosen (gated) steps give the host-chosen steps' results", a
   }
   assert.equal(backend().stats.hostSyncs, syncs, "no host sync in a step");
   const [ph, pg] = await readMany([host.flat.data, gpu.flat.data]);
-  assert.deepEqual(pg, ph, "parameters");
+  // Exact on the CPU backend; on WebGPU the embedding gradient's scatter-add uses atomic float
+  // adds whose order varies between runs, so the two runs agree only to rounding.
+  if (backend().info.kind === "cpu") assert.deepEqual(pg, ph, "parameters");
+  else assertClose(pg, ph, 1e-5, 1e-3, "parameters");
   const [fh, fg] = await readMany([host.features(), gpu.features()]);
-  assert.deepEqual(fg, fh, "features");
+  if (backend().info.kind === "cpu") assert.deepEqual(fg, fh, "features");
+  else assertClose(fg, fh, 1e-4, 1e-3, "features");
   assert.throws(() => gpu.step(tensor([1])), /one i32 action/);
   host.dispose();
   gpu.dispose();
