@@ -34,7 +34,7 @@ import {
   writeController,
   writeLearningReport,
 } from "./l1_run.ts";
-import { compareCommand, evalCommand, transferCommand } from "./l1_compare.ts";
+import { compareCommand, connectWorkers, evalCommand, transferCommand } from "./l1_compare.ts";
 import { sweepCommand } from "./l1_sweep.ts";
 
 /** The checkpoint `train <task>` rewrites after every round. */
@@ -115,16 +115,7 @@ async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: Com
     );
   });
   let trained: TrainedController;
-  // --workers: the NATS client is loaded (and fetched) only then, by a computed specifier.
-  const dist = new URL("../dist/learner.ts", import.meta.url).href;
-  const learner = opts.workers
-    ? await (await import(dist) as typeof import("../dist/learner.ts")).connectLearner({
-      ...opts.workers,
-      task: spec.name,
-      config: cfg as unknown as Record<string, unknown>,
-      runName: run.path.split(/[\\/]/).filter(Boolean).pop()!,
-    })
-    : null;
+  const learner = await connectWorkers(opts, spec.name, cfg, run.path);
   try {
     trained = await trainFromConfig(problem, cfg, console.log, {
       run,

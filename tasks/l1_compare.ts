@@ -309,6 +309,26 @@ export function costTable(
   return { rows, md };
 }
 
+/**
+ * With `--workers`, connects the learner side of dist/ for this run (the NATS client is loaded, and
+ * fetched, only then, through a computed specifier); null without it.
+ */
+export async function connectWorkers(
+  opts: CommonOptions,
+  task: "regression" | "mlp",
+  cfg: SharedConfig,
+  runPath: string,
+): Promise<Learner | null> {
+  if (!opts.workers) return null;
+  const dist = new URL("../dist/learner.ts", import.meta.url).href;
+  return await (await import(dist) as typeof import("../dist/learner.ts")).connectLearner({
+    ...opts.workers,
+    task,
+    config: cfg as unknown as Record<string, unknown>,
+    runName: runPath.split(/[\\/]/).filter(Boolean).pop()!,
+  });
+}
+
 /** `compare <task>`. */
 export async function compareCommand<C extends SharedConfig>(
   spec: TaskSpec<C>,
@@ -320,16 +340,8 @@ export async function compareCommand<C extends SharedConfig>(
   const began = performance.now();
   const run = await openRun(opts, cfg);
   const problem = spec.problem(cfg);
-  // --workers: Table 1's methods and the controller's rounds run as jobs (dist/, loaded only then).
-  const dist = new URL("../dist/learner.ts", import.meta.url).href;
-  const learner = opts.workers
-    ? await (await import(dist) as typeof import("../dist/learner.ts")).connectLearner({
-      ...opts.workers,
-      task: spec.name,
-      config: cfg as unknown as Record<string, unknown>,
-      runName: run.path.split(/[\\/]/).filter(Boolean).pop()!,
-    })
-    : null;
+  // --workers: Table 1's methods and the controller's rounds run as jobs.
+  const learner = await connectWorkers(opts, spec.name, cfg, run.path);
   try {
     await compareRun(spec, opts, cfg, run, problem, began, learner);
   } finally {
