@@ -448,7 +448,7 @@ export type RandomKind = "uniform" | "normal" | "bernoulli";
  *
  * | kind | buffers |
  * |---|---|
- * | map | inputs..., out (read_write; `E.out()` reads it) |
+ * | map | inputs..., out (read_write, from element `outOffset`; `E.out()` reads it) |
  * | place | src, out: `out[offset + Σ coord_d outStrides[d]] = src[i]` (or `+=`) |
  * | reduce | inputs..., out (kept dims, row-major; argmax out is i32): reduces `expr` over `shape` |
  * | matmul | A, B, C |
@@ -478,6 +478,11 @@ export type KernelSpec =
     inputs: MapInput[];
     /** Output element type. */
     out: DType;
+    /**
+     * Element offset in the output buffer of output element 0 (default 0): the map writes (and
+     * `E.out()` reads) a contiguous region inside a larger buffer, e.g. one part of a concat.
+     */
+    outOffset?: number;
   }
   | {
     kind: "place";

@@ -9,7 +9,9 @@
  * Rules:
  * - an input is inlined only when read through plain broadcasting (its own layout), at most
  *   once: a pending tensor that a second consumer reads is computed instead (so shared
- *   subexpressions are not recomputed more than once);
+ *   subexpressions are not recomputed more than once), unless it is cheap (a slice, a cast, at
+ *   most {@link MAX_CHEAP_NODES} simple ops): then every reader recomputes it, which costs less
+ *   than a kernel that stores it;
  * - a fused expression has at most {@link MAX_LEAVES} distinct inputs and {@link MAX_NODES}
  *   nodes, else its pending inputs are computed and read as plain inputs;
  * - writes never race a pending tensor: before any storage is written, the backend's write hook
@@ -21,7 +23,7 @@
 
 import { backend, type BufferRef } from "../gpu/backend.ts";
 import { type DType, type Expr, exprNodes, numel } from "../gpu/kernel.ts";
-import { type Leaf, Tensor } from "./tensor.ts";
+import { type Leaf, type PendingMap, Tensor } from "./tensor.ts";
 
 /** Most distinct inputs of a fused kernel (WebGPU binds each as a storage buffer). */
 export const MAX_LEAVES = 6;
@@ -100,6 +102,51 @@ function substitute(e: Expr, subs: readonly Expr[]): Expr {
   return walk(e);
 }
 
+/** Ops cheap enough to recompute in every reader (no transcendental, no division). */
+const CHEAP_OPS: ReadonlySet<string> = new Set([
+  "in",
+  "const",
+  "out",
+  "cast",
+  "neg",
+  "abs",
+  "sign",
+  "relu",
+  "square",
+  "floor",
+  "add",
+  "sub",
+  "mul",
+  "maximum",
+  "minimum",
+  "eq",
+  "ne",
+  "lt",
+  "le",
+  "gt",
+  "ge",
+  "step",
+  "where",
+]);
+
+/** Most op nodes of a pending expression that every reader may recompute. */
+export const MAX_CHEAP_NODES = 2;
+
+/** Whether `p` is cheap enough that recomputing it in a reader beats a kernel that stores it. */
+function isCheap(p: PendingMap): boolean {
+  const nodes = exprNodes(p.expr);
+  return nodes.every((e) => CHEAP_OPS.has(e.op)) &&
+    nodes.filter((e) => e.op !== "in" && e.op !== "const").length <= MAX_CHEAP_NODES;
+}
+
+/**
+ * Whether a consumer may compute pending `t` itself: the first consumer may; later ones only if
+ * `t` is cheap (a slice, a cast, one or two simple ops), else they read the computed tensor.
+ */
+function claimInline(t: Tensor, p: PendingMap): boolean {
+  return !t.markInlined() || isCheap(p);
+}
+
 function leafKey(l: Leaf): string {
   return `${l.ref.storage.id}:${l.ref.offset}:${l.ref.numel}:${l.dtype}:${l.offset}:${l.strides}`;
 }
@@ -135,7 +182,7 @@ function plan(
     const p = t?.pendingMap;
     if (
       fuse && t && p && !o.offset && isBroadcast(t.shape, o.strides, shape) &&
-      !(avoid && p.leaves.some((l) => l.ref.storage === avoid.storage)) && !t.markInlined()
+      !(avoid && p.leaves.some((l) => l.ref.storage === avoid.storage)) && claimInline(t, p)
     ) {
       inlined.push(t);
       const subs = p.leaves.map((l) =>
@@ -212,4 +259,27 @@ export function runInPlace(
     },
     [...leaves.map((l) => l.ref), out],
   );
+}
+
+/**
+ * Computes pending `t` straight into `out` from element `outOffset` (one map kernel) when fusion
+ * is on and no other consumer has inlined it; returns false (nothing run) otherwise, and the
+ * caller copies `t`'s memory instead. `t` itself stays pending: a later reader computes it again
+ * (the rule of one inlining per pending tensor holds, as for any consumer).
+ */
+export function computeInto(t: Tensor, out: BufferRef, outOffset: number): boolean {
+  const p = t.pendingMap;
+  if (!fusion || !p || t.size === 0 || !claimInline(t, p)) return false;
+  backend().run(
+    {
+      kind: "map",
+      expr: p.expr,
+      shape: [...t.shape],
+      inputs: p.leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset })),
+      out: t.dtype,
+      ...(outOffset ? { outOffset } : {}),
+    },
+    [...p.leaves.map((l) => l.ref), out],
+  );
+  return true;
 }

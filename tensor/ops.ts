@@ -16,7 +16,7 @@ import {
 } from "../gpu/kernel.ts";
 import { constant } from "../gpu/constants.ts";
 import { Generator, runCategorical, runRandom } from "../gpu/random.ts";
-import { lazyMap, type Operand, planMap, runInPlace } from "./lazy.ts";
+import { computeInto, lazyMap, type Operand, planMap, runInPlace } from "./lazy.ts";
 import { isGradEnabled, Tensor } from "./tensor.ts";
 
 /** Allocates an uninitialized tensor. */
@@ -452,7 +452,12 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
   const st = contiguousStrides(shape);
   let at = 0;
   for (const t of xs) {
-    runPlace(t.refFor("concat"), t.shape, out.refFor("concat"), st, at * st[a], t.dtype);
+    // A pending part whose block of the output is contiguous (no dims before `axis` above 1)
+    // runs its own map straight into that block: one kernel instead of a map and a copy.
+    const contiguous = t.shape.slice(0, a).every((d) => d === 1);
+    if (!(contiguous && computeInto(t, out.refFor("concat"), at * st[a]))) {
+      runPlace(t.refFor("concat"), t.shape, out.refFor("concat"), st, at * st[a], t.dtype);
+    }
     at += t.shape[a];
   }
   return record(out, "concat", [...xs], { axis: a, sizes: xs.map((t) => t.shape[a]) });

@@ -271,7 +271,7 @@ function mapSource(spec: Extract<KernelSpec, { kind: "map" }>): string {
     return `${view(types[k])}[p${strided.indexOf(k)}]`;
   }, `${O}[ob + i]`);
   const body = [...stmts, `${O}[ob + i] = ${result};`].join("\n");
-  pre.push(`const ob = o[${outIdx}];`);
+  pre.push(`const ob = o[${outIdx}] + ${spec.outOffset ?? 0};`);
   if (strided.length === 0) {
     return `${pre.join("\n")}\nfor (let i = 0; i < ${n}; i++) {\n${body}\n}`;
   }

@@ -32,7 +32,8 @@ const UNSUPPORTED = new Set(["sin", "cos", "pow"]);
 
 /** Whether {@link buildMapModule} renders `spec` (else the JavaScript kernel runs). */
 export function wasmMapSupported(spec: MapSpec): boolean {
-  return numel(spec.shape) > 0 && !exprNodes(spec.expr).some((e) => UNSUPPORTED.has(e.op));
+  return numel(spec.shape) > 0 && !spec.outOffset &&
+    !exprNodes(spec.expr).some((e) => UNSUPPORTED.has(e.op));
 }
 
 const ONE_F = 0x3f800000;

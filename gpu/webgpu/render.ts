@@ -348,10 +348,13 @@ export function render(spec: KernelSpec): Rendered {
   switch (spec.kind) {
     case "map": {
       const n = numel(spec.shape);
-      const groups = mapIsVec4(spec.shape, spec.inputs) ? Math.ceil(n / 4 / WG) : elementGroups(n);
+      const off = spec.outOffset ?? 0;
+      const groups = mapIsVec4(spec.shape, spec.inputs, off)
+        ? Math.ceil(n / 4 / WG)
+        : elementGroups(n);
       const { grid, nx } = foldGrid(groups);
       return {
-        code: mapShader(spec.expr, spec.shape, spec.inputs, spec.out, nx),
+        code: mapShader(spec.expr, spec.shape, spec.inputs, spec.out, nx, off),
         grid,
         access: reads(spec.inputs.length + 1),
       };

@@ -179,9 +179,13 @@ fn pow_signed(x: f32, y: f32) -> f32 {
  * Whether {@link mapShader} uses its vec4 path: every input is either laid out like the output or
  * a broadcast scalar, the element count is a multiple of 4, and offsets keep vec4 alignment.
  */
-export function mapIsVec4(shape: readonly number[], inputs: readonly MapInput[]): boolean {
+export function mapIsVec4(
+  shape: readonly number[],
+  inputs: readonly MapInput[],
+  outOffset = 0,
+): boolean {
   const n = numel(shape);
-  if (n % 4 !== 0 || n === 0) return false;
+  if (n % 4 !== 0 || n === 0 || outOffset % 4 !== 0) return false;
   const { kinds } = inputKinds(shape, inputs);
   return kinds.every((k, i) =>
     k === "scalar" || (k === "contiguous" && (inputs[i].offset ?? 0) % 4 === 0)
@@ -199,11 +203,13 @@ export function mapShader(
   inputs: readonly MapInput[],
   outDtype: DType,
   nx: number,
+  outOffset = 0,
 ): string {
   const c = inputKinds(shape, inputs);
   const n = numel(shape);
   const types = inputs.map((i) => i.dtype);
-  const vec = mapIsVec4(shape, inputs);
+  const vec = mapIsVec4(shape, inputs, outOffset);
+  const oi = (scale: number) => (outOffset ? `out[i + ${u32(outOffset / scale)}]` : "out[i]");
   const vt = (t: DType) => (vec ? `vec4<${t}>` : t);
   const decl = inputs.map((inp, k) =>
     `@group(0) @binding(${k}) var<storage, read> in${k}: array<${
@@ -223,7 +229,7 @@ export function mapShader(
         ? `let s${k} = in${k}[0u${base(inp)}];`
         : `let v${k} = in${k}[i${base(inp, 4)}];`
     );
-    if (usesOut) loads.push("let vout = out[i];");
+    if (usesOut) loads.push(`let vout = ${oi(4)};`);
     const comps = [0, 1, 2, 3].map((q) => {
       const { stmts, result } = exprStatements(
         expr,
@@ -234,7 +240,7 @@ export function mapShader(
       );
       return `{ ${stmts.join(" ")} r[${q}] = ${result}; }`;
     });
-    body = [...loads, `var r: vec4<${outDtype}>;`, ...comps, "out[i] = r;"].join("\n");
+    body = [...loads, `var r: vec4<${outDtype}>;`, ...comps, `${oi(4)} = r;`].join("\n");
   } else {
     const offsets: string[] = [];
     const { stmts, result } = exprStatements(expr, types, outDtype, (k) => {
@@ -243,8 +249,8 @@ export function mapShader(
       if (c.kinds[k] === "contiguous") return `in${k}[i${base(inp)}]`;
       offsets.push(offsetFromIndex(`o${k}`, "i", c.shape, c.strides[k]));
       return `in${k}[o${k}${base(inp)}]`;
-    }, "out[i]");
-    body = [...offsets, ...stmts, `out[i] = ${result};`].join("\n");
+    }, oi(1));
+    body = [...offsets, ...stmts, `${oi(1)} = ${result};`].join("\n");
   }
   return `${decl.join("\n")}
 ${NAN_HELPERS}
