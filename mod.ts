@@ -41,6 +41,7 @@ export {
   type LstmStepSpec,
   type MapInput,
   type MatmulSpec,
+  type PackPart,
   type RandomKind,
   type ReduceOp,
   type UnaryOp,

@@ -51,7 +51,8 @@ export type UnaryOp =
   | "square"
   | "isnan"
   | "isinf"
-  | "floor";
+  | "floor"
+  | "softplus";
 
 /** Every unary op, in a fixed order. */
 export const UNARY_OPS: readonly UnaryOp[] = [
@@ -71,6 +72,7 @@ export const UNARY_OPS: readonly UnaryOp[] = [
   "isnan",
   "isinf",
   "floor",
+  "softplus",
 ];
 
 /**
@@ -127,6 +129,40 @@ export type Expr =
   | { readonly op: BinaryOp; readonly a: Expr; readonly b: Expr }
   | { readonly op: "where"; readonly c: Expr; readonly a: Expr; readonly b: Expr }
   | { readonly op: "cast"; readonly to: DType; readonly a: Expr };
+
+/**
+ * `e` with composite ops written out in primitive ones, for backends that render only those
+ * (the CPU backend, so that its JavaScript and WebAssembly kernels stay bit for bit equal):
+ * `softplus(x) = relu(x) + log(exp(-|x|) + 1)`. Shared subtrees stay shared.
+ */
+export function lowerExpr(e: Expr): Expr {
+  if (!exprNodes(e).some((x) => x.op === "softplus")) return e;
+  const memo = new Map<Expr, Expr>();
+  const walk = (x: Expr): Expr => {
+    const hit = memo.get(x);
+    if (hit) return hit;
+    let r: Expr;
+    if (x.op === "in" || x.op === "out" || x.op === "const") r = x;
+    else if (x.op === "where") r = E.where(walk(x.c), walk(x.a), walk(x.b));
+    else if (x.op === "cast") r = E.cast(x.to, walk(x.a));
+    else if (x.op === "softplus") {
+      const a = walk(x.a);
+      const tail = E.unary("exp", E.unary("neg", E.unary("abs", a)));
+      r = E.binary(
+        "add",
+        E.unary("relu", a),
+        E.unary("log", E.binary("add", tail, E.const(1))),
+      );
+    } else if (isUnary(x)) r = E.unary(x.op, walk(x.a));
+    else {
+      const b = x as { op: BinaryOp; a: Expr; b: Expr };
+      r = E.binary(b.op, walk(b.a), walk(b.b));
+    }
+    memo.set(x, r);
+    return r;
+  };
+  return walk(e);
+}
 
 /** Expression builders. */
 export const E = {
@@ -325,6 +361,23 @@ export function planReduce(
   return plan;
 }
 
+/**
+ * One map of a `pack` kernel: `out[outOffset + i] = expr(inputs...)` over `shape`, where input k
+ * is the kernel's buffer `bind[k]` read through `inputs[k]`'s strides and offset.
+ */
+export interface PackPart {
+  /** The value of each element. */
+  expr: Expr;
+  /** The part's shape. */
+  shape: number[];
+  /** The part's inputs (dtype, strides over `shape`, element offset). */
+  inputs: MapInput[];
+  /** The kernel buffer each input reads. */
+  bind: number[];
+  /** Element offset of the part's block in the output. */
+  outOffset: number;
+}
+
 /** Shape and layout of a (batched) matmul C[b] = op(A[b]) @ op(B[b]). */
 export interface MatmulSpec {
   /** Batch count of the output. */
@@ -449,6 +502,7 @@ export type RandomKind = "uniform" | "normal" | "bernoulli";
  * | kind | buffers |
  * |---|---|
  * | map | inputs..., out (read_write, from element `outOffset`; `E.out()` reads it) |
+ * | pack | inputs..., out: several maps in one kernel, part p into `out[outOffset_p + i]` |
  * | place | src, out: `out[offset + Σ coord_d outStrides[d]] = src[i]` (or `+=`) |
  * | reduce | inputs..., out (kept dims, row-major; argmax out is i32): reduces `expr` over `shape` |
  * | matmul | A, B, C |
@@ -483,6 +537,15 @@ export type KernelSpec =
      * `E.out()` reads) a contiguous region inside a larger buffer, e.g. one part of a concat.
      */
     outOffset?: number;
+  }
+  | {
+    kind: "pack";
+    /** Output element type (the output is the last buffer). */
+    out: DType;
+    /** Element type of each input buffer (the buffers before the output). */
+    buffers: DType[];
+    /** The maps run by this one kernel, each into its own contiguous block of the output. */
+    parts: PackPart[];
   }
   | {
     kind: "place";
@@ -599,6 +662,14 @@ export function kernelFlops(spec: KernelSpec): number {
     case "map":
       return numel(spec.shape) *
         exprNodes(spec.expr).filter((x) => !["in", "out", "const"].includes(x.op)).length;
+    case "pack":
+      return spec.parts.reduce(
+        (acc, p) =>
+          acc +
+          numel(p.shape) *
+            exprNodes(p.expr).filter((x) => !["in", "out", "const"].includes(x.op)).length,
+        0,
+      );
     case "reduce":
       return numel(spec.shape) *
         (1 + exprNodes(spec.expr).filter((x) => !["in", "out", "const"].includes(x.op)).length);
@@ -614,6 +685,8 @@ export function kernelShape(spec: KernelSpec): string {
     case "place":
     case "reduce":
       return `[${spec.shape.join(",")}]`;
+    case "pack":
+      return `${spec.parts.length}x[${spec.parts.reduce((a, p) => a + numel(p.shape), 0)}]`;
     case "matmul":
       return `${spec.batch > 1 ? `${spec.batch}x` : ""}${spec.m}x${spec.k}x${spec.n}${
         spec.transA ? " tA" : ""

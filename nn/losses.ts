@@ -49,10 +49,9 @@ export function l1NormOf(tensors: readonly Tensor[]): Tensor {
 }
 
 /**
- * Binary cross-entropy on logits, stable for any |x|: `max(x, 0) - x*y + log(1 + exp(-|x|))`,
- * computed as `x*(1/2 - y) + |x|/2 + log(1 + exp(-|x|))` (the same value, since
- * `max(x, 0) = (x + |x|)/2`): this form's gradient is exactly `sigmoid(x) - y` also at x = 0,
- * where the max/abs kinks of the first form would give `-y`.
+ * Binary cross-entropy on logits, stable for any |x|: `softplus(x) - x*y` (softplus computed as
+ * `max(x, 0) + log(1 + exp(-|x|))`), whose gradient is `sigmoid(x) - y` everywhere (x = 0
+ * included); forward and backward each fuse into the kernels around them.
  */
 export function bceWithLogits(
   logits: Tensor,
@@ -60,10 +59,7 @@ export function bceWithLogits(
   reduction: Reduction = "mean",
 ): Tensor {
   sameShape("bceWithLogits", logits, target);
-  const a = logits.abs();
-  const linear = logits.mul(target.neg().add(0.5));
-  const softplusOfNegAbs = a.neg().exp().add(1).log();
-  return reduce(linear.add(a.mul(0.5)).add(softplusOfNegAbs), reduction);
+  return reduce(ops.unary("softplus", logits).sub(logits.mul(target)), reduction);
 }
 
 /**

@@ -6,6 +6,8 @@
  * @module
  */
 
+import { E } from "../gpu/kernel.ts";
+import { lazyMap } from "./lazy.ts";
 import * as ops from "./ops.ts";
 import { keep, type Node, noGrad, type Tensor, tidy } from "./tensor.ts";
 
@@ -44,6 +46,7 @@ export const GRAD_RULES: Record<string, GradRule> = {
   log: (g, n) => [ops.binary("div", g, n.inputs[0])],
   sqrt: (g, _n, out) => [scale(ops.binary("div", g, out), 0.5)],
   abs: (g, n) => [mul(g, ops.unary("sign", n.inputs[0]))],
+  softplus: (g, n) => [mul(g, ops.unary("sigmoid", n.inputs[0]))],
   tanh: (g, _n, out) => {
     const sq = ops.unary("square", out);
     const one = ops.scalarOp("add_scalar", scale(sq, -1), 1);
@@ -253,7 +256,9 @@ export function backward(root: Tensor, grad?: Tensor): void {
     // Gradients this pass created and nothing else reads: a slice's gradient may be added into
     // them in place (the per-time-step slices of a sequence model: one temporary, not T).
     const owned = new Set<Tensor>();
-    grads.set(root, grad ? grad.view(root.shape, "backward") : ops.fill_(ops.empty(root.shape), 1));
+    // The seed gradient of ones is pending: it folds into the first rules' kernels.
+    const one = () => lazyMap(() => E.const(1), root.shape, [], "f32", "backward");
+    grads.set(root, grad ? grad.view(root.shape, "backward") : one());
     for (let i = order.length - 1; i >= 0; i--) {
       const t = order[i];
       const g = grads.get(t);

@@ -6,7 +6,9 @@
 
 import type { DType } from "../gpu/kernel.ts";
 import { backend } from "../gpu/backend.ts";
+import { constant } from "../gpu/constants.ts";
 import type { Generator } from "../gpu/random.ts";
+import { lazyMap } from "./lazy.ts";
 import * as ops from "./ops.ts";
 import { noGrad, Tensor } from "./tensor.ts";
 
@@ -65,9 +67,14 @@ export function tensor(
   return out;
 }
 
-/** A tensor filled with `value`. */
+/**
+ * A tensor filled with `value`: pending (no kernel of its own) until something needs its memory,
+ * so a constant folds into the kernels that read it.
+ */
 export function full(shape: readonly number[], value: number, dtype: DType = "f32"): Tensor {
-  return ops.fill_(ops.empty(shape, dtype, "full"), value);
+  ops.checkLayout(shape, dtype, "full");
+  const ref = constant(backend(), value, dtype);
+  return lazyMap(([v]) => v, shape, [{ ref, dtype, strides: shape.map(() => 0) }], dtype, "full");
 }
 
 /** A tensor of zeros. */

@@ -7,8 +7,8 @@
  * `Tensor.realize()` runs ONE map kernel for it.
  *
  * Rules:
- * - an input is inlined only when read through plain broadcasting (its own layout), at most
- *   once: a pending tensor that a second consumer reads is computed instead (so shared
+ * - an input is inlined only when read whole through broadcasting and/or a permutation of its
+ *   dims (the leaves are then read through the same dims), at most once: a pending tensor that a second consumer reads is computed instead (so shared
  *   subexpressions are not recomputed more than once), unless it is cheap (a slice, a cast, at
  *   most {@link MAX_CHEAP_NODES} simple ops): then every reader recomputes it, which costs less
  *   than a kernel that stores it;
@@ -22,7 +22,15 @@
  */
 
 import { backend, type BufferRef } from "../gpu/backend.ts";
-import { type DType, type Expr, exprNodes, numel } from "../gpu/kernel.ts";
+import {
+  contiguousStrides,
+  type DType,
+  E,
+  type Expr,
+  exprNodes,
+  numel,
+  type PackPart,
+} from "../gpu/kernel.ts";
 import { type Leaf, type PendingMap, Tensor } from "./tensor.ts";
 
 /** Most distinct inputs of a fused kernel (WebGPU binds each as a storage buffer). */
@@ -57,30 +65,36 @@ export interface Operand {
   offset?: number;
 }
 
-/** Whether `strides` read a tensor of `shape` by plain broadcasting into `out`. */
-function isBroadcast(shape: readonly number[], strides: readonly number[], out: readonly number[]) {
-  const lead = out.length - shape.length;
-  if (lead < 0) return false;
+/**
+ * How `strides` read a contiguous tensor of `shape` into `out`, when each output dim reads one
+ * dim of the tensor whole or broadcasts (stride 0), every tensor dim above size 1 read exactly
+ * once (plain broadcasting, permutations, and both): for each output dim the tensor dim it
+ * reads, or -1 (broadcast or size 1). Null for any other read (slices, offsets, overlaps).
+ */
+function dimMap(
+  shape: readonly number[],
+  strides: readonly number[],
+  out: readonly number[],
+): number[] | null {
+  const own = new Array<number>(shape.length);
   let expect = 1;
-  const own = new Array(shape.length);
   for (let j = shape.length - 1; j >= 0; j--) {
     own[j] = expect;
     expect *= shape[j];
   }
-  return strides.every((st, d) => {
-    const j = d - lead;
-    if (j < 0 || shape[j] === 1) return st === 0;
-    return shape[j] === out[d] && st === own[j];
-  });
-}
-
-/** Re-expresses a leaf's strides (over `shape`'s dims) in the coordinates of `out`. */
-function composeStrides(leaf: readonly number[], shape: readonly number[], out: readonly number[]) {
-  const lead = out.length - shape.length;
-  return out.map((_d, d) => {
-    const j = d - lead;
-    return j < 0 || shape[j] === 1 ? 0 : leaf[j];
-  });
+  const used = new Set<number>();
+  const map: number[] = [];
+  for (let d = 0; d < out.length; d++) {
+    if (strides[d] === 0 || out[d] === 1) {
+      map.push(-1);
+      continue;
+    }
+    const j = own.findIndex((st, k) => shape[k] > 1 && st === strides[d]);
+    if (j < 0 || shape[j] !== out[d] || used.has(j)) return null;
+    used.add(j);
+    map.push(j);
+  }
+  return shape.every((n, j) => n === 1 || used.has(j)) ? map : null;
 }
 
 /** `e` with every `in(i)` replaced by `subs[i]` (shared subtrees stay shared). */
@@ -180,13 +194,15 @@ function plan(
   const ins = operands.map((o): Expr => {
     const t = o.tensor;
     const p = t?.pendingMap;
+    const dims = fuse && t && p && !o.offset ? dimMap(t.shape, o.strides, shape) : null;
     if (
-      fuse && t && p && !o.offset && isBroadcast(t.shape, o.strides, shape) &&
-      !(avoid && p.leaves.some((l) => l.ref.storage === avoid.storage)) && claimInline(t, p)
+      t && p && dims && !(avoid && p.leaves.some((l) => l.ref.storage === avoid.storage)) &&
+      claimInline(t, p)
     ) {
       inlined.push(t);
+      // The leaves read through the same dims: broadcast and permutations commute with maps.
       const subs = p.leaves.map((l) =>
-        add({ ...l, strides: composeStrides(l.strides, t.shape, shape) })
+        add({ ...l, strides: dims.map((j) => (j < 0 ? 0 : l.strides[j])) })
       );
       return substitute(p.expr, subs);
     }
@@ -234,7 +250,8 @@ export function lazyMap(
 
 /**
  * Runs `dst = build(operands)` now, in place (`E.out()` reads `dst`'s current value); `shape`
- * must have `dst`'s element count. Pending operands are fused unless they read `dst`.
+ * must have `dst`'s element count, or, with `outOffset`, fit in `dst` from that element (a
+ * contiguous block of it). Pending operands are fused unless they read `dst`.
  */
 export function runInPlace(
   build: (ins: Expr[]) => Expr,
@@ -242,11 +259,17 @@ export function runInPlace(
   operands: readonly Operand[],
   dst: Tensor,
   op: string,
+  outOffset?: number,
 ): void {
-  if (numel(shape) !== dst.size) {
-    throw new Error(`${op}: ${numel(shape)} values do not fill ${dst.describe()}`);
+  const n = numel(shape);
+  if (outOffset === undefined ? n !== dst.size : n + outOffset > dst.size) {
+    throw new Error(
+      `${op}: ${n} values${
+        outOffset ? ` at element ${outOffset}` : ""
+      } do not fit ${dst.describe()}`,
+    );
   }
-  if (dst.size === 0) return;
+  if (n === 0) return;
   const out = dst.refFor(op);
   const { expr, leaves } = plan(build, shape, operands, op, out, fusion);
   backend().run(
@@ -256,30 +279,87 @@ export function runInPlace(
       shape: [...shape],
       inputs: leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset })),
       out: dst.dtype,
+      ...(outOffset ? { outOffset } : {}),
     },
     [...leaves.map((l) => l.ref), out],
   );
 }
 
+/** One block of {@link packInto}: `t`'s elements (row-major) written from element `outOffset`. */
+export interface PackBlock {
+  /** The values (pending or computed, any dtype equal to the output's). */
+  t: Tensor;
+  /** Element offset of the block in the output. */
+  outOffset: number;
+}
+
+/** Most maps in one `pack` kernel. */
+export const MAX_PACK_PARTS = 16;
+
 /**
- * Computes pending `t` straight into `out` from element `outOffset` (one map kernel) when fusion
- * is on and no other consumer has inlined it; returns false (nothing run) otherwise, and the
- * caller copies `t`'s memory instead. `t` itself stays pending: a later reader computes it again
- * (the rule of one inlining per pending tensor holds, as for any consumer).
+ * Writes every block into `out` (a storage no pending tensor reads, e.g. fresh) in as few kernels
+ * as the binding limit allows: one `pack` kernel per run of blocks binding at most
+ * {@link MAX_LEAVES} buffers. A pending block runs its own map into its place (when it may be
+ * inlined; it stays pending for later readers), a computed one is copied.
  */
-export function computeInto(t: Tensor, out: BufferRef, outOffset: number): boolean {
-  const p = t.pendingMap;
-  if (!fusion || !p || t.size === 0 || !claimInline(t, p)) return false;
-  backend().run(
-    {
-      kind: "map",
-      expr: p.expr,
+export function packInto(blocks: readonly PackBlock[], out: BufferRef, dtype: DType): void {
+  let parts: PackPart[] = [];
+  let refs: BufferRef[] = [];
+  let types: DType[] = [];
+  let index = new Map<string, number>();
+  const flush = () => {
+    if (parts.length === 1) {
+      const [p] = parts;
+      backend().run(
+        {
+          kind: "map",
+          expr: p.expr,
+          shape: p.shape,
+          inputs: p.inputs,
+          out: dtype,
+          ...(p.outOffset ? { outOffset: p.outOffset } : {}),
+        },
+        [...p.bind.map((b) => refs[b]), out],
+      );
+    } else if (parts.length > 1) {
+      backend().run({ kind: "pack", out: dtype, buffers: types, parts }, [...refs, out]);
+    }
+    parts = [];
+    refs = [];
+    types = [];
+    index = new Map();
+  };
+  for (const { t, outOffset } of blocks) {
+    if (t.size === 0) continue;
+    if (t.dtype !== dtype) throw new Error(`packInto: ${t.describe()} into a ${dtype} output`);
+    const p = t.pendingMap;
+    const leaves: readonly Leaf[] = fusion && p && claimInline(t, p) ? p.leaves : [{
+      ref: t.refFor("pack"),
+      dtype,
+      strides: contiguousStrides(t.shape),
+      offset: 0,
+    }];
+    const expr = leaves === p?.leaves ? p.expr : E.in(0);
+    const keys = leaves.map((l) => `${l.ref.storage.id}:${l.ref.offset}:${l.ref.numel}:${l.dtype}`);
+    const fresh = new Set(keys.filter((k) => !index.has(k))).size;
+    if (parts.length >= MAX_PACK_PARTS || refs.length + fresh > MAX_LEAVES) flush();
+    const bind = leaves.map((l, k) => {
+      let b = index.get(keys[k]);
+      if (b === undefined) {
+        b = refs.length;
+        refs.push(l.ref);
+        types.push(l.dtype);
+        index.set(keys[k], b);
+      }
+      return b;
+    });
+    parts.push({
+      expr,
       shape: [...t.shape],
-      inputs: p.leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset })),
-      out: t.dtype,
-      ...(outOffset ? { outOffset } : {}),
-    },
-    [...p.leaves.map((l) => l.ref), out],
-  );
-  return true;
+      inputs: leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset })),
+      bind,
+      outOffset,
+    });
+  }
+  flush();
 }

@@ -16,11 +16,17 @@ import {
 } from "../gpu/kernel.ts";
 import { constant } from "../gpu/constants.ts";
 import { Generator, runCategorical, runRandom } from "../gpu/random.ts";
-import { computeInto, lazyMap, type Operand, planMap, runInPlace } from "./lazy.ts";
+import { lazyMap, type Operand, packInto, planMap, runInPlace } from "./lazy.ts";
 import { isGradEnabled, Tensor } from "./tensor.ts";
 
 /** Allocates an uninitialized tensor. */
 export function empty(shape: readonly number[], dtype: DType = "f32", createdBy = "empty"): Tensor {
+  checkLayout(shape, dtype, createdBy);
+  return new Tensor(backend().alloc(numel(shape) * 4), shape, dtype, 0, createdBy);
+}
+
+/** Throws a clear error for a shape that is not whole non-negative dims or an unknown dtype. */
+export function checkLayout(shape: readonly number[], dtype: DType, createdBy: string): void {
   for (const d of shape) {
     if (!Number.isInteger(d) || d < 0) {
       throw new Error(
@@ -36,7 +42,6 @@ export function empty(shape: readonly number[], dtype: DType = "f32", createdBy 
         `the dtypes are ${DTYPES.join(", ")})`,
     );
   }
-  return new Tensor(backend().alloc(numel(shape) * 4), shape, dtype, 0, createdBy);
 }
 
 /** The element types a tensor can have. */
@@ -422,16 +427,29 @@ export function pad(x: Tensor, pads: readonly (readonly [number, number])[]): Te
   }
   const shape = x.shape.map((d, i) => d + pads[i][0] + pads[i][1]);
   const out = empty(shape, x.dtype, "pad");
-  runFill(out.refFor("pad"), x.dtype, 0);
   const st = contiguousStrides(shape);
-  runPlace(
-    x.refFor("pad"),
-    x.shape,
-    out.refFor("pad"),
-    st,
-    pads.reduce((acc, [b], d) => acc + b * st[d], 0),
-    x.dtype,
-  );
+  const start = pads.reduce((acc, [b], d) => acc + b * st[d], 0);
+  const axes = pads.flatMap(([b, e], d) => (b || e ? [d] : []));
+  if (axes.length <= 1 && x.shape.slice(0, axes[0] ?? 0).every((d) => d === 1)) {
+    // x fills one contiguous block: zeros before it, x, zeros after it, in one kernel.
+    // Zero is baked (binds nothing; one value, so one compiled kernel per layout).
+    const zero = (n: number) => lazyMap(() => E.const(0, x.dtype), [n], [], x.dtype, "pad");
+    const before = zero(start), after = zero(out.size - start - x.size);
+    packInto(
+      [
+        { t: before, outOffset: 0 },
+        { t: x, outOffset: start },
+        { t: after, outOffset: start + x.size },
+      ],
+      out.refFor("pad"),
+      x.dtype,
+    );
+    before.dispose();
+    after.dispose();
+  } else {
+    runFill(out.refFor("pad"), x.dtype, 0);
+    runPlace(x.refFor("pad"), x.shape, out.refFor("pad"), st, start, x.dtype);
+  }
   return record(out, "pad", [x], { pads });
 }
 
@@ -450,15 +468,19 @@ export function concat(xs: readonly Tensor[], axis = 0): Tensor {
   shape[a] = xs.reduce((acc, t) => acc + t.shape[a], 0);
   const out = empty(shape, xs[0].dtype, "concat");
   const st = contiguousStrides(shape);
-  let at = 0;
-  for (const t of xs) {
-    // A pending part whose block of the output is contiguous (no dims before `axis` above 1)
-    // runs its own map straight into that block: one kernel instead of a map and a copy.
-    const contiguous = t.shape.slice(0, a).every((d) => d === 1);
-    if (!(contiguous && computeInto(t, out.refFor("concat"), at * st[a]))) {
-      runPlace(t.refFor("concat"), t.shape, out.refFor("concat"), st, at * st[a], t.dtype);
-    }
-    at += t.shape[a];
+  const starts = xs.map((_t, i) => xs.slice(0, i).reduce((acc, t) => acc + t.shape[a], 0));
+  if (xs[0].shape.slice(0, a).every((d) => d === 1)) {
+    // Every part's block of the output is contiguous (no dims before `axis` above 1): the parts
+    // run their own maps (pending) or copies (computed) into their blocks, packed in one kernel.
+    packInto(
+      xs.map((t, i) => ({ t, outOffset: starts[i] * st[a] })),
+      out.refFor("concat"),
+      out.dtype,
+    );
+  } else {
+    xs.forEach((t, i) => {
+      runPlace(t.refFor("concat"), t.shape, out.refFor("concat"), st, starts[i] * st[a], t.dtype);
+    });
   }
   return record(out, "concat", [...xs], { axis: a, sizes: xs.map((t) => t.shape[a]) });
 }
@@ -578,16 +600,21 @@ export function addRegion_(dst: Tensor, src: Tensor, lo: readonly number[]): Ten
     throw new Error(`addRegion_: ${src.describe()} at [${lo}] is outside ${dst.describe()}`);
   }
   const st = contiguousStrides(dst.shape);
-  const out = dst.refFor("addRegion_");
-  runPlace(
-    src.refFor("addRegion_"),
-    src.shape,
-    out,
-    st,
-    lo.reduce((acc, l, d) => acc + l * st[d], 0),
-    "f32",
-    true,
-  );
+  const at = lo.reduce((acc, l, d) => acc + l * st[d], 0);
+  const a = src.shape.findIndex((d) => d !== 1);
+  if (a < 0 || src.shape.every((d, i) => i <= a || d === dst.shape[i])) {
+    // The block is contiguous in dst: one map adds src (fused if pending) into it.
+    runInPlace(
+      ([v]) => E.binary("add", E.out(), v),
+      src.shape,
+      [operand(src)],
+      dst,
+      "addRegion_",
+      at,
+    );
+    return dst;
+  }
+  runPlace(src.refFor("addRegion_"), src.shape, dst.refFor("addRegion_"), st, at, "f32", true);
   return dst;
 }
 

@@ -92,6 +92,7 @@ const UNARY: UnaryOp[] = [
   "sign",
   "tanh",
   "sigmoid",
+  "softplus",
   "relu",
   "recip",
   "square",

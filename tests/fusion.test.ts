@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { backend } from "../gpu/backend.ts";
+import { E, type PackPart } from "../gpu/kernel.ts";
 import { MAX_LEAVES, setFusion } from "../tensor/lazy.ts";
 import * as ops from "../tensor/ops.ts";
 import { tensor } from "../tensor/functional.ts";
@@ -170,7 +171,7 @@ Deno.test("backward: the gradients of many slices of one tensor add up in one bu
   loss.dispose();
 });
 
-Deno.test("fusion: concat computes pending parts into their blocks (one kernel each), equal to map + copy", async () => {
+Deno.test("fusion: concat computes pending parts into their blocks (packed in one kernel), equal to map + copy", async () => {
   // Parts of sizes 1, 3, 4, 8 and 5 along axis 0 (offsets 0, 1, 4, 8, 16: unaligned and vec4
   // aligned), a realized part between pending ones, an i32 part, and a part along axis 1 of a
   // [1, n] layout; plus a part read twice (its second use must not lose the value).
@@ -217,4 +218,99 @@ Deno.test("fusion: concat computes pending parts into their blocks (one kernel e
     }
   };
   agree(await grads(true), await grads(false), "concat gradients");
+});
+
+Deno.test("pack: one kernel runs several maps, each into its block, equal to the maps run alone", async () => {
+  const be = backend();
+  const a = tensor(randomData(12, 61), [3, 4]);
+  const b = tensor(randomData(5, 62), [5]);
+  const i = tensor([3, -1, 7], [3], "i32");
+  const parts: PackPart[] = [
+    // exp of a's transpose (strided), b * b[2] (one buffer bound once, read twice), an i32 cast
+    // from an element offset, a constant, and a part that reads the output's current value.
+    {
+      expr: E.unary("exp", E.in(0)),
+      shape: [4, 3],
+      inputs: [{ dtype: "f32", strides: [1, 4] }],
+      bind: [0],
+      outOffset: 0,
+    },
+    {
+      expr: E.binary("mul", E.in(0), E.in(1)),
+      shape: [5],
+      inputs: [{ dtype: "f32", strides: [1] }, { dtype: "f32", strides: [0], offset: 2 }],
+      bind: [1, 1],
+      outOffset: 12,
+    },
+    {
+      expr: E.cast("f32", E.in(0)),
+      shape: [2],
+      inputs: [{ dtype: "i32", strides: [1], offset: 1 }],
+      bind: [2],
+      outOffset: 17,
+    },
+    { expr: E.const(0.5), shape: [3], inputs: [], bind: [], outOffset: 19 },
+    {
+      expr: E.binary("add", E.out(), E.in(0)),
+      shape: [2],
+      inputs: [{ dtype: "f32", strides: [1] }],
+      bind: [1],
+      outOffset: 22,
+    },
+  ];
+  const refs = [a.refFor("t"), b.refFor("t"), i.refFor("t")];
+  const packed = tensor(new Float32Array(24).fill(1), [24]);
+  const alone = tensor(new Float32Array(24).fill(1), [24]);
+  const d0 = be.stats.dispatches;
+  be.run({ kind: "pack", out: "f32", buffers: ["f32", "f32", "i32"], parts }, [
+    ...refs,
+    packed.refFor("t"),
+  ]);
+  assert.equal(be.stats.dispatches - d0, 1);
+  for (const p of parts) {
+    be.run(
+      {
+        kind: "map",
+        expr: p.expr,
+        shape: p.shape,
+        inputs: p.inputs,
+        out: "f32",
+        outOffset: p.outOffset,
+      },
+      [...p.bind.map((k) => refs[k]), alone.refFor("t")],
+    );
+  }
+  const [x, y, av, bv] = await readMany([packed, alone, a, b]);
+  assert.deepEqual(Array.from(x), Array.from(y));
+  assert.deepEqual(Array.from(x.subarray(17)), [
+    -1,
+    7,
+    0.5,
+    0.5,
+    0.5,
+    Math.fround(1 + bv[0]),
+    Math.fround(1 + bv[1]),
+  ]);
+  assertClose(Array.from(x.subarray(0, 3)), [0, 4, 8].map((k) => Math.exp(av[k])), 1e-5);
+  for (const t of [a, b, i, packed, alone]) t.dispose();
+});
+
+Deno.test("pack: a concat binding more than MAX_LEAVES buffers splits into kernels; pad is one kernel", async () => {
+  const n = MAX_LEAVES + 2;
+  const data = Array.from({ length: n }, (_, k) => randomData(k + 1, 70 + k));
+  const xs = data.map((d) => tensor(d, [d.length]));
+  const be = backend();
+  let d0 = be.stats.dispatches;
+  const c = ops.concat(xs, 0);
+  assert.equal(be.stats.dispatches - d0, 2);
+  const x = tensor(randomData(6, 80), [1, 6, 1]);
+  d0 = be.stats.dispatches;
+  const p = ops.pad(ops.unary("tanh", x), [[0, 0], [2, 3], [0, 0]]);
+  assert.equal(be.stats.dispatches - d0, 1);
+  const [cv, pv, xv] = await readMany([c, p, x]);
+  assert.deepEqual(Array.from(cv), data.flatMap((d) => Array.from(d)));
+  assert.deepEqual(Array.from(pv.subarray(0, 2)), [0, 0]);
+  assert.deepEqual(Array.from(pv.subarray(8)), [0, 0, 0]);
+  assertClose(Array.from(pv.subarray(2, 8)), Array.from(xv, Math.tanh), 1e-5);
+  for (const t of [...xs, c, x, p]) t.dispose();
 });

@@ -23,6 +23,7 @@ const unaryCases: [string, (x: Tensor) => Tensor, GradInput][] = [
   ["abs", (x) => x.abs(), inp([2, 3, 3], 5, -1, 1, 0.1)],
   ["tanh", (x) => x.tanh(), inp([3, 5], 6, -2, 2)],
   ["sigmoid", (x) => x.sigmoid(), inp([3, 5], 7, -3, 3)],
+  ["softplus", (x) => ops.unary("softplus", x), inp([3, 5], 18, -4, 4)],
   ["relu", (x) => x.relu(), inp([3, 5], 8, -1, 1, 0.1)],
   ["leakyRelu", (x) => x.leakyRelu(0.2), inp([3, 5], 9, -1, 1, 0.1)],
   ["sin", (x) => ops.unary("sin", x), inp([5], 10)],

@@ -169,6 +169,17 @@ Deno.test("logsumexp and softmax are stable for large magnitudes", async () => {
   assertClose(sm.subarray(0, 3), [0.4223188, 0.4223188, 0.1553624], 1e-5, 1e-4, "softmax row 0");
   const sig = await tensor([-100, 100, 0]).sigmoid().data();
   assertClose(sig, [0, 1, 0.5], 1e-6, 0, "sigmoid");
+  const sp = await ops.unary("softplus", tensor([-100, 100, 0, 2, NaN, Infinity, -Infinity]))
+    .data();
+  assertClose(
+    sp.subarray(0, 4),
+    [0, 100, Math.LN2, Math.log1p(Math.exp(2))],
+    1e-6,
+    1e-6,
+    "softplus",
+  );
+  assert.ok(Number.isNaN(sp[4]), "softplus(NaN)");
+  assert.deepEqual([sp[5], sp[6]], [Infinity, 0], "softplus(+-Inf)");
   const th = await tensor([-100, 100, 0.5]).tanh().data();
   assertClose(th, [-1, 1, Math.tanh(0.5)], 1e-6, 1e-6, "tanh");
 });

@@ -199,6 +199,8 @@ export class CpuBackend implements Backend {
         ? this.#wasmKernel(buildMapModule(spec), spec.inputs.length + 1)
         : spec.kind === "reduce" && wasmReducePlan(spec)
         ? this.#wasmKernel(buildReduceModule(spec, wasmReducePlan(spec)!), spec.inputs.length + 1)
+        : spec.kind === "pack"
+        ? this.#pack(spec)
         : spec.kind === "adam"
         ? this.#adam(spec)
         : spec.kind === "im2col"
@@ -219,6 +221,32 @@ export class CpuBackend implements Backend {
     if (this.#kernels.size > 16384) this.#kernels.clear();
     this.#kernels.set(key, c);
     return c;
+  }
+
+  /**
+   * A pack: each part runs as the map it is (WebAssembly SIMD where that renders it), on the
+   * buffers it binds, one after the other inside this one kernel.
+   */
+  #pack(spec: Extract<KernelSpec, { kind: "pack" }>): CpuKernel {
+    const out = spec.buffers.length;
+    const parts = spec.parts.map((p) => ({
+      run: this.#compiled({
+        kind: "map",
+        expr: p.expr,
+        shape: p.shape,
+        inputs: p.inputs,
+        out: spec.out,
+        ...(p.outOffset ? { outOffset: p.outOffset } : {}),
+      }).run,
+      bind: [...p.bind, out],
+      o: new Int32Array(p.bind.length + 1),
+    }));
+    return (F, I, U, o) => {
+      for (const p of parts) {
+        for (let k = 0; k < p.bind.length; k++) p.o[k] = o[p.bind[k]];
+        p.run(F, I, U, p.o);
+      }
+    };
   }
 
   /**

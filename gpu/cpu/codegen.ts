@@ -23,6 +23,7 @@ import {
   inputKinds,
   isUnary,
   type KernelSpec,
+  lowerExpr,
   lstmActsOffset,
   numel,
   planReduce,
@@ -98,6 +99,9 @@ const UNARY_JS: Record<UnaryOp, (a: string) => string> = {
   isnan: (a) => `(${a} !== ${a} ? 1 : 0)`,
   isinf: (a) => `(${a} === Infinity || ${a} === -Infinity ? 1 : 0)`,
   floor: (a) => `Math.floor(${a})`,
+  softplus: () => {
+    throw new Error("softplus is lowered (lowerExpr) before JavaScript is generated");
+  },
 };
 
 const CMP: Partial<Record<BinaryOp, string>> = {
@@ -187,6 +191,7 @@ export function exprStatements(
   load: (k: number) => string,
   outValue: string,
 ): { stmts: string[]; result: string } {
+  expr = lowerExpr(expr);
   const names = new Map<Expr, string>();
   const stmts: string[] = [];
   const inputs = new Map<number, string>();
@@ -575,6 +580,8 @@ export function kernelSource(spec: KernelSpec): string {
       return mapSource(spec);
     case "place":
       return placeSource(spec);
+    case "pack":
+      throw new Error("kernelSource: a pack runs as its parts' maps (CpuBackend)");
     case "reduce":
       return reduceSource(spec);
     case "matmul":

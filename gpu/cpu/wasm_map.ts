@@ -21,6 +21,7 @@ import {
   inputKinds,
   isUnary,
   type KernelSpec,
+  lowerExpr,
   numel,
 } from "../kernel.ts";
 import { ConstPool, emitExp, emitLog, emitSigmoid, emitTanh, SIMD, simd } from "./mathf.ts";
@@ -61,6 +62,7 @@ export function emitExpr(
   const locals = new Map<Expr, number>();
   const inputs = new Map<number, number>();
   const type = (e: Expr) => exprType(e, types, outType);
+  expr = lowerExpr(expr);
   for (const node of exprNodes(expr)) {
     if (node.op === "in" && inputs.has(node.i)) {
       locals.set(node, inputs.get(node.i)!);

@@ -17,7 +17,7 @@ import {
 } from "../kernel.ts";
 import { envGet } from "../backend.ts";
 import { elementGroups, foldGrid, numel, WG } from "./shaders/common.ts";
-import { mapIsVec4, mapShader, placeShader } from "./shaders/elementwise.ts";
+import { mapIsVec4, mapShader, packShader, placeShader } from "./shaders/elementwise.ts";
 import {
   type BlockConfig,
   blockTile,
@@ -357,6 +357,15 @@ export function render(spec: KernelSpec): Rendered {
         code: mapShader(spec.expr, spec.shape, spec.inputs, spec.out, nx, off),
         grid,
         access: reads(spec.inputs.length + 1),
+      };
+    }
+    case "pack": {
+      const n = spec.parts.reduce((acc, p) => acc + numel(p.shape), 0);
+      const { grid, nx } = foldGrid(elementGroups(n));
+      return {
+        code: packShader(spec.parts, spec.buffers, spec.out, nx),
+        grid,
+        access: reads(spec.buffers.length + 1),
       };
     }
     case "place": {

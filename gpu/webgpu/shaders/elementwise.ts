@@ -14,6 +14,7 @@ import {
   inputKinds,
   isUnary,
   type MapInput,
+  type PackPart,
   type UnaryOp,
 } from "../../kernel.ts";
 import {
@@ -45,6 +46,7 @@ const UNARY_WGSL: Record<UnaryOp, (a: string) => string> = {
   isnan: (a) => `select(0.0, 1.0, is_nan(${a}))`,
   isinf: (a) => `select(0.0, 1.0, is_inf(${a}))`,
   floor: (a) => `floor(${a})`,
+  softplus: (a) => `softplus(${a})`,
 };
 
 const CMP: Partial<Record<BinaryOp, string>> = {
@@ -162,6 +164,10 @@ fn sigmoid(x: f32) -> f32 {
   let e = exp(-abs(x));
   return select(e / (1.0 + e), 1.0 / (1.0 + e), x >= 0.0);
 }
+fn softplus(x: f32) -> f32 {
+  // log(1 + e^x) without overflow: relu(x) + log(1 + e^-|x|); NaN stays NaN.
+  return select(x, 0.0, x < 0.0) + log(1.0 + exp(-abs(x)));
+}
 fn tanh_safe(x: f32) -> f32 {
   if (is_nan(x)) { return x; }
   let e = exp(-2.0 * abs(x));
@@ -264,6 +270,70 @@ fn main(${BUILTINS}) {
       }`
       : elementLoop(nx, n, body)
   }
+}`;
+}
+
+/**
+ * WGSL for a pack: several maps in one kernel. Thread element `i` in part p's range of the
+ * concatenated part sizes computes that part's element `q = i - start_p` into
+ * `out[outOffset_p + q]`; bindings are the input buffers (of `buffers` dtypes) in order, then the
+ * output (read_write).
+ */
+export function packShader(
+  parts: readonly PackPart[],
+  buffers: readonly DType[],
+  outDtype: DType,
+  nx: number,
+): string {
+  const decl = buffers.map((t, k) =>
+    `@group(0) @binding(${k}) var<storage, read> in${k}: array<${t}>;`
+  );
+  decl.push(
+    `@group(0) @binding(${buffers.length}) var<storage, read_write> out: array<${outDtype}>;`,
+  );
+  let start = 0;
+  const branches = parts.map((part, p) => {
+    const n = numel(part.shape);
+    const c = inputKinds(part.shape, part.inputs);
+    const types = part.inputs.map((i) => i.dtype);
+    part.inputs.forEach((inp, k) => {
+      if (buffers[part.bind[k]] !== inp.dtype) {
+        throw new Error(
+          `pack: part ${p} reads buffer ${part.bind[k]} as ${inp.dtype}, bound as ${
+            buffers[part.bind[k]]
+          }`,
+        );
+      }
+    });
+    const at = `out[q + ${u32(part.outOffset)}]`;
+    const offsets: string[] = [];
+    const { stmts, result } = exprStatements(
+      part.expr,
+      types,
+      outDtype,
+      (k) => {
+        const inp = part.inputs[k];
+        const buf = `in${part.bind[k]}`;
+        const base = inp.offset ? ` + ${u32(inp.offset)}` : "";
+        if (c.kinds[k] === "scalar") return `${buf}[0u${base}]`;
+        if (c.kinds[k] === "contiguous") return `${buf}[q${base}]`;
+        offsets.push(offsetFromIndex(`o${p}_${k}`, "q", c.shape, c.strides[k]));
+        return `${buf}[o${p}_${k}${base}]`;
+      },
+      at,
+      `p${p}_`,
+    );
+    const cond = `i < ${u32(start + n)}`;
+    const body = [`let q = i - ${u32(start)};`, ...offsets, ...stmts, `${at} = ${result};`];
+    start += n;
+    return `if (${cond}) {\n  ${body.join("\n  ")}\n}`;
+  });
+  return `${decl.join("\n")}
+${NAN_HELPERS}
+${EXPR_HELPERS}
+@compute @workgroup_size(64)
+fn main(${BUILTINS}) {
+  ${elementLoop(nx, start, branches.join(" else "))}
 }`;
 }
 
