@@ -31,7 +31,7 @@
  * @module
  */
 
-import { UserError } from "../run/errors.ts";
+import { UserError } from "../util/errors.ts";
 import { backend } from "../gpu/backend.ts";
 import type { Generator } from "../gpu/random.ts";
 import { saveCheckpoint } from "../nn/checkpoint.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { UserError } from "../run/errors.ts";
+import { UserError } from "../util/errors.ts";
 import { backend } from "../gpu/backend.ts";
 import { Generator } from "../gpu/random.ts";
 import { saveCheckpoint } from "../nn/checkpoint.ts";

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { UserError } from "../run/errors.ts";
+import { UserError } from "../util/errors.ts";
 import { join } from "node:path";
 import { init } from "../gpu/backend.ts";
 import { Generator } from "../gpu/random.ts";

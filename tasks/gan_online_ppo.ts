@@ -7,7 +7,7 @@
  * @module
  */
 
-import { UserError } from "../run/errors.ts";
+import { UserError } from "../util/errors.ts";
 import { Generator } from "../gpu/random.ts";
 import { loadCheckpoint } from "../nn/checkpoint.ts";
 import type { Checkpoint } from "../nn/checkpoint.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { UserError } from "../run/errors.ts";
+import { UserError } from "../util/errors.ts";
 import type { OnlinePpoOptions } from "./gan_online_ppo.ts";
 import { Generator } from "../gpu/random.ts";
 import { type ImageDataset, loadFashionMnist, loadMnist } from "../nn/data/mnist.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 
-import { UserError } from "../run/errors.ts";
+import { UserError } from "../util/errors.ts";
 import { init } from "../gpu/backend.ts";
 import type { ControllerFile } from "../rl/controller_file.ts";
 import { formatDuration } from "../run/progress.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 
-import { UserError } from "../run/errors.ts";
+import { UserError } from "../util/errors.ts";
 import { fileURLToPath } from "node:url";
 import { backend, init } from "../gpu/backend.ts";
 import { recordBackend } from "../run/session.ts";

@@ -13,7 +13,7 @@
 
 import { init } from "../gpu/backend.ts";
 import { loadYamlFile, parseSet, resolveConfig } from "../run/config.ts";
-import { UserError } from "../run/errors.ts";
+import { UserError } from "../util/errors.ts";
 import { formatDuration } from "../run/progress.ts";
 import { RunDir } from "../run/run_dir.ts";
 import { escapeXml } from "../run/svg.ts";

@@ -27,6 +27,7 @@
 import { mulberry32 } from "../nn/host_random.ts";
 import { type Bpe, countWords, learnBpe } from "./bpe.ts";
 import { BOS, EOS, PAD, SPECIALS, UNK } from "./nmt_model.ts";
+import { UserError } from "../util/errors.ts";
 
 /** Where Debian's `trans-de-en` installs the Ding dictionary. */
 export const DING_PATH = "/usr/share/trans/de-en";
@@ -35,10 +36,7 @@ export const DING_PATH = "/usr/share/trans/de-en";
 export const DING_INSTALL = "apt-get update && apt-get install -y trans-de-en";
 
 /** The dictionary is not installed (or not readable). */
-export class DataMissingError extends Error {
-  /** Marks the error as meant for the user (the CLI prints it without a stack). */
-  readonly userFacing = true;
-
+export class DataMissingError extends UserError {
   /** Creates the error naming the path and the install command. */
   constructor(path: string, reason: string) {
     super(

@@ -5,6 +5,7 @@
  */
 
 import type { ProfileWorkload } from "../run/profile.ts";
+import type { SessionOptions } from "../run/session.ts";
 
 /** The subcommands a task can implement. */
 export type TaskCommand = "train" | "compare" | "eval" | "transfer" | "baseline";
@@ -19,25 +20,11 @@ export const TASK_COMMANDS: readonly TaskCommand[] = [
 ];
 
 /** The options common to every task subcommand, as parsed by cli.ts. */
-export interface CommonOptions {
+export interface CommonOptions extends SessionOptions {
   /** The subcommand being run. */
   command: TaskCommand | "profile";
-  /** The task name. */
-  task: string;
   /** Positional arguments after the task name (e.g. a run directory for `eval`). */
   args: string[];
-  /** Config preset: "quick" (minutes) or "paper" (the paper's scale). */
-  preset: "quick" | "paper";
-  /** `--config` YAML files, in order (each layered over the preset). */
-  config: string[];
-  /** `--set key=value` overrides, in order. */
-  set: string[];
-  /** `--out DIR`: the run directory to create. */
-  out?: string;
-  /** `--resume RUNDIR`: the run directory to continue. */
-  resume?: string;
-  /** `--seed N`. */
-  seed?: number;
   /** `--workers URL` and the NATS flags: run the episodes on workers (dist/). */
   workers?: {
     url: string;

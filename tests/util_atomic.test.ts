@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { atomicWrite } from "../run/atomic.ts";
+import { atomicWrite } from "../util/atomic.ts";
 
 const list = async (dir: string) => (await Array.fromAsync(Deno.readDir(dir))).map((e) => e.name);
 

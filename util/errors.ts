@@ -2,8 +2,8 @@
  * Errors meant for the person at the terminal. The CLI prints their message (which names the
  * problem and the fix) without a stack trace; any other error is a bug and keeps its stack.
  *
- * Layers below `run/` (gpu, nn) cannot import this file, so they mark such errors with a
- * `userFacing: true` property instead of extending {@link UserError}.
+ * This is the bottom layer (util/), so every layer may extend {@link UserError}; gpu/'s own errors
+ * mark themselves with a `userFacing: true` property instead, which {@link userMessage} accepts too.
  * @module
  */
 
