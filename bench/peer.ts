@@ -24,7 +24,7 @@ import { parseArgs } from "node:util";
 import { backend, init, parseBackendChoice } from "../gpu/backend.ts";
 import { tidy } from "../tensor/tensor.ts";
 import { randn } from "../tensor/functional.ts";
-import { regressionProblem } from "../tasks/problems.ts";
+import { regressionProblem } from "../tasks/l1/problems.ts";
 import { ganWorkload, syntheticMtStep } from "../tasks/profile.ts";
 import { dcganStep } from "./dcgan_step.ts";
 import { mlpWorkload } from "./mlp_step.ts";

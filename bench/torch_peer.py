@@ -72,10 +72,10 @@ fp32), padding, batch sizes, layer counts and which parameters get gradients do)
 - `mlp_step`: bench/mlp_step.ts `mlpWorkload` with bench/report.ts's MLP params (the "MLP
   100-64-1 Adam step" of the issue): batch 128, Linear(100, 64), ReLU, Linear(64, 1), MSE against
   randn targets, zero grads, backward, Adam lr 1e-3. (Not the population classifier of
-  tasks/mlp.ts, 32-32-2.)
+  tasks/l1/mlp.ts, 32-32-2.)
 - `regression_step`: one step of the population-batched quadratic regression as bench/dgs.ts runs
   it (its default: 50 DGS lambdas = population 50, joint mode, `data: "task"`, lr 5e-4, d = 16,
-  200 training / 200 validation / 200 test rows, authors' form, authors' features): tasks/l1_task.ts
+  200 training / 200 validation / 200 test rows, authors' form, authors' features): tasks/l1/task.ts
   `L1ScheduleTask.step` (grad += lambda * sign(theta); Adam over W [50, 272]) followed by its
   `#observe` (zero grads; train MSE per member from W @ phi_train [272, 200]; backward of the sum;
   validation MSE from W @ phi_val, or every 10th step W @ [phi_val | phi_test] plus the best-
@@ -716,8 +716,8 @@ MIRRORS = {
                  "configs/gan/quick.yaml, tasks/gan_model.ts Dcgan",
     "dcgan": "bench/conv.bench.ts oursDcgan ('dcgan D+G step batch 64')",
     "mlp": "bench/mlp_step.ts mlpWorkload with bench/report.ts MLP params",
-    "regression": "bench/dgs.ts (regression, 50 lambdas, joint) -> tasks/l1_task.ts "
-                  "L1ScheduleTask.step + #observe, tasks/regression.ts forward",
+    "regression": "bench/dgs.ts (regression, 50 lambdas, joint) -> tasks/l1/task.ts "
+                  "L1ScheduleTask.step + #observe, tasks/l1/regression.ts forward",
     "nmt": "bench/nmt_step.ts autolossStep (tasks/nmt_model.ts Seq2Seq)",
 }
 

@@ -16,16 +16,20 @@ export {
   regressionProblem,
   type RegressionProblemOptions,
   type TrainSettings,
-} from "./problems.ts";
-export { type RegressionForm, RegressionTask, type RegressionTaskOptions } from "./regression.ts";
-export { MlpTask, type MlpTaskOptions } from "./mlp.ts";
+} from "./l1/problems.ts";
+export {
+  type RegressionForm,
+  RegressionTask,
+  type RegressionTaskOptions,
+} from "./l1/regression.ts";
+export { MlpTask, type MlpTaskOptions } from "./l1/mlp.ts";
 export {
   type FeatureGroup,
   type FeatureSetKind,
   L1_ACTIONS,
   type L1TaskOptions,
   type StepMode,
-} from "./l1_task.ts";
+} from "./l1/task.ts";
 export {
   autoLossMethod,
   type AutoLossOptions,
@@ -46,13 +50,13 @@ export {
   trainController,
   type TrainedController,
   withoutL1,
-} from "./methods.ts";
+} from "./l1/methods.ts";
 export {
   makeRegressionData,
   noiseFloor,
   type RegressionData,
   type RegressionDataOptions,
-} from "./data/regression.ts";
+} from "./l1/data/regression.ts";
 export {
   type ClassificationData,
   type ClassificationSpec,
@@ -61,7 +65,7 @@ export {
   type MakeClassificationOptions,
   makePaperClassification,
   TRANSFER_SPECS,
-} from "./data/classification.ts";
+} from "./l1/data/classification.ts";
 
 // DCGAN on MNIST (paper 4.2, 5.1.2, 5.3).
 export { GanTask, type GanTaskOptions } from "./gan.ts";
@@ -87,11 +91,11 @@ export type {
   ColumnRoles,
   GeneratedClassification,
   PaperClassificationOptions,
-} from "./data/classification.ts";
-export type { ClassificationSplit } from "./data/classification.ts";
-export type { PartitionName, RegressionSplit } from "./data/regression.ts";
-export { type Forward, L1ScheduleTask, type ParamSpec } from "./l1_task.ts";
-export type { RuleKind } from "./schedules.ts";
+} from "./l1/data/classification.ts";
+export type { ClassificationSplit } from "./l1/data/classification.ts";
+export type { PartitionName, RegressionSplit } from "./l1/data/regression.ts";
+export { type Forward, L1ScheduleTask, type ParamSpec } from "./l1/task.ts";
+export type { RuleKind } from "./l1/schedules.ts";
 export type { GanFeatureSet } from "./gan.ts";
 export { DcganLinear, type GanActivation } from "./gan_model.ts";
 export type {
@@ -118,6 +122,6 @@ export type { NmtModelSizes } from "./nmt_task.ts";
 export type { AccumulatorOptions } from "./inception_score.ts";
 export type { GanStatus } from "./gan.ts";
 export { type IdExample, type IdSplits, type Splits, Vocab } from "./nmt_data.ts";
-export { PARTITIONS } from "./data/regression.ts";
-export { Rng } from "./data/rng.ts";
+export { PARTITIONS } from "./l1/data/regression.ts";
+export { Rng } from "./l1/data/rng.ts";
 export type { CnnArchitecture, ScoringCnn } from "./classifier.ts";

@@ -4,8 +4,8 @@
  * @module
  */
 
-import { handlers, transferMlp } from "./commands.ts";
-import { MLP_SPEC, REGRESSION_SPEC } from "./l1_run.ts";
+import { handlers, transferMlp } from "./l1/commands.ts";
+import { MLP_SPEC, REGRESSION_SPEC } from "./l1/run.ts";
 import { registerProfile, registerTask } from "./registry.ts";
 import { PROFILE_WORKLOADS } from "./profile.ts";
 import { evalClassifier, trainClassifier } from "./classifier_commands.ts";

@@ -43,7 +43,7 @@ export const TASK_EDGES: readonly (readonly [string, string])[] = [["gan", "clas
  * workers never loads the NATS client; the literal path appears only in a `typeof import(...)`.
  */
 export const ALLOWED: readonly (readonly [string, string])[] = [
-  ["tasks/l1_compare.ts", "dist/learner.ts"],
+  ["tasks/l1/compare.ts", "dist/learner.ts"],
 ];
 
 /** One import that breaks the rules. */

@@ -16,10 +16,10 @@
  * @module
  */
 
-import { tensor } from "../tensor/functional.ts";
-import { keep, noGrad, type Tensor } from "../tensor/tensor.ts";
+import { tensor } from "../../tensor/functional.ts";
+import { keep, noGrad, type Tensor } from "../../tensor/tensor.ts";
 import { concatRegression, type RegressionSplit } from "./data/regression.ts";
-import { type Forward, L1ScheduleTask, type L1TaskOptions, type ParamSpec } from "./l1_task.ts";
+import { type Forward, L1ScheduleTask, type L1TaskOptions, type ParamSpec } from "./task.ts";
 
 /** Which regression model (see the module doc). */
 export type RegressionForm = "authors" | "paper";

@@ -11,20 +11,20 @@
  * @module
  */
 
-import { init } from "../gpu/backend.ts";
-import { loadYamlFile, parseSet, resolveConfig } from "../run/config.ts";
-import { UserError } from "../util/errors.ts";
-import { formatDuration } from "../run/progress.ts";
-import { RunDir } from "../run/run_dir.ts";
-import { escapeXml } from "../run/svg.ts";
-import { recordBackend } from "../run/session.ts";
+import { init } from "../../gpu/backend.ts";
+import { loadYamlFile, parseSet, resolveConfig } from "../../run/config.ts";
+import { UserError } from "../../util/errors.ts";
+import { formatDuration } from "../../run/progress.ts";
+import { RunDir } from "../../run/run_dir.ts";
+import { escapeXml } from "../../run/svg.ts";
+import { recordBackend } from "../../run/session.ts";
 import { fileURLToPath } from "node:url";
-import type { SharedConfig } from "./l1_config.ts";
-import { MATCHED, table1, UNTRAINED } from "./l1_compare.ts";
-import { fmt, machine, type TaskSpec, trainFromConfig } from "./l1_run.ts";
-import { type PairedDiff, pairedDiff } from "./l1_stats.ts";
+import type { SharedConfig } from "./config.ts";
+import { MATCHED, table1, UNTRAINED } from "./compare.ts";
+import { fmt, machine, type TaskSpec, trainFromConfig } from "./run.ts";
+import { type PairedDiff, pairedDiff } from "./stats.ts";
 import { mean, type MethodResult } from "./methods.ts";
-import type { CommonOptions } from "./registry.ts";
+import type { CommonOptions } from "../registry.ts";
 
 /** One data setting of the sweep: a name and the config values it overrides. */
 export interface SweepSetting {
@@ -254,7 +254,7 @@ export async function sweepCommand<C extends SharedConfig>(
   opts: CommonOptions,
 ): Promise<void> {
   const preset = fileURLToPath(
-    new URL(`../configs/${opts.task}/${opts.preset}.yaml`, import.meta.url),
+    new URL(`../../configs/${opts.task}/${opts.preset}.yaml`, import.meta.url),
   );
   const layers = [await loadYamlFile(preset)];
   for (const f of opts.config) layers.push(await loadYamlFile(f));

@@ -1,21 +1,21 @@
 /**
  * `compare`, `eval` and `transfer` of the regression and MLP tasks (registered through
- * tasks/commands.ts): Table 1 (W/O L1, S1-S3, DGS, AutoLoss; mean +- std over trials, the
+ * tasks/l1/commands.ts): Table 1 (W/O L1, S1-S3, DGS, AutoLoss; mean +- std over trials, the
  * paper's numbers beside ours), plus the optional lambda sweep (Fig. 1), data-budget comparison
  * (Fig. 3R) and feature ablation (Table 3); `eval` guides fresh models with a saved controller;
  * `transfer mlp` is Table 2.
  * @module
  */
 
-import { UserError } from "../util/errors.ts";
-import { init } from "../gpu/backend.ts";
-import type { ControllerFile } from "../rl/controller_file.ts";
-import { formatDuration } from "../run/progress.ts";
-import { linePlot } from "../run/svg.ts";
+import { UserError } from "../../util/errors.ts";
+import { init } from "../../gpu/backend.ts";
+import type { ControllerFile } from "../../rl/controller_file.ts";
+import { formatDuration } from "../../run/progress.ts";
+import { linePlot } from "../../run/svg.ts";
 import { TRANSFER_SPECS } from "./data/classification.ts";
 import { Rng } from "./data/rng.ts";
-import type { FeatureGroup } from "./l1_task.ts";
-import { MLP_SCHEMA, type MlpConfig, type SharedConfig } from "./l1_config.ts";
+import type { FeatureGroup } from "./task.ts";
+import { MLP_SCHEMA, type MlpConfig, type SharedConfig } from "./config.ts";
 import {
   autoLossMethod,
   type Curve,
@@ -33,8 +33,8 @@ import {
   withoutL1,
 } from "./methods.ts";
 import type { L1Problem } from "./problems.ts";
-import type { CommonOptions } from "./registry.ts";
-import type { Learner } from "../dist/learner.ts";
+import type { CommonOptions } from "../registry.ts";
+import type { Learner } from "../../dist/learner.ts";
 import { taskOnly } from "./schedules.ts";
 import {
   curveSeries,
@@ -57,7 +57,7 @@ import {
   trainingShape,
   writeController,
   writeLearningReport,
-} from "./l1_run.ts";
+} from "./run.ts";
 
 /**
  * One Table 1 method as plain data (with the shared trial options): what a run job carries
@@ -320,8 +320,8 @@ export async function connectWorkers(
   runPath: string,
 ): Promise<Learner | null> {
   if (!opts.workers) return null;
-  const dist = new URL("../dist/learner.ts", import.meta.url).href;
-  return await (await import(dist) as typeof import("../dist/learner.ts")).connectLearner({
+  const dist = new URL("../../dist/learner.ts", import.meta.url).href;
+  return await (await import(dist) as typeof import("../../dist/learner.ts")).connectLearner({
     ...opts.workers,
     task,
     config: cfg as unknown as Record<string, unknown>,

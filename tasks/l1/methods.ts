@@ -21,27 +21,27 @@ import {
   type ControllerFile,
   controllerFromJson,
   controllerToJson,
-} from "../rl/controller_file.ts";
-import { MlpController, type PolicyController } from "../rl/controller.ts";
+} from "../../rl/controller_file.ts";
+import { MlpController, type PolicyController } from "../../rl/controller.ts";
 import {
   clipAdvantage,
   DenseStepReward,
   Reinforce,
   REINFORCE_PRESETS,
   type ReinforceArgs,
-} from "../rl/reinforce.ts";
-import { deriveSeed, type EpisodeRun, runEpisode, trainReinforce } from "../rl/runner.ts";
-import { TrajectoryBuffer } from "../rl/trajectory.ts";
-import { type Checkpoint, loadCheckpoint, loadInto, saveCheckpoint } from "../nn/checkpoint.ts";
-import { backend } from "../gpu/backend.ts";
-import { tensor } from "../tensor/functional.ts";
-import * as ops from "../tensor/ops.ts";
-import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
-import { thresholdRule } from "../rl/schedules.ts";
-import { clippedSurrogate } from "../rl/ppo.ts";
-import { runningNormalization } from "../rl/features.ts";
-import type { ActContext, Controller } from "../rl/task.ts";
-import type { FeatureGroup, FeatureSetKind, L1ScheduleTask } from "./l1_task.ts";
+} from "../../rl/reinforce.ts";
+import { deriveSeed, type EpisodeRun, runEpisode, trainReinforce } from "../../rl/runner.ts";
+import { TrajectoryBuffer } from "../../rl/trajectory.ts";
+import { type Checkpoint, loadCheckpoint, loadInto, saveCheckpoint } from "../../nn/checkpoint.ts";
+import { backend } from "../../gpu/backend.ts";
+import { tensor } from "../../tensor/functional.ts";
+import * as ops from "../../tensor/ops.ts";
+import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
+import { thresholdRule } from "../../rl/schedules.ts";
+import { clippedSurrogate } from "../../rl/ppo.ts";
+import { runningNormalization } from "../../rl/features.ts";
+import type { ActContext, Controller } from "../../rl/task.ts";
+import type { FeatureGroup, FeatureSetKind, L1ScheduleTask } from "./task.ts";
 import type { CreateOptions, L1Problem } from "./problems.ts";
 import { type RuleKind, taskOnly, thresholdGrid } from "./schedules.ts";
 
@@ -346,7 +346,7 @@ export interface ControllerTrainOptions {
 
 /**
  * What a round's episodes need when they run elsewhere: a slice of members `lo..` runs as a
- * population with `memberOffset: lo` (tasks/l1_task.ts, rl/runner.ts), reset with `seed` and
+ * population with `memberOffset: lo` (tasks/l1/task.ts, rl/runner.ts), reset with `seed` and
  * sampling with `sampleSeed`, so that member m draws as member lo + m of the lockstep round.
  */
 export interface RemoteRoundRequest {

@@ -1,33 +1,39 @@
 /**
- * What the regression and MLP commands share (tasks/commands.ts, tasks/l1_compare.ts): the
+ * What the regression and MLP commands share (tasks/l1/commands.ts, tasks/l1/compare.ts): the
  * paper's tables, the task specs and configs, controller training from a config, summaries,
  * tables and the machine description.
  * @module
  */
 
-import { UserError } from "../util/errors.ts";
+import { UserError } from "../../util/errors.ts";
 import { fileURLToPath } from "node:url";
-import { backend, init } from "../gpu/backend.ts";
-import { recordBackend } from "../run/session.ts";
-import type { ControllerFile } from "../rl/controller_file.ts";
-import { type Layer, loadYamlFile, parseSet, resolveConfig, type Schema } from "../run/config.ts";
-import { formatDuration, Progress } from "../run/progress.ts";
-import { RunDir } from "../run/run_dir.ts";
-import { linePlot, type Series } from "../run/svg.ts";
+import { backend, init } from "../../gpu/backend.ts";
+import { recordBackend } from "../../run/session.ts";
+import type { ControllerFile } from "../../rl/controller_file.ts";
+import {
+  type Layer,
+  loadYamlFile,
+  parseSet,
+  resolveConfig,
+  type Schema,
+} from "../../run/config.ts";
+import { formatDuration, Progress } from "../../run/progress.ts";
+import { RunDir } from "../../run/run_dir.ts";
+import { linePlot, type Series } from "../../run/svg.ts";
 import {
   AUTHORS_SPEC,
   type ClassificationSpec,
   PAPER_SPEC,
   TRANSFER_SPECS,
 } from "./data/classification.ts";
-import type { FeatureGroup, FeatureSetKind } from "./l1_task.ts";
+import type { FeatureGroup, FeatureSetKind } from "./task.ts";
 import {
   MLP_SCHEMA,
   type MlpConfig,
   REGRESSION_SCHEMA,
   type RegressionConfig,
   type SharedConfig,
-} from "./l1_config.ts";
+} from "./config.ts";
 import {
   type ControllerTrainCheckpoint,
   mean,
@@ -38,7 +44,7 @@ import {
   type TrainedController,
 } from "./methods.ts";
 import { type L1Problem, mlpProblem, regressionProblem } from "./problems.ts";
-import type { CommonOptions } from "./registry.ts";
+import type { CommonOptions } from "../registry.ts";
 
 /** The paper's Table 1 (regression: MSE above the 3.94 floor; MLP: test error). */
 export const PAPER_TABLE1: Record<"regression" | "mlp", Record<string, number>> = {
@@ -95,7 +101,7 @@ export async function loadTaskConfig<C>(
   opts: Pick<CommonOptions, "task" | "preset" | "config" | "set">,
 ): Promise<C> {
   const preset = fileURLToPath(
-    new URL(`../configs/${opts.task}/${opts.preset}.yaml`, import.meta.url),
+    new URL(`../../configs/${opts.task}/${opts.preset}.yaml`, import.meta.url),
   );
   const layers: Layer[] = [await loadYamlFile(preset)];
   for (const file of opts.config) layers.push(await loadYamlFile(file));
@@ -409,7 +415,7 @@ export const MLP_SPEC: TaskSpec<MlpConfig> = {
 
 /** Where the shipped controllers live (weights/, next to this repository's tasks/). */
 export function shippedPath(task: "regression" | "mlp"): string {
-  return fileURLToPath(new URL(`../weights/${task}_controller.json`, import.meta.url));
+  return fileURLToPath(new URL(`../../weights/${task}_controller.json`, import.meta.url));
 }
 
 /**

@@ -17,11 +17,11 @@
  * @module
  */
 
-import { bceWithLogits } from "../nn/losses.ts";
-import { compare, tensor } from "../tensor/functional.ts";
-import { keep, noGrad, type Tensor } from "../tensor/tensor.ts";
+import { bceWithLogits } from "../../nn/losses.ts";
+import { compare, tensor } from "../../tensor/functional.ts";
+import { keep, noGrad, type Tensor } from "../../tensor/tensor.ts";
 import { type ClassificationSplit, concatClassification } from "./data/classification.ts";
-import { type Forward, L1ScheduleTask, type L1TaskOptions, type ParamSpec } from "./l1_task.ts";
+import { type Forward, L1ScheduleTask, type L1TaskOptions, type ParamSpec } from "./task.ts";
 
 /** Options of {@link MlpTask}. */
 export interface MlpTaskOptions extends L1TaskOptions {

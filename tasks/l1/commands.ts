@@ -5,24 +5,24 @@
  *   metrics, a reward curve and a summary into the run directory, and a checkpoint after every
  *   round: `train <task> --resume RUNDIR` continues an interrupted run (Ctrl-C, crash) from its
  *   last completed round and ends exactly as the uninterrupted run would have.
- * - `compare`, `eval` and `transfer mlp`: tasks/l1_compare.ts (registered here); shared pieces
- *   (paper tables, specs, controller training from a config): tasks/l1_run.ts.
+ * - `compare`, `eval` and `transfer mlp`: tasks/l1/compare.ts (registered here); shared pieces
+ *   (paper tables, specs, controller training from a config): tasks/l1/run.ts.
  * @module
  */
 
-import { onInterrupt } from "../run/signals.ts";
-import { init } from "../gpu/backend.ts";
-import { ConfigError, loadYamlFile, resolveConfig, type Schema } from "../run/config.ts";
-import { formatDuration } from "../run/progress.ts";
-import { RunDir } from "../run/run_dir.ts";
-import type { SharedConfig } from "./l1_config.ts";
+import { onInterrupt } from "../../run/signals.ts";
+import { init } from "../../gpu/backend.ts";
+import { ConfigError, loadYamlFile, resolveConfig, type Schema } from "../../run/config.ts";
+import { formatDuration } from "../../run/progress.ts";
+import { RunDir } from "../../run/run_dir.ts";
+import type { SharedConfig } from "./config.ts";
 import {
   type ControllerTrainCheckpoint,
   loadControllerCheckpoint,
   type RoundLog,
   type TrainedController,
 } from "./methods.ts";
-import type { CommonOptions, TaskHandler } from "./registry.ts";
+import type { CommonOptions, TaskHandler } from "../registry.ts";
 import {
   fmt,
   loadTaskConfig,
@@ -33,9 +33,9 @@ import {
   trainingShape,
   writeController,
   writeLearningReport,
-} from "./l1_run.ts";
-import { compareCommand, connectWorkers, evalCommand, transferCommand } from "./l1_compare.ts";
-import { sweepCommand } from "./l1_sweep.ts";
+} from "./run.ts";
+import { compareCommand, connectWorkers, evalCommand, transferCommand } from "./compare.ts";
+import { sweepCommand } from "./sweep.ts";
 
 /** The checkpoint `train <task>` rewrites after every round. */
 const TRAIN_CHECKPOINT = "checkpoint.safetensors";

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type ConfigOf, defineSchema, type Range } from "../run/config.ts";
+import { type ConfigOf, defineSchema, type Range } from "../../run/config.ts";
 
 /** The methods compared in Table 1 (each can be switched off). */
 const METHODS: SharedSchema["compare"]["fields"]["methods"] = {
@@ -369,7 +369,7 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
         settings: {
           type: "string",
           default: "",
-          doc: "comma-separated setting names to run (empty: all; see tasks/l1_sweep.ts)",
+          doc: "comma-separated setting names to run (empty: all; see tasks/l1/sweep.ts)",
         },
       },
     },

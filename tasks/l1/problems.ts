@@ -1,12 +1,12 @@
 /**
- * The two L1 problems behind one interface, so every method (tasks/methods.ts) and command
- * (tasks/commands.ts) is written once: an {@link L1Problem} builds population tasks on a chosen
+ * The two L1 problems behind one interface, so every method (tasks/l1/methods.ts) and command
+ * (tasks/l1/commands.ts) is written once: an {@link L1Problem} builds population tasks on a chosen
  * data partition, names the reward, and turns a member's test metric into the number the paper
  * reports (test MSE minus the noise floor, or the test error).
  * @module
  */
 
-import { type RewardFn, REWARDS } from "../rl/rewards.ts";
+import { type RewardFn, REWARDS } from "../../rl/rewards.ts";
 import {
   AUTHORS_SPEC,
   type ClassificationData,
@@ -21,7 +21,7 @@ import {
   noiseFloor,
   type RegressionData,
 } from "./data/regression.ts";
-import type { FeatureGroup, FeatureSetKind, L1ScheduleTask, StepMode } from "./l1_task.ts";
+import type { FeatureGroup, FeatureSetKind, L1ScheduleTask, StepMode } from "./task.ts";
 import { MlpTask } from "./mlp.ts";
 import { type RegressionForm, RegressionTask } from "./regression.ts";
 

@@ -35,14 +35,14 @@
  * @module
  */
 
-import { FeatureHistory, featureSet, ImprovementEma } from "../rl/features.ts";
-import { type Action, memberSeed, type ScheduleTask } from "../rl/task.ts";
-import { backend } from "../gpu/backend.ts";
-import { FlatParams } from "../nn/module.ts";
-import { Adam } from "../nn/optim.ts";
-import * as ops from "../tensor/ops.ts";
-import { compare, full, tensor } from "../tensor/functional.ts";
-import { keep, noGrad, Tensor, tidy } from "../tensor/tensor.ts";
+import { FeatureHistory, featureSet, ImprovementEma } from "../../rl/features.ts";
+import { type Action, memberSeed, type ScheduleTask } from "../../rl/task.ts";
+import { backend } from "../../gpu/backend.ts";
+import { FlatParams } from "../../nn/module.ts";
+import { Adam } from "../../nn/optim.ts";
+import * as ops from "../../tensor/ops.ts";
+import { compare, full, tensor } from "../../tensor/functional.ts";
+import { keep, noGrad, Tensor, tidy } from "../../tensor/tensor.ts";
 import { Rng } from "./data/rng.ts";
 
 /** The two actions: a task-loss step or an L1 step, both on all parameters. */

@@ -11,11 +11,11 @@
  * @module
  */
 
-import { ratioSchedule, type Schedule } from "../rl/schedules.ts";
-import type { ActContext } from "../rl/task.ts";
-import { compare, tensor } from "../tensor/functional.ts";
-import * as ops from "../tensor/ops.ts";
-import { keep, noGrad, type Tensor, tidy } from "../tensor/tensor.ts";
+import { ratioSchedule, type Schedule } from "../../rl/schedules.ts";
+import type { ActContext } from "../../rl/task.ts";
+import { compare, tensor } from "../../tensor/functional.ts";
+import * as ops from "../../tensor/ops.ts";
+import { keep, noGrad, type Tensor, tidy } from "../../tensor/tensor.ts";
 
 /** The threshold rules of paper section 5.1.1. */
 export type RuleKind = "S1" | "S2" | "S3";
