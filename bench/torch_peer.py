@@ -47,8 +47,8 @@ fp32), padding, batch sizes, layer counts and which parameters get gradients do)
   bench/autoloss_impl.ts `matmul` (randn [S, S] @ randn [S, S], a new output per op).
 - `gan_quick` -> `gan_quick_d_step`, `gan_quick_g_step`, `gan_quick_step` (their mean): one step
   of `train gan`'s quick preset (configs/gan/quick.yaml: G32 D32 z64, batch 32, Adam lr 5e-4,
-  betas (0.5, 0.999), eps 1e-8), i.e. tasks/gan.ts `GanTask.step` with a host action, the D and G
-  steps alternating (a 1:1 schedule). Model: tasks/gan_model.ts `Dcgan` (G: linear z -> 7x7x64,
+  betas (0.5, 0.999), eps 1e-8), i.e. tasks/gan/task.ts `GanTask.step` with a host action, the D and G
+  steps alternating (a 1:1 schedule). Model: tasks/gan/model.ts `Dcgan` (G: linear z -> 7x7x64,
   ReLU, deconv 5x5/2 -> 14x14x32, ReLU, deconv 5x5/2 -> 28x28x1, tanh; D: conv 5x5/2 -> 14x14x32,
   leaky 0.2, conv 5x5/2 -> 7x7x64, leaky 0.2, linear -> 1; N(0, 0.02) weights, zero biases,
   TF "same" padding, no batch norm). D step = `#dBranch`: a real batch gathered from a host
@@ -63,7 +63,7 @@ fp32), padding, batch sizes, layer counts and which parameters get gradients do)
   Difference: one torch Adam per group instead of our one Adam with a shared step counter (same
   arithmetic per updated parameter).
 - `dcgan_authors_step`: bench/conv.bench.ts `oursDcgan` ("dcgan D+G step batch 64"), the authors'
-  network (tasks/gan_model.ts AUTHORS_DCGAN shape: z 128, 64 filters, dense 7x7x128 with weight
+  network (tasks/gan/model.ts AUTHORS_DCGAN shape: z 128, 64 filters, dense 7x7x128 with weight
   [in, out] and `x @ W + b` as that bench's `Dense`): one D step (zero grads; fake = G(randn) under
   no_grad; bce(D(real), 1) + bce(D(fake), 0) with TWO D forwards; backward; Adam on D) plus one G
   step (zero grads; bce(D(G(randn)), 1); backward, which also computes D's weight gradients since
@@ -312,9 +312,9 @@ def make_matmul(s):
 
 
 class Dcgan(nn.Module):
-    """tasks/gan_model.ts Dcgan without batch norm (gActivation relu, dActivation leaky 0.2).
+    """tasks/gan/model.ts Dcgan without batch norm (gActivation relu, dActivation leaky 0.2).
     `dense_in_out`: the fully connected layers as conv.bench.ts's `Dense` (weight [in, out],
-    x @ W + b) instead of tasks/gan_model.ts DcganLinear (weight [out, in], linear)."""
+    x @ W + b) instead of tasks/gan/model.ts DcganLinear (weight [out, in], linear)."""
 
     def __init__(self, z, g, d, dense_in_out=False):
         super().__init__()
@@ -712,8 +712,8 @@ def make_nmt(batch=32, length=20, vocab=5000, emb=128, hidden=256, layers=2, lr=
 
 MIRRORS = {
     "matmul": "bench/report.ts WORKLOADS 'matmul S' / bench/autoloss_impl.ts matmul",
-    "gan_quick": "tasks/gan.ts GanTask.step (#dBranch / #gBranch + #record), "
-                 "configs/gan/quick.yaml, tasks/gan_model.ts Dcgan",
+    "gan_quick": "tasks/gan/task.ts GanTask.step (#dBranch / #gBranch + #record), "
+                 "configs/gan/quick.yaml, tasks/gan/model.ts Dcgan",
     "dcgan": "bench/conv.bench.ts oursDcgan ('dcgan D+G step batch 64')",
     "mlp": "bench/mlp_step.ts mlpWorkload with bench/report.ts MLP params",
     "regression": "bench/dgs.ts (regression, 50 lambdas, joint) -> tasks/l1/task.ts "

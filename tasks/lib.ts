@@ -68,7 +68,7 @@ export {
 } from "./l1/data/classification.ts";
 
 // DCGAN on MNIST (paper 4.2, 5.1.2, 5.3).
-export { GanTask, type GanTaskOptions } from "./gan.ts";
+export { GanTask, type GanTaskOptions } from "./gan/task.ts";
 export {
   AUTHORS_DCGAN,
   Dcgan,
@@ -76,10 +76,14 @@ export {
   DcganDiscriminator,
   DcganGenerator,
   sampleArch,
-} from "./gan_model.ts";
-export { type InceptionScore, inceptionScore, loadScoringClassifier } from "./inception_score.ts";
-export { ganSchedule, runFixed } from "./gan_driver.ts";
-export { OnlinePpo, type OnlinePpoOptions } from "./gan_online_ppo.ts";
+} from "./gan/model.ts";
+export {
+  type InceptionScore,
+  inceptionScore,
+  loadScoringClassifier,
+} from "./classifier/inception_score.ts";
+export { ganSchedule, runFixed } from "./gan/driver.ts";
+export { OnlinePpo, type OnlinePpoOptions } from "./gan/online_ppo.ts";
 
 // Multi-task translation (paper 4.3, 5.1.3).
 export { Bpe, learnBpe } from "./bpe.ts";
@@ -96,18 +100,18 @@ export type { ClassificationSplit } from "./l1/data/classification.ts";
 export type { PartitionName, RegressionSplit } from "./l1/data/regression.ts";
 export { type Forward, L1ScheduleTask, type ParamSpec } from "./l1/task.ts";
 export type { RuleKind } from "./l1/schedules.ts";
-export type { GanFeatureSet } from "./gan.ts";
-export { DcganLinear, type GanActivation } from "./gan_model.ts";
+export type { GanFeatureSet } from "./gan/task.ts";
+export { DcganLinear, type GanActivation } from "./gan/model.ts";
 export type {
   ImageSource,
   InceptionScoreOptions,
   Scorer,
   ScoringClassifier,
-} from "./inception_score.ts";
-export type { ImageClassifier } from "./gan_scoring.ts";
-export type { ClassifierDataset } from "./classifier.ts";
-export type { AbortReason, LoopOptions, LoopResult, LoopStats } from "./gan_driver.ts";
-export type { OnlineMeta, SegmentLog } from "./gan_online_ppo.ts";
+} from "./classifier/inception_score.ts";
+export type { ImageClassifier } from "./gan/scoring.ts";
+export type { ClassifierDataset } from "./classifier/task.ts";
+export type { AbortReason, LoopOptions, LoopResult, LoopStats } from "./gan/driver.ts";
+export type { OnlineMeta, SegmentLog } from "./gan/online_ppo.ts";
 export type { BpeJson } from "./bpe.ts";
 export {
   type BeamOptions,
@@ -119,9 +123,9 @@ export {
 } from "./nmt_model.ts";
 export type { EncodedCorpus } from "./nmt_data.ts";
 export type { NmtModelSizes } from "./nmt_task.ts";
-export type { AccumulatorOptions } from "./inception_score.ts";
-export type { GanStatus } from "./gan.ts";
+export type { AccumulatorOptions } from "./classifier/inception_score.ts";
+export type { GanStatus } from "./gan/task.ts";
 export { type IdExample, type IdSplits, type Splits, Vocab } from "./nmt_data.ts";
 export { PARTITIONS } from "./l1/data/regression.ts";
 export { Rng } from "./l1/data/rng.ts";
-export type { CnnArchitecture, ScoringCnn } from "./classifier.ts";
+export type { CnnArchitecture, ScoringCnn } from "./classifier/task.ts";

@@ -8,9 +8,9 @@ import { handlers, transferMlp } from "./l1/commands.ts";
 import { MLP_SPEC, REGRESSION_SPEC } from "./l1/run.ts";
 import { registerProfile, registerTask } from "./registry.ts";
 import { PROFILE_WORKLOADS } from "./profile.ts";
-import { evalClassifier, trainClassifier } from "./classifier_commands.ts";
+import { evalClassifier, trainClassifier } from "./classifier/commands.ts";
 import "./nmt.ts";
-import "./gan_commands.ts";
+import "./gan/commands.ts";
 
 registerTask({
   name: "regression",

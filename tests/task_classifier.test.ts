@@ -22,13 +22,13 @@ import {
   loadClassifierData,
   parseDataset,
   saveClassifierWeights,
-} from "../tasks/classifier.ts";
+} from "../tasks/classifier/task.ts";
 import {
   inceptionScore,
   InceptionScoreAccumulator,
   inceptionScoreOf,
   loadScoringClassifier,
-} from "../tasks/inception_score.ts";
+} from "../tasks/classifier/inception_score.ts";
 import { assertClose, rng, setup } from "./helpers.ts";
 
 await setup();

@@ -21,13 +21,13 @@
  * @module
  */
 
-import { mulberry32 } from "../nn/host_random.ts";
-import { Generator } from "../gpu/random.ts";
-import { Conv2d, ConvTranspose2d } from "../nn/conv.ts";
-import { normal, zerosInit } from "../nn/init.ts";
-import { BatchNorm2d, linear } from "../nn/layers.ts";
-import { FlatParams, Module } from "../nn/module.ts";
-import type { Tensor } from "../tensor/tensor.ts";
+import { mulberry32 } from "../../nn/host_random.ts";
+import { Generator } from "../../gpu/random.ts";
+import { Conv2d, ConvTranspose2d } from "../../nn/conv.ts";
+import { normal, zerosInit } from "../../nn/init.ts";
+import { BatchNorm2d, linear } from "../../nn/layers.ts";
+import { FlatParams, Module } from "../../nn/module.ts";
+import type { Tensor } from "../../tensor/tensor.ts";
 
 /** A hidden-layer nonlinearity of the DCGAN. */
 export type GanActivation = "relu" | "leaky_relu";

@@ -10,20 +10,20 @@
  * reads the two numbers back whenever it reads its other metrics.
  *
  * The classifier is anything implementing {@link ImageClassifier}: the committed scoring CNN
- * (tasks/inception_score.ts `loadScoringClassifier`) or, in tests, a tiny untrained network
- * ({@link TinyClassifier}). tasks/inception_score.ts computes the same score with a host-side
+ * (tasks/classifier/inception_score.ts `loadScoringClassifier`) or, in tests, a tiny untrained network
+ * ({@link TinyClassifier}). tasks/classifier/inception_score.ts computes the same score with a host-side
  * finish (one readback); this GPU version exists so the IS can feed controller features and
  * rewards without any readback. Tests check that the two agree.
  * @module
  */
 
-import { Generator } from "../gpu/random.ts";
-import { Conv2d } from "../nn/conv.ts";
-import { linear } from "../nn/layers.ts";
-import { normal, zerosInit } from "../nn/init.ts";
-import { Module } from "../nn/module.ts";
-import * as ops from "../tensor/ops.ts";
-import { noGrad, type Tensor, tidy } from "../tensor/tensor.ts";
+import { Generator } from "../../gpu/random.ts";
+import { Conv2d } from "../../nn/conv.ts";
+import { linear } from "../../nn/layers.ts";
+import { normal, zerosInit } from "../../nn/init.ts";
+import { Module } from "../../nn/module.ts";
+import * as ops from "../../tensor/ops.ts";
+import { noGrad, type Tensor, tidy } from "../../tensor/tensor.ts";
 
 /** Turns images into class logits: the network behind an inception score. */
 export interface ImageClassifier {

@@ -1,6 +1,6 @@
 /**
  * The GAN as an AutoLoss {@link ScheduleTask} (paper sections 4.2 and 5.1.2): a DCGAN
- * (tasks/gan_model.ts) whose every step is either a generator update or a discriminator update,
+ * (tasks/gan/model.ts) whose every step is either a generator update or a discriminator update,
  * with one Adam (lr 2e-4, beta1 0.5) over both parameter groups.
  *
  * ## Actions and losses
@@ -22,7 +22,7 @@
  *   gated region (tensor/gated.ts `whenGpu`) on its complementary flag, so the branch not taken
  *   costs no compute (WebGPU: zero-workgroup indirect dispatches; CPU: skipped) and changes
  *   nothing, batch-norm statistics and Adam's step counter included. This is what the learned
- *   loops of tasks/gan_driver.ts use: the controller's forward pass, its sample and the branch
+ *   loops of tasks/gan/driver.ts use: the controller's forward pass, its sample and the branch
  *   choice all stay on the GPU.
  * - **Host actions** (`step(Int32Array)`): the action is known on the host (fixed schedules), so
  *   only the chosen branch is recorded. Both ways give the same results.
@@ -62,26 +62,26 @@
  * The task only DETECTS, on the GPU: `metrics().collapsed` is 1 once the same action was taken
  * more than `maxRun` times in a row (the authors' 500), and `metrics().nonfinite` counts steps
  * whose losses or gradient norms were NaN or infinite. The driver reads both with its status reads
- * (tracking the longest run on the GPU in between) and applies the rule of tasks/gan_driver.ts: roll back to the last checkpoint and reset
+ * (tracking the longest run on the GPU in between) and applies the rule of tasks/gan/driver.ts: roll back to the last checkpoint and reset
  * the controller (the authors re-initialize the controller on collapse).
  * @module
  */
 
-import { backend } from "../gpu/backend.ts";
-import type { HostDataset } from "../nn/data/batches.ts";
-import { BatchIterator, type BatchIteratorState } from "../nn/data/batches.ts";
-import { Generator } from "../gpu/random.ts";
-import { bceWithLogits } from "../nn/losses.ts";
-import { Adam, gradNorm, type StateSharing } from "../nn/optim.ts";
-import type { Checkpoint } from "../nn/checkpoint.ts";
-import { featureSet, paperFeatureNames } from "../rl/features.ts";
-import type { Action, ScheduleTask } from "../rl/task.ts";
-import { compare, full, randn, tensor, zeros } from "../tensor/functional.ts";
-import { whenGpu } from "../tensor/gated.ts";
-import * as ops from "../tensor/ops.ts";
-import { keep, noGrad, Tensor, tidy } from "../tensor/tensor.ts";
-import { Dcgan, type DcganArch } from "./gan_model.ts";
-import { type ImageClassifier, inceptionScore } from "./gan_scoring.ts";
+import { backend } from "../../gpu/backend.ts";
+import type { HostDataset } from "../../nn/data/batches.ts";
+import { BatchIterator, type BatchIteratorState } from "../../nn/data/batches.ts";
+import { Generator } from "../../gpu/random.ts";
+import { bceWithLogits } from "../../nn/losses.ts";
+import { Adam, gradNorm, type StateSharing } from "../../nn/optim.ts";
+import type { Checkpoint } from "../../nn/checkpoint.ts";
+import { featureSet, paperFeatureNames } from "../../rl/features.ts";
+import type { Action, ScheduleTask } from "../../rl/task.ts";
+import { compare, full, randn, tensor, zeros } from "../../tensor/functional.ts";
+import { whenGpu } from "../../tensor/gated.ts";
+import * as ops from "../../tensor/ops.ts";
+import { keep, noGrad, Tensor, tidy } from "../../tensor/tensor.ts";
+import { Dcgan, type DcganArch } from "./model.ts";
+import { type ImageClassifier, inceptionScore } from "./scoring.ts";
 
 /** Index of the G action. */
 export const G_ACTION = 0;

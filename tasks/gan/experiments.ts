@@ -1,5 +1,5 @@
 /**
- * The `gan` task's experiments over several runs (registered by tasks/gan_commands.ts):
+ * The `gan` task's experiments over several runs (registered by tasks/gan/commands.ts):
  *
  * - `compare gan`: fixed schedules and AutoLoss over seeds: the converged-IS table with the
  *   paper's numbers beside, and the steps to reach an IS threshold; `--resume` keeps the runs
@@ -10,22 +10,22 @@
  * @module
  */
 
-import { UserError } from "../util/errors.ts";
+import { UserError } from "../../util/errors.ts";
 import { join } from "node:path";
-import { init } from "../gpu/backend.ts";
-import { Generator } from "../gpu/random.ts";
-import { loadController } from "../rl/controller_file.ts";
-import type { PolicyController } from "../rl/controller.ts";
-import { type Layer, loadYamlFile, parseSet, resolveConfig } from "../run/config.ts";
-import { formatDuration, Progress } from "../run/progress.ts";
-import { RunDir, timestamp } from "../run/run_dir.ts";
-import { loadPreset, openSession, recordBackend } from "../run/session.ts";
-import type { CommonOptions } from "./registry.ts";
-import { formatIs, ganFeatureNames, type GanStatus } from "./gan.ts";
-import { GAN_SCHEMA, type GanConfig, scheduleList } from "./gan_config.ts";
-import { ganSchedule, runFixed, runLearned } from "./gan_driver.ts";
-import { OnlinePpo } from "./gan_online_ppo.ts";
-import { type DcganArch, describeArch, sampleArchs } from "./gan_model.ts";
+import { init } from "../../gpu/backend.ts";
+import { Generator } from "../../gpu/random.ts";
+import { loadController } from "../../rl/controller_file.ts";
+import type { PolicyController } from "../../rl/controller.ts";
+import { type Layer, loadYamlFile, parseSet, resolveConfig } from "../../run/config.ts";
+import { formatDuration, Progress } from "../../run/progress.ts";
+import { RunDir, timestamp } from "../../run/run_dir.ts";
+import { loadPreset, openSession, recordBackend } from "../../run/session.ts";
+import type { CommonOptions } from "../registry.ts";
+import { formatIs, ganFeatureNames, type GanStatus } from "./task.ts";
+import { GAN_SCHEMA, type GanConfig, scheduleList } from "./config.ts";
+import { ganSchedule, runFixed, runLearned } from "./driver.ts";
+import { OnlinePpo } from "./online_ppo.ts";
+import { type DcganArch, describeArch, sampleArchs } from "./model.ts";
 import {
   archOf,
   finalIs,
@@ -41,7 +41,7 @@ import {
   readStatus,
   requireSegment,
   stepsToReach,
-} from "./gan_run.ts";
+} from "./run.ts";
 // ---------------------------------------------------------------- guided runs (compare, transfer)
 
 /** How a guided run chooses actions. */

@@ -1,38 +1,38 @@
 /**
  * The scoring classifiers: a small CNN trained on MNIST or Fashion-MNIST with this library, the
- * "inception network" of the GAN's inception score (tasks/inception_score.ts).
+ * "inception network" of the GAN's inception score (tasks/classifier/inception_score.ts).
  *
  * This file holds the model, its config schema, the host-side augmentation (random shifts;
  * horizontal flips for Fashion-MNIST), evaluation, the trainer (Adam with a decaying learning
  * rate; checkpoints of model, optimizer, batch iterator, random generators and step) and the
- * weights files. The `train`/`eval classifier` commands are in tasks/classifier_commands.ts.
+ * weights files. The `train`/`eval classifier` commands are in tasks/classifier/commands.ts.
  *
  * Images are NCHW `[N, 1, 28, 28]` in [-1, 1] (the GAN's tanh range).
  * @module
  */
 
-import { hash32, mulberry32 } from "../nn/host_random.ts";
-import { Generator } from "../gpu/random.ts";
+import { hash32, mulberry32 } from "../../nn/host_random.ts";
+import { Generator } from "../../gpu/random.ts";
 import {
   type Checkpoint,
   loadCheckpoint,
   loadInto,
   saveCheckpoint,
   stateDict,
-} from "../nn/checkpoint.ts";
-import { Conv2d } from "../nn/conv.ts";
-import { BatchIterator } from "../nn/data/batches.ts";
-import { type ImageDataset, loadFashionMnist, loadMnist, type Split } from "../nn/data/mnist.ts";
-import { Dropout, Linear } from "../nn/layers.ts";
-import { crossEntropy } from "../nn/losses.ts";
-import { FlatParams, Module } from "../nn/module.ts";
-import { Adam, constantLr, cosineLr, linearLr, type LrSchedule } from "../nn/optim.ts";
-import { ConfigError, type ConfigOf, defineSchema } from "../run/config.ts";
-import { maxPool2d } from "../tensor/conv_ops.ts";
-import { compare, tensor } from "../tensor/functional.ts";
-import { accumulate_, fill_ } from "../tensor/ops.ts";
-import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
-import { backend } from "../gpu/backend.ts";
+} from "../../nn/checkpoint.ts";
+import { Conv2d } from "../../nn/conv.ts";
+import { BatchIterator } from "../../nn/data/batches.ts";
+import { type ImageDataset, loadFashionMnist, loadMnist, type Split } from "../../nn/data/mnist.ts";
+import { Dropout, Linear } from "../../nn/layers.ts";
+import { crossEntropy } from "../../nn/losses.ts";
+import { FlatParams, Module } from "../../nn/module.ts";
+import { Adam, constantLr, cosineLr, linearLr, type LrSchedule } from "../../nn/optim.ts";
+import { ConfigError, type ConfigOf, defineSchema } from "../../run/config.ts";
+import { maxPool2d } from "../../tensor/conv_ops.ts";
+import { compare, tensor } from "../../tensor/functional.ts";
+import { accumulate_, fill_ } from "../../tensor/ops.ts";
+import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
+import { backend } from "../../gpu/backend.ts";
 import { InceptionScoreAccumulator } from "./inception_score.ts";
 
 // ---------------------------------------------------------------- datasets
@@ -635,5 +635,5 @@ export function classifierFromCheckpoint(ckpt: Checkpoint, path: string): Scorin
 
 /** Where committed weights live: `weights/<dataset>_classifier.safetensors` in the repository. */
 export function weightsUrl(dataset: ClassifierDataset): URL {
-  return new URL(`../weights/${dataset}_classifier.safetensors`, import.meta.url);
+  return new URL(`../../weights/${dataset}_classifier.safetensors`, import.meta.url);
 }

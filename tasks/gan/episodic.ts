@@ -1,21 +1,21 @@
 /**
  * Episodic REINFORCE for a {@link GanTask}, as the authors' code: whole training runs are
  * episodes, the reward is C * IS^2 at the episode end, collapse ends an episode early; the
- * controller decides through the pipelined loop of tasks/gan_driver.ts.
+ * controller decides through the pipelined loop of tasks/gan/driver.ts.
  * @module
  */
 
-import { UserError } from "../util/errors.ts";
-import { backend } from "../gpu/backend.ts";
-import { Generator } from "../gpu/random.ts";
-import { saveCheckpoint } from "../nn/checkpoint.ts";
-import type { Checkpoint } from "../nn/checkpoint.ts";
-import { MlpController } from "../rl/controller.ts";
-import { Reinforce, type ReinforceArgs } from "../rl/reinforce.ts";
-import { inceptionReward } from "../rl/rewards.ts";
-import { TrajectoryBuffer } from "../rl/trajectory.ts";
-import type { Tensor } from "../tensor/tensor.ts";
-import { G_ACTION, type GanTask } from "./gan.ts";
+import { UserError } from "../../util/errors.ts";
+import { backend } from "../../gpu/backend.ts";
+import { Generator } from "../../gpu/random.ts";
+import { saveCheckpoint } from "../../nn/checkpoint.ts";
+import type { Checkpoint } from "../../nn/checkpoint.ts";
+import { MlpController } from "../../rl/controller.ts";
+import { Reinforce, type ReinforceArgs } from "../../rl/reinforce.ts";
+import { inceptionReward } from "../../rl/rewards.ts";
+import { TrajectoryBuffer } from "../../rl/trajectory.ts";
+import type { Tensor } from "../../tensor/tensor.ts";
+import { G_ACTION, type GanTask } from "./task.ts";
 import {
   checkpointMeta,
   type LoopOptions,
@@ -23,7 +23,7 @@ import {
   mergeStats,
   restoreNamed,
   runLearned,
-} from "./gan_driver.ts";
+} from "./driver.ts";
 
 /** Settings of {@link EpisodicReinforce}. */
 export interface EpisodicOptions {

@@ -6,7 +6,7 @@
  * @module
  */
 
-import { type ConfigOf, defineSchema } from "../run/config.ts";
+import { type ConfigOf, defineSchema } from "../../run/config.ts";
 
 /** The `gan` config schema. */
 export const GAN_SCHEMA = defineSchema({
@@ -31,7 +31,7 @@ export const GAN_SCHEMA = defineSchema({
   },
   model: {
     type: "object",
-    doc: "the DCGAN (tasks/gan_model.ts); defaults are the authors' network",
+    doc: "the DCGAN (tasks/gan/model.ts); defaults are the authors' network",
     fields: {
       zDim: { type: "integer", min: 1, default: 128, doc: "noise dimension" },
       gFilters: {
@@ -134,7 +134,7 @@ export const GAN_SCHEMA = defineSchema({
   },
   features: {
     type: "object",
-    doc: "controller features (tasks/gan.ts)",
+    doc: "controller features (tasks/gan/task.ts)",
     fields: {
       set: {
         type: "enum",

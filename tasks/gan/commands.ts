@@ -9,30 +9,24 @@
  *   optimizer, controller, RNG and data-iterator state), summary.json/.md. `--resume runs/<id>`
  *   continues from the last checkpoint; Ctrl-C stops at the next step, keeping that checkpoint.
  * - `baseline gan`: the same with the fixed schedule `controller.schedule`.
- * - `compare`, `transfer`, `eval gan`: tasks/gan_experiments.ts (registered here).
+ * - `compare`, `transfer`, `eval gan`: tasks/gan/experiments.ts (registered here).
  *
- * Shared plumbing (context, run book, plots): tasks/gan_run.ts.
+ * Shared plumbing (context, run book, plots): tasks/gan/run.ts.
  * @module
  */
 
-import { loadCheckpoint } from "../nn/checkpoint.ts";
-import { saveController } from "../rl/controller_file.ts";
-import { formatDuration } from "../run/progress.ts";
-import type { RunDir } from "../run/run_dir.ts";
-import { openSession } from "../run/session.ts";
-import { type CommonOptions, registerTask } from "./registry.ts";
-import { formatIs, type GanTask } from "./gan.ts";
-import { GAN_SCHEMA, type GanConfig } from "./gan_config.ts";
-import {
-  ganSchedule,
-  type LoopStats,
-  mergeStats,
-  runFixed,
-  saveGanCheckpoint,
-} from "./gan_driver.ts";
-import { EpisodicReinforce } from "./gan_episodic.ts";
-import { OnlinePpo } from "./gan_online_ppo.ts";
-import { describeArch } from "./gan_model.ts";
+import { loadCheckpoint } from "../../nn/checkpoint.ts";
+import { saveController } from "../../rl/controller_file.ts";
+import { formatDuration } from "../../run/progress.ts";
+import type { RunDir } from "../../run/run_dir.ts";
+import { openSession } from "../../run/session.ts";
+import { type CommonOptions, registerTask } from "../registry.ts";
+import { formatIs, type GanTask } from "./task.ts";
+import { GAN_SCHEMA, type GanConfig } from "./config.ts";
+import { ganSchedule, type LoopStats, mergeStats, runFixed, saveGanCheckpoint } from "./driver.ts";
+import { EpisodicReinforce } from "./episodic.ts";
+import { OnlinePpo } from "./online_ppo.ts";
+import { describeArch } from "./model.ts";
 import {
   archOf,
   finalIs,
@@ -46,8 +40,8 @@ import {
   readStatus,
   requireSegment,
   RunBook,
-} from "./gan_run.ts";
-import { compare, evaluate, transfer } from "./gan_experiments.ts";
+} from "./run.ts";
+import { compare, evaluate, transfer } from "./experiments.ts";
 
 // ---------------------------------------------------------------- train
 

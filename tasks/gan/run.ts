@@ -1,33 +1,33 @@
 /**
- * The plumbing shared by the `gan` task's commands (tasks/gan_commands.ts, tasks/gan_experiments.ts):
+ * The plumbing shared by the `gan` task's commands (tasks/gan/commands.ts, tasks/gan/experiments.ts):
  * the data, scoring classifier and real-image IS of a run ({@link loadContext}), task
  * construction from the config, the run book that logs, plots and checkpoints a training run, and
  * small formatting helpers.
  * @module
  */
 
-import { UserError } from "../util/errors.ts";
-import type { OnlinePpoOptions } from "./gan_online_ppo.ts";
-import { Generator } from "../gpu/random.ts";
-import { type ImageDataset, loadFashionMnist, loadMnist } from "../nn/data/mnist.ts";
-import { imageGrid } from "../run/png.ts";
-import { Progress } from "../run/progress.ts";
-import type { RunDir } from "../run/run_dir.ts";
-import { onInterrupt } from "../run/signals.ts";
-import { linePlot, type Series } from "../run/svg.ts";
-import { randn, tensor } from "../tensor/functional.ts";
-import { readMany, type Tensor, tidy } from "../tensor/tensor.ts";
-import type { ClassifierDataset } from "./classifier.ts";
+import { UserError } from "../../util/errors.ts";
+import type { OnlinePpoOptions } from "./online_ppo.ts";
+import { Generator } from "../../gpu/random.ts";
+import { type ImageDataset, loadFashionMnist, loadMnist } from "../../nn/data/mnist.ts";
+import { imageGrid } from "../../run/png.ts";
+import { Progress } from "../../run/progress.ts";
+import type { RunDir } from "../../run/run_dir.ts";
+import { onInterrupt } from "../../run/signals.ts";
+import { linePlot, type Series } from "../../run/svg.ts";
+import { randn, tensor } from "../../tensor/functional.ts";
+import { readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
+import type { ClassifierDataset } from "../classifier/task.ts";
 import {
   type InceptionScore,
   inceptionScore as hostInceptionScore,
   loadScoringClassifier,
-} from "./inception_score.ts";
-import { decodeStatus, formatIs, type GanStatus, GanTask } from "./gan.ts";
-import type { GanConfig } from "./gan_config.ts";
-import type { LoopStats } from "./gan_driver.ts";
-import { type DcganArch, describeArch } from "./gan_model.ts";
-import type { ImageClassifier } from "./gan_scoring.ts";
+} from "../classifier/inception_score.ts";
+import { decodeStatus, formatIs, type GanStatus, GanTask } from "./task.ts";
+import type { GanConfig } from "./config.ts";
+import type { LoopStats } from "./driver.ts";
+import { type DcganArch, describeArch } from "./model.ts";
+import type { ImageClassifier } from "./scoring.ts";
 
 /** The paper's converged IS on MNIST (section 5.1.2). */
 export const PAPER_IS: Record<string, number> = {

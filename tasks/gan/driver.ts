@@ -1,8 +1,8 @@
 /**
  * Driving a {@link GanTask}: fixed schedules, and the loop through which learned controllers
  * choose every step's action ON THE GPU; checkpoints and the collapse/NaN rule. The learners built
- * on this loop: online PPO in segments of T steps (paper section 4.4, tasks/gan_online_ppo.ts) and
- * episodic REINFORCE (the authors' code, tasks/gan_episodic.ts).
+ * on this loop: online PPO in segments of T steps (paper section 4.4, tasks/gan/online_ppo.ts) and
+ * episodic REINFORCE (the authors' code, tasks/gan/episodic.ts).
  *
  * ## The learned loop: zero host syncs in a step
  *
@@ -31,17 +31,17 @@
  * @module
  */
 
-import { UserError } from "../util/errors.ts";
-import { backend } from "../gpu/backend.ts";
-import type { Generator } from "../gpu/random.ts";
-import { saveCheckpoint } from "../nn/checkpoint.ts";
-import type { Checkpoint } from "../nn/checkpoint.ts";
-import type { PolicyController } from "../rl/controller.ts";
-import { StepPatternSchedule } from "../rl/schedules.ts";
-import type { TrajectoryBuffer } from "../rl/trajectory.ts";
-import * as ops from "../tensor/ops.ts";
-import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
-import { D_ACTION, decodeStatus, G_ACTION, type GanStatus, type GanTask } from "./gan.ts";
+import { UserError } from "../../util/errors.ts";
+import { backend } from "../../gpu/backend.ts";
+import type { Generator } from "../../gpu/random.ts";
+import { saveCheckpoint } from "../../nn/checkpoint.ts";
+import type { Checkpoint } from "../../nn/checkpoint.ts";
+import type { PolicyController } from "../../rl/controller.ts";
+import { StepPatternSchedule } from "../../rl/schedules.ts";
+import type { TrajectoryBuffer } from "../../rl/trajectory.ts";
+import * as ops from "../../tensor/ops.ts";
+import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
+import { D_ACTION, decodeStatus, G_ACTION, type GanStatus, type GanTask } from "./task.ts";
 
 // ---------------------------------------------------------------- fixed schedules
 

@@ -1,7 +1,7 @@
 /**
  * The `classifier` task's commands (registered in tasks/mod.ts):
  *
- * - `train classifier mnist|fashion` trains the scoring CNN of tasks/classifier.ts
+ * - `train classifier mnist|fashion` trains the scoring CNN of tasks/classifier/task.ts
  *   (configs/classifier/{quick,paper}.yaml): test-set evaluation every `eval.every` steps,
  *   checkpoints every `checkpoint.every` steps and on Ctrl-C, `--resume runs/<id>`,
  *   metrics.jsonl, summary.json/md and an accuracy curve. The weights with the best test accuracy
@@ -13,16 +13,16 @@
  */
 
 import { join } from "node:path";
-import { ConfigError } from "../run/config.ts";
-import { formatDuration, Progress } from "../run/progress.ts";
-import type { RunDir } from "../run/run_dir.ts";
-import { openSession } from "../run/session.ts";
-import { onInterrupt } from "../run/signals.ts";
-import { linePlot } from "../run/svg.ts";
-import { tensor } from "../tensor/functional.ts";
-import type { Tensor } from "../tensor/tensor.ts";
-import { init } from "../gpu/backend.ts";
-import type { CommonOptions } from "./registry.ts";
+import { ConfigError } from "../../run/config.ts";
+import { formatDuration, Progress } from "../../run/progress.ts";
+import type { RunDir } from "../../run/run_dir.ts";
+import { openSession } from "../../run/session.ts";
+import { onInterrupt } from "../../run/signals.ts";
+import { linePlot } from "../../run/svg.ts";
+import { tensor } from "../../tensor/functional.ts";
+import type { Tensor } from "../../tensor/tensor.ts";
+import { init } from "../../gpu/backend.ts";
+import type { CommonOptions } from "../registry.ts";
 import { inceptionScore, loadScoringClassifier } from "./inception_score.ts";
 import {
   type ClassifierConfig,
@@ -35,7 +35,7 @@ import {
   parseDataset,
   saveClassifierWeights,
   weightsUrl,
-} from "./classifier.ts";
+} from "./task.ts";
 
 /** How the command line is shown in metadata. */
 const PROG = "npx -y deno@2.9.6 run -A cli.ts";

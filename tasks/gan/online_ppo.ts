@@ -1,26 +1,26 @@
 /**
  * Online PPO for a {@link GanTask} (paper section 4.4): the run is cut into segments of T steps
- * driven by the learned loop of tasks/gan_driver.ts (actions sampled and applied on the GPU, no
+ * driven by the learned loop of tasks/gan/driver.ts (actions sampled and applied on the GPU, no
  * host sync inside a segment); each segment ends with an inception score, a normalized-improvement reward and one PPO
  * update; collapse or NaN rolls back to the last checkpoint and resets the controller (the rule
- * documented in tasks/gan_driver.ts). Save and restore continue with the same actions.
+ * documented in tasks/gan/driver.ts). Save and restore continue with the same actions.
  * @module
  */
 
-import { UserError } from "../util/errors.ts";
-import { Generator } from "../gpu/random.ts";
-import { loadCheckpoint } from "../nn/checkpoint.ts";
-import type { Checkpoint } from "../nn/checkpoint.ts";
-import type { PolicyController } from "../rl/controller.ts";
-import { runningNormalization } from "../rl/features.ts";
-import type { NormalizationSpec } from "../rl/features.ts";
-import { makeActor, Ppo, type PpoArgs, type PpoStats } from "../rl/ppo.ts";
-import { NormalizedImprovementReward } from "../rl/rewards.ts";
-import { TrajectoryBuffer } from "../rl/trajectory.ts";
-import { tensor, zeros } from "../tensor/functional.ts";
-import * as ops from "../tensor/ops.ts";
-import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
-import { decodeStatus, G_ACTION, type GanStatus, type GanTask } from "./gan.ts";
+import { UserError } from "../../util/errors.ts";
+import { Generator } from "../../gpu/random.ts";
+import { loadCheckpoint } from "../../nn/checkpoint.ts";
+import type { Checkpoint } from "../../nn/checkpoint.ts";
+import type { PolicyController } from "../../rl/controller.ts";
+import { runningNormalization } from "../../rl/features.ts";
+import type { NormalizationSpec } from "../../rl/features.ts";
+import { makeActor, Ppo, type PpoArgs, type PpoStats } from "../../rl/ppo.ts";
+import { NormalizedImprovementReward } from "../../rl/rewards.ts";
+import { TrajectoryBuffer } from "../../rl/trajectory.ts";
+import { tensor, zeros } from "../../tensor/functional.ts";
+import * as ops from "../../tensor/ops.ts";
+import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
+import { decodeStatus, G_ACTION, type GanStatus, type GanTask } from "./task.ts";
 import {
   type AbortReason,
   checkpointMeta,
@@ -29,7 +29,7 @@ import {
   restoreNamed,
   runLearned,
   saveGanCheckpoint,
-} from "./gan_driver.ts";
+} from "./driver.ts";
 
 /** Settings of {@link OnlinePpo}. */
 export interface OnlinePpoOptions {
