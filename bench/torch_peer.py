@@ -83,7 +83,7 @@ fp32), padding, batch sizes, layer counts and which parameters get gradients do)
   authors' features). Not mirrored: rl/runner.ts's per-step controller sampling (a fixed "task
   only" schedule there).
 - `nmt_step`: bench/nmt_step.ts `autolossStep` at its defaults (the paper sizes): batch 32,
-  source and target length 20, vocabularies 5000, tasks/nmt_model.ts `Seq2Seq` with one "mt"
+  source and target length 20, vocabularies 5000, tasks/nmt/model.ts `Seq2Seq` with one "mt"
   decoder, emb 128, hidden 256, 2-layer bidirectional LSTM encoder, 2-layer LSTM decoder whose
   initial state is tanh(Linear(512 -> 256)) of the encoder layer's final [fw; bw] h and c, Luong
   "general" attention (score q W m^T with W [256, 512], additive source mask, softmax, context,
@@ -636,7 +636,7 @@ def lcg_ids(n, vocab, seed):
 
 
 class Seq2Seq(nn.Module):
-    """tasks/nmt_model.ts Seq2Seq with one decoder, dropout 0."""
+    """tasks/nmt/model.ts Seq2Seq with one decoder, dropout 0."""
 
     def __init__(self, vocab, emb, hidden, layers):
         super().__init__()
@@ -718,7 +718,7 @@ MIRRORS = {
     "mlp": "bench/mlp_step.ts mlpWorkload with bench/report.ts MLP params",
     "regression": "bench/dgs.ts (regression, 50 lambdas, joint) -> tasks/l1/task.ts "
                   "L1ScheduleTask.step + #observe, tasks/l1/regression.ts forward",
-    "nmt": "bench/nmt_step.ts autolossStep (tasks/nmt_model.ts Seq2Seq)",
+    "nmt": "bench/nmt_step.ts autolossStep (tasks/nmt/model.ts Seq2Seq)",
 }
 
 # name -> (group, factory, default iters, default warmup)

@@ -86,9 +86,9 @@ export { ganSchedule, runFixed } from "./gan/driver.ts";
 export { OnlinePpo, type OnlinePpoOptions } from "./gan/online_ppo.ts";
 
 // Multi-task translation (paper 4.3, 5.1.3).
-export { Bpe, learnBpe } from "./bpe.ts";
-export { beamDecode, corpusBleu, greedyDecode, Seq2Seq, type Seq2SeqSizes } from "./nmt_model.ts";
-export { NMT_TASKS, NmtTask, type NmtTaskOptions } from "./nmt_task.ts";
+export { Bpe, learnBpe } from "./nmt/bpe.ts";
+export { beamDecode, corpusBleu, greedyDecode, Seq2Seq, type Seq2SeqSizes } from "./nmt/model.ts";
+export { NMT_TASKS, NmtTask, type NmtTaskOptions } from "./nmt/task.ts";
 
 // Types (and building blocks) referenced by the exports above.
 export type {
@@ -112,7 +112,7 @@ export type { ImageClassifier } from "./gan/scoring.ts";
 export type { ClassifierDataset } from "./classifier/task.ts";
 export type { AbortReason, LoopOptions, LoopResult, LoopStats } from "./gan/driver.ts";
 export type { OnlineMeta, SegmentLog } from "./gan/online_ppo.ts";
-export type { BpeJson } from "./bpe.ts";
+export type { BpeJson } from "./nmt/bpe.ts";
 export {
   type BeamOptions,
   type BleuResult,
@@ -120,12 +120,12 @@ export {
   Encoder,
   type EncoderOutput,
   type Seq2SeqBatch,
-} from "./nmt_model.ts";
-export type { EncodedCorpus } from "./nmt_data.ts";
-export type { NmtModelSizes } from "./nmt_task.ts";
+} from "./nmt/model.ts";
+export type { EncodedCorpus } from "./nmt/data.ts";
+export type { NmtModelSizes } from "./nmt/task.ts";
 export type { AccumulatorOptions } from "./classifier/inception_score.ts";
 export type { GanStatus } from "./gan/task.ts";
-export { type IdExample, type IdSplits, type Splits, Vocab } from "./nmt_data.ts";
+export { type IdExample, type IdSplits, type Splits, Vocab } from "./nmt/data.ts";
 export { PARTITIONS } from "./l1/data/regression.ts";
 export { Rng } from "./l1/data/rng.ts";
 export type { CnnArchitecture, ScoringCnn } from "./classifier/task.ts";

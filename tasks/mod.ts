@@ -9,7 +9,7 @@ import { MLP_SPEC, REGRESSION_SPEC } from "./l1/run.ts";
 import { registerProfile, registerTask } from "./registry.ts";
 import { PROFILE_WORKLOADS } from "./profile.ts";
 import { evalClassifier, trainClassifier } from "./classifier/commands.ts";
-import "./nmt.ts";
+import "./nmt/commands.ts";
 import "./gan/commands.ts";
 
 registerTask({

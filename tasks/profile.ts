@@ -24,8 +24,8 @@ import { D_ACTION, G_ACTION } from "./gan/task.ts";
 import { loadContext, makeTask } from "./gan/run.ts";
 import { MLP_SPEC, REGRESSION_SPEC, type TaskSpec } from "./l1/run.ts";
 import type { SharedConfig } from "./l1/config.ts";
-import { NMT_SCHEMA } from "./nmt.ts";
-import { disposeBatch, makeBatch, Seq2Seq, type Seq2SeqSizes } from "./nmt_model.ts";
+import { NMT_SCHEMA } from "./nmt/commands.ts";
+import { disposeBatch, makeBatch, Seq2Seq, type Seq2SeqSizes } from "./nmt/model.ts";
 import type { CommonOptions } from "./registry.ts";
 
 /** A workload stepping a {@link ScheduleTask} through host actions, reading features each step. */

@@ -9,7 +9,7 @@
 import assert from "node:assert/strict";
 import { readMany, tidy } from "../tensor/tensor.ts";
 import { FlatParams } from "../nn/module.ts";
-import { Bpe, countWords, END_OF_WORD, learnBpe } from "../tasks/bpe.ts";
+import { Bpe, countWords, END_OF_WORD, learnBpe } from "../tasks/nmt/bpe.ts";
 import {
   buildNmtCorpusFromText,
   DataMissingError,
@@ -24,7 +24,7 @@ import {
   tokenizeGerman,
   Truecaser,
   UPOS,
-} from "../tasks/nmt_data.ts";
+} from "../tasks/nmt/data.ts";
 import {
   beamDecode,
   corpusBleu,
@@ -34,8 +34,8 @@ import {
   makeBatch,
   PAD,
   Seq2Seq,
-} from "../tasks/nmt_model.ts";
-import { BatchIterator } from "../tasks/nmt_task.ts";
+} from "../tasks/nmt/model.ts";
+import { BatchIterator } from "../tasks/nmt/task.ts";
 import { setup } from "./helpers.ts";
 
 // ------------------------------------------------------------------ BPE

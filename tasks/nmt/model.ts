@@ -17,19 +17,19 @@
  * - {@link corpusBleu}: BLEU-4 (Papineni et al. 2002) over a corpus, with the brevity penalty.
  *
  * Token ids: 0 padding, 1 unknown, 2 begin, 3 end ({@link PAD}, {@link UNK}, {@link BOS},
- * {@link EOS}); every vocabulary in tasks/nmt_data.ts starts with these four.
+ * {@link EOS}); every vocabulary in tasks/nmt/data.ts starts with these four.
  * @module
  */
 
-import { Generator } from "../gpu/random.ts";
-import { Embedding, Linear } from "../nn/layers.ts";
-import { crossEntropy } from "../nn/losses.ts";
-import { Module } from "../nn/module.ts";
-import { LuongAttention } from "../nn/attention.ts";
-import { LSTM, type LSTMState } from "../nn/rnn.ts";
-import { bernoulli, tensor } from "../tensor/functional.ts";
-import * as ops from "../tensor/ops.ts";
-import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
+import { Generator } from "../../gpu/random.ts";
+import { Embedding, Linear } from "../../nn/layers.ts";
+import { crossEntropy } from "../../nn/losses.ts";
+import { Module } from "../../nn/module.ts";
+import { LuongAttention } from "../../nn/attention.ts";
+import { LSTM, type LSTMState } from "../../nn/rnn.ts";
+import { bernoulli, tensor } from "../../tensor/functional.ts";
+import * as ops from "../../tensor/ops.ts";
+import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
 
 /** Padding token id (ignored by the loss, masked in attention). */
 export const PAD = 0;

@@ -4,23 +4,23 @@
  * - `train nmt`: one AutoLoss run, the PPO controller trained online while it schedules MT, POS
  *   and NER updates; saves controller.json, the BPE models, metrics.jsonl, the validation curve,
  *   the controller's action probabilities (paper Fig. 3M) and a summary.
- * - `compare nmt`: every method of tasks/nmt_train.ts on the same data, seed and batch budget;
+ * - `compare nmt`: every method of tasks/nmt/train.ts on the same data, seed and batch budget;
  *   validation perplexity vs epoch curves (SVG, paper Fig. 3L), the controller's probabilities
  *   (Fig. 3M), and a table with the paper's numbers beside ours (its data differ), test
  *   perplexity and test BLEU (greedy and beam).
  *
- * Data: tasks/nmt_data.ts (Ding dictionary from Debian's `trans-de-en`, read at run time; silver
+ * Data: tasks/nmt/data.ts (Ding dictionary from Debian's `trans-de-en`, read at run time; silver
  * POS/NER from npm taggers). Presets: configs/nmt/quick.yaml (minutes on a laptop CPU) and
- * configs/nmt/paper.yaml (the paper's sizes). See docs/nmt.md.
+ * configs/nmt/paper.yaml (the paper's sizes). See tasks/nmt/README.md.
  * @module
  */
 
-import { saveController } from "../rl/controller_file.ts";
-import { type ConfigOf, defineSchema } from "../run/config.ts";
-import { formatDuration } from "../run/progress.ts";
-import type { RunDir } from "../run/run_dir.ts";
-import { openSession } from "../run/session.ts";
-import { linePlot, type Series } from "../run/svg.ts";
+import { saveController } from "../../rl/controller_file.ts";
+import { type ConfigOf, defineSchema } from "../../run/config.ts";
+import { formatDuration } from "../../run/progress.ts";
+import type { RunDir } from "../../run/run_dir.ts";
+import { openSession } from "../../run/session.ts";
+import { linePlot, type Series } from "../../run/svg.ts";
 import {
   buildNmtCorpus,
   DataMissingError,
@@ -28,8 +28,8 @@ import {
   encodeCorpus,
   type EncodedCorpus,
   type NmtCorpus,
-} from "./nmt_data.ts";
-import { NmtTask } from "./nmt_task.ts";
+} from "./data.ts";
+import { NmtTask } from "./task.ts";
 import {
   type CurvePoint,
   METHOD_LABELS,
@@ -39,8 +39,8 @@ import {
   type NmtMethod,
   PAPER_PPL,
   runMethod,
-} from "./nmt_train.ts";
-import { type CommonOptions, registerTask } from "./registry.ts";
+} from "./train.ts";
+import { type CommonOptions, registerTask } from "../registry.ts";
 
 /** The config schema of the `nmt` task (defaults = the quick preset). */
 export const NMT_SCHEMA = defineSchema({

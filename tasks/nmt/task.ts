@@ -29,23 +29,17 @@
  * @module
  */
 
-import { FeatureHistory, normalizedGradNorm } from "../rl/features.ts";
-import type { Action, ScheduleTask } from "../rl/task.ts";
-import { FlatParams } from "../nn/module.ts";
-import { Adam, clipGradNorm } from "../nn/optim.ts";
-import { compare, tensor } from "../tensor/functional.ts";
-import { whenGpu } from "../tensor/gated.ts";
-import * as ops from "../tensor/ops.ts";
-import { keep, noGrad, type Tensor, tidy } from "../tensor/tensor.ts";
-import type { EncodedCorpus, IdExample } from "./nmt_data.ts";
-import { mulberry32 } from "../nn/host_random.ts";
-import {
-  disposeBatch,
-  makeBatch,
-  Seq2Seq,
-  type Seq2SeqBatch,
-  type Seq2SeqSizes,
-} from "./nmt_model.ts";
+import { FeatureHistory, normalizedGradNorm } from "../../rl/features.ts";
+import type { Action, ScheduleTask } from "../../rl/task.ts";
+import { FlatParams } from "../../nn/module.ts";
+import { Adam, clipGradNorm } from "../../nn/optim.ts";
+import { compare, tensor } from "../../tensor/functional.ts";
+import { whenGpu } from "../../tensor/gated.ts";
+import * as ops from "../../tensor/ops.ts";
+import { keep, noGrad, type Tensor, tidy } from "../../tensor/tensor.ts";
+import type { EncodedCorpus, IdExample } from "./data.ts";
+import { mulberry32 } from "../../nn/host_random.ts";
+import { disposeBatch, makeBatch, Seq2Seq, type Seq2SeqBatch, type Seq2SeqSizes } from "./model.ts";
 
 /** The task names, in action order. */
 export const NMT_TASKS = ["mt", "pos", "ner"] as const;

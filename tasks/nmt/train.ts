@@ -24,21 +24,21 @@
  * @module
  */
 
-import { backend } from "../gpu/backend.ts";
-import { Generator } from "../gpu/random.ts";
-import { FlatParams } from "../nn/module.ts";
-import { Adam } from "../nn/optim.ts";
-import { runningNormalization } from "../rl/features.ts";
-import { makeActor, Ppo, PPO_AUTHORS_NMT, type PpoArgs } from "../rl/ppo.ts";
-import { NormalizedImprovementReward } from "../rl/rewards.ts";
-import { proportionalSchedule, StepPatternSchedule } from "../rl/schedules.ts";
-import { TrajectoryBuffer } from "../rl/trajectory.ts";
-import type { PolicyController } from "../rl/controller.ts";
-import { tensor, zeros } from "../tensor/functional.ts";
-import * as ops from "../tensor/ops.ts";
-import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
-import { beamDecode, corpusBleu, disposeBatch, greedyDecode, makeBatch } from "./nmt_model.ts";
-import { NMT_TASKS, type NmtTask } from "./nmt_task.ts";
+import { backend } from "../../gpu/backend.ts";
+import { Generator } from "../../gpu/random.ts";
+import { FlatParams } from "../../nn/module.ts";
+import { Adam } from "../../nn/optim.ts";
+import { runningNormalization } from "../../rl/features.ts";
+import { makeActor, Ppo, PPO_AUTHORS_NMT, type PpoArgs } from "../../rl/ppo.ts";
+import { NormalizedImprovementReward } from "../../rl/rewards.ts";
+import { proportionalSchedule, StepPatternSchedule } from "../../rl/schedules.ts";
+import { TrajectoryBuffer } from "../../rl/trajectory.ts";
+import type { PolicyController } from "../../rl/controller.ts";
+import { tensor, zeros } from "../../tensor/functional.ts";
+import * as ops from "../../tensor/ops.ts";
+import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
+import { beamDecode, corpusBleu, disposeBatch, greedyDecode, makeBatch } from "./model.ts";
+import { NMT_TASKS, type NmtTask } from "./task.ts";
 
 /** The method keys, in report order. */
 export const NMT_METHODS = ["mt", "fixed", "finetune", "autoloss", "uw", "dwa"] as const;

@@ -2,7 +2,7 @@
  * Data for the multi-task translation task (paper section 4.3, appendix A.3), built offline.
  *
  * The paper's corpora (WIT3 TED de-en, TIGER, GermEval 2014) cannot be downloaded here. What we
- * use instead (../shared/reference/data-ecosystem.md section 2.3, option 2; docs/nmt.md explains
+ * use instead (../shared/reference/data-ecosystem.md section 2.3, option 2; tasks/nmt/README.md explains
  * the choice):
  *
  * - MT: English -> German sentence pairs from the Ding dictionary (Debian package `trans-de-en`,
@@ -16,18 +16,18 @@
  *   DURATION, MONEY, PERCENT, CARDINAL, ORDINAL from `wink-nlp`'s entity recognizer.
  *
  * The shared encoder reads English, so the taggers tag English: German taggers on npm are rule
- * lists with poor coverage (see docs/nmt.md). Preprocessing as the paper: tokenize, truecase
+ * lists with poor coverage (see tasks/nmt/README.md). Preprocessing as the paper: tokenize, truecase
  * (English: the first word is lower-cased unless tagged PROPN or "I"; German: the first word
  * takes its most frequent casing elsewhere in the training targets), every digit replaced by 0,
- * sentences longer than `maxWords` dropped, a seeded 80/10/10 split per task. BPE (tasks/bpe.ts)
+ * sentences longer than `maxWords` dropped, a seeded 80/10/10 split per task. BPE (tasks/nmt/bpe.ts)
  * is learned on the MT training split, separately for source and target, and applied to all.
  * @module
  */
 
-import { mulberry32 } from "../nn/host_random.ts";
+import { mulberry32 } from "../../nn/host_random.ts";
 import { type Bpe, countWords, learnBpe } from "./bpe.ts";
-import { BOS, EOS, PAD, SPECIALS, UNK } from "./nmt_model.ts";
-import { UserError } from "../util/errors.ts";
+import { BOS, EOS, PAD, SPECIALS, UNK } from "./model.ts";
+import { UserError } from "../../util/errors.ts";
 
 /** Where Debian's `trans-de-en` installs the Ding dictionary. */
 export const DING_PATH = "/usr/share/trans/de-en";
