@@ -1,6 +1,7 @@
 /**
- * The task registry. Each task module calls {@link registerTask} when imported; cli.ts imports the
- * task modules and dispatches `train <task>`, `eval <task>`, ... to the registered handlers.
+ * The task registry: the `Task` contract of a command-line task and the map of registered tasks.
+ * tasks/mod.ts registers every task folder's `Task` (cli.ts imports it) and cli.ts dispatches
+ * `train <task>`, `eval <task>`, ... to the registered handlers.
  * @module
  */
 
@@ -67,16 +68,6 @@ export function registerTask(task: Task): void {
   if (!/^[a-z][a-z0-9_-]*$/.test(task.name)) throw new Error(`bad task name '${task.name}'`);
   if (tasks.has(task.name)) throw new Error(`task '${task.name}' is already registered`);
   tasks.set(task.name, task);
-}
-
-/** Adds the profiler's workload to a registered task. */
-export function registerProfile(
-  name: string,
-  profile: (opts: CommonOptions) => Promise<ProfileWorkload>,
-): void {
-  const task = tasks.get(name);
-  if (!task) throw new Error(`registerProfile: no task '${name}'`);
-  task.profile = profile;
 }
 
 /** The task named `name`, if registered. */

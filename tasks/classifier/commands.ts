@@ -22,7 +22,7 @@ import { linePlot } from "../../run/svg.ts";
 import { tensor } from "../../tensor/functional.ts";
 import type { Tensor } from "../../tensor/tensor.ts";
 import { init } from "../../gpu/backend.ts";
-import type { CommonOptions } from "../registry.ts";
+import type { CommonOptions, Task } from "../registry.ts";
 import { inceptionScore, loadScoringClassifier } from "./inception_score.ts";
 import {
   type ClassifierConfig,
@@ -322,3 +322,11 @@ export async function evalClassifier(opts: CommonOptions): Promise<number> {
   }
   return 0;
 }
+
+/** The `classifier` task (registered in tasks/mod.ts). */
+export const CLASSIFIER_TASK: Task = {
+  name: "classifier",
+  description: "train the CNN that scores GAN samples (mnist|fashion; inception score network)",
+  train: trainClassifier,
+  eval: evalClassifier,
+};

@@ -1,5 +1,5 @@
 /**
- * The `gan` task's commands (registered with tasks/registry.ts when this module is imported):
+ * The `gan` task's commands ({@link GAN_TASK}, registered in tasks/mod.ts):
  *
  * - `train gan`: trains a DCGAN on MNIST under an AutoLoss controller: online PPO in segments
  *   (`controller.algorithm: ppo`, the `quick` preset), episodic REINFORCE as the authors' code
@@ -20,7 +20,7 @@ import { saveController } from "../../rl/controller_file.ts";
 import { formatDuration } from "../../run/progress.ts";
 import type { RunDir } from "../../run/run_dir.ts";
 import { openSession } from "../../run/session.ts";
-import { type CommonOptions, registerTask } from "../registry.ts";
+import type { CommonOptions, Task } from "../registry.ts";
 import { formatIs, type GanTask } from "./task.ts";
 import { GAN_SCHEMA, type GanConfig } from "./config.ts";
 import { ganSchedule, type LoopStats, mergeStats, runFixed, saveGanCheckpoint } from "./driver.ts";
@@ -42,6 +42,7 @@ import {
   RunBook,
 } from "./run.ts";
 import { compare, evaluate, transfer } from "./experiments.ts";
+import { ganWorkload } from "./profile.ts";
 
 // ---------------------------------------------------------------- train
 
@@ -449,7 +450,8 @@ async function trainEpisodic(
   }
 }
 
-registerTask({
+/** The `gan` task (registered in tasks/mod.ts). */
+export const GAN_TASK: Task = {
   name: "gan",
   description: "DCGAN on MNIST, G/D steps chosen by AutoLoss (paper 5.1.2, 5.3: IS, transfer)",
   train: (o) => train(o),
@@ -457,4 +459,5 @@ registerTask({
   compare,
   transfer,
   eval: evaluate,
-});
+  profile: ganWorkload,
+};

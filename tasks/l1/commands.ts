@@ -1,11 +1,12 @@
 /**
- * CLI handlers of the regression and MLP tasks, written once over `L1Problem`:
+ * The regression and MLP tasks on the command line ({@link REGRESSION_TASK}, {@link MLP_TASK},
+ * registered in tasks/mod.ts), written once over `L1Problem`:
  *
  * - `train <task>`: REINFORCE on the controller partitions; writes controller.json, per-round
  *   metrics, a reward curve and a summary into the run directory, and a checkpoint after every
  *   round: `train <task> --resume RUNDIR` continues an interrupted run (Ctrl-C, crash) from its
  *   last completed round and ends exactly as the uninterrupted run would have.
- * - `compare`, `eval` and `transfer mlp`: tasks/l1/compare.ts (registered here); shared pieces
+ * - `compare`, `eval` and `transfer mlp`: tasks/l1/compare.ts; shared pieces
  *   (paper tables, specs, controller training from a config): tasks/l1/run.ts.
  * @module
  */
@@ -22,12 +23,15 @@ import {
   type RoundLog,
   type TrainedController,
 } from "./methods.ts";
-import type { CommonOptions, TaskHandler } from "../registry.ts";
+import type { CommonOptions, Task, TaskHandler } from "../registry.ts";
+import { l1Workload } from "./profile.ts";
 import {
   fmt,
   loadTaskConfig,
   machine,
+  MLP_SPEC,
   openRun,
+  REGRESSION_SPEC,
   type TaskSpec,
   trainFromConfig,
   trainingShape,
@@ -168,8 +172,8 @@ async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: Com
   console.log(`run directory: ${run.path}`);
 }
 
-/** The `train`, `compare` and `eval` handlers of a task, ready for `registerTask`. */
-export function handlers<C extends SharedConfig>(
+/** The `train`, `compare` and `eval` handlers of a task. */
+function handlers<C extends SharedConfig>(
   spec: TaskSpec<C>,
 ): { train: TaskHandler; compare: TaskHandler; eval: TaskHandler } {
   return {
@@ -180,6 +184,23 @@ export function handlers<C extends SharedConfig>(
 }
 
 /** `transfer mlp [RUNDIR]` (Table 2). */
-export function transferMlp(o: CommonOptions): Promise<number | void> {
+function transferMlp(o: CommonOptions): Promise<number | void> {
   return transferCommand(o);
 }
+
+/** The `regression` task (registered in tasks/mod.ts). */
+export const REGRESSION_TASK: Task = {
+  name: "regression",
+  description: "quadratic regression with an L1 term (paper section 5.1.1)",
+  ...handlers(REGRESSION_SPEC),
+  profile: (o) => l1Workload(REGRESSION_SPEC, o),
+};
+
+/** The `mlp` task (registered in tasks/mod.ts). */
+export const MLP_TASK: Task = {
+  name: "mlp",
+  description: "MLP classification with an L1 term (paper sections 5.1.1 and 5.3.2)",
+  ...handlers(MLP_SPEC),
+  transfer: transferMlp,
+  profile: (o) => l1Workload(MLP_SPEC, o),
+};
