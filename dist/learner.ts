@@ -13,12 +13,8 @@
  */
 
 import { DeliverPolicy, jetstream, type JetStreamManager } from "npm:@nats-io/jetstream@3.4.0";
-import type {
-  MethodResult,
-  RemoteRoundRequest,
-  RemoteRoundResult,
-  RemoteRounds,
-} from "../tasks/l1/methods.ts";
+import type { MethodResult } from "../tasks/l1/methods.ts";
+import type { RemoteRoundRequest, RemoteRoundResult, RemoteRounds } from "../tasks/l1/training.ts";
 import type { MethodExec, MethodSpec } from "../tasks/l1/compare.ts";
 import {
   type AnyJob,

@@ -33,24 +33,28 @@ export {
 export {
   autoLossMethod,
   type AutoLossOptions,
-  CONTROLLER_CHECKPOINT_FORMAT,
-  type ControllerTrainCheckpoint,
-  type ControllerTrainOptions,
   type Curve,
   denseGridSearch,
-  loadControllerCheckpoint,
   logSpace,
   type MethodOptions,
   type MethodResult,
+  thresholdMethod,
+  withoutL1,
+} from "./l1/methods.ts";
+export {
+  type ControllerTrainOptions,
   type RemoteRoundRequest,
   type RemoteRoundResult,
   type RemoteRounds,
   type RoundLog,
-  thresholdMethod,
   trainController,
   type TrainedController,
-  withoutL1,
-} from "./l1/methods.ts";
+} from "./l1/training.ts";
+export {
+  CONTROLLER_CHECKPOINT_FORMAT,
+  type ControllerTrainCheckpoint,
+  loadControllerCheckpoint,
+} from "./l1/training_checkpoint.ts";
 export {
   makeRegressionData,
   noiseFloor,

@@ -10,10 +10,9 @@ import {
   autoLossMethod,
   matchedRandom,
   type MethodResult,
-  roundAdvantages,
-  trainController,
   untrainedLike,
 } from "../tasks/l1/methods.ts";
+import { roundAdvantages, trainController } from "../tasks/l1/training.ts";
 import { Reinforce } from "../rl/reinforce.ts";
 import { MlpController } from "../rl/controller.ts";
 import { regressionProblem } from "../tasks/l1/problems.ts";

@@ -15,17 +15,13 @@ import { Generator } from "../gpu/random.ts";
 import { concatRegression, makeRegressionData, noiseFloor } from "../tasks/l1/data/regression.ts";
 import { Rng } from "../tasks/l1/data/rng.ts";
 import { RULE_FEATURES } from "../tasks/l1/task.ts";
+import { denseGridSearch, logSpace, mean, selectBest, std } from "../tasks/l1/methods.ts";
 import {
   type ControllerTrainOptions,
-  denseGridSearch,
-  loadControllerCheckpoint,
-  logSpace,
-  mean,
-  selectBest,
-  std,
   trainController,
   type TrainedController,
-} from "../tasks/l1/methods.ts";
+} from "../tasks/l1/training.ts";
+import { loadControllerCheckpoint } from "../tasks/l1/training_checkpoint.ts";
 import { regressionProblem } from "../tasks/l1/problems.ts";
 import { quadraticFeatures, RegressionTask } from "../tasks/l1/regression.ts";
 import { RULES, thresholdGrid } from "../tasks/l1/schedules.ts";

@@ -17,12 +17,8 @@ import { ConfigError, loadYamlFile, resolveConfig, type Schema } from "../../run
 import { formatDuration } from "../../run/progress.ts";
 import { RunDir } from "../../run/run_dir.ts";
 import type { SharedConfig } from "./config.ts";
-import {
-  type ControllerTrainCheckpoint,
-  loadControllerCheckpoint,
-  type RoundLog,
-  type TrainedController,
-} from "./methods.ts";
+import type { RoundLog, TrainedController } from "./training.ts";
+import { type ControllerTrainCheckpoint, loadControllerCheckpoint } from "./training_checkpoint.ts";
 import type { CommonOptions, Task, TaskHandler } from "../registry.ts";
 import { l1Workload } from "./profile.ts";
 import {

@@ -28,10 +28,10 @@ import {
   type MethodResult,
   std,
   thresholdMethod,
-  type TrainedController,
   untrainedLike,
   withoutL1,
 } from "./methods.ts";
+import type { TrainedController } from "./training.ts";
 import type { L1Problem } from "./problems.ts";
 import type { CommonOptions } from "../registry.ts";
 import type { Learner } from "../../dist/learner.ts";

@@ -34,15 +34,9 @@ import {
   type RegressionConfig,
   type SharedConfig,
 } from "./config.ts";
-import {
-  type ControllerTrainCheckpoint,
-  mean,
-  type MethodResult,
-  type RemoteRounds,
-  std,
-  trainController,
-  type TrainedController,
-} from "./methods.ts";
+import { mean, type MethodResult, std } from "./methods.ts";
+import { type RemoteRounds, trainController, type TrainedController } from "./training.ts";
+import type { ControllerTrainCheckpoint } from "./training_checkpoint.ts";
 import { type L1Problem, mlpProblem, regressionProblem } from "./problems.ts";
 import type { CommonOptions } from "../registry.ts";
 
