@@ -104,7 +104,7 @@ export type { ClassificationSplit } from "./l1/data/classification.ts";
 export type { PartitionName, RegressionSplit } from "./l1/data/regression.ts";
 export { type Forward, L1ScheduleTask, type ParamSpec } from "./l1/task.ts";
 export type { RuleKind } from "./l1/schedules.ts";
-export type { GanFeatureSet } from "./gan/task.ts";
+export type { GanFeatureSet } from "./gan/actions.ts";
 export { DcganLinear, type GanActivation } from "./gan/model.ts";
 export type {
   ImageSource,
@@ -128,7 +128,7 @@ export {
 export type { EncodedCorpus } from "./nmt/data.ts";
 export type { NmtModelSizes } from "./nmt/task.ts";
 export type { AccumulatorOptions } from "./classifier/inception_score.ts";
-export type { GanStatus } from "./gan/task.ts";
+export type { GanStatus } from "./gan/status.ts";
 export { type IdExample, type IdSplits, type Splits, Vocab } from "./nmt/data.ts";
 export { PARTITIONS } from "./l1/data/regression.ts";
 export { Rng } from "./l1/data/rng.ts";

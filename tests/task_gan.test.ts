@@ -13,14 +13,9 @@ import { makeActor } from "../rl/ppo.ts";
 import { runEpisode } from "../rl/runner.ts";
 import { randn, tensor } from "../tensor/functional.ts";
 import { readMany, type Tensor, tidy } from "../tensor/tensor.ts";
-import {
-  D_ACTION,
-  decodeStatus,
-  formatIs,
-  G_ACTION,
-  GanTask,
-  type GanTaskOptions,
-} from "../tasks/gan/task.ts";
+import { GanTask, type GanTaskOptions } from "../tasks/gan/task.ts";
+import { D_ACTION, G_ACTION } from "../tasks/gan/actions.ts";
+import { decodeStatus, formatIs } from "../tasks/gan/status.ts";
 import {
   ganSchedule,
   PAPER_SCHEDULES,

@@ -41,7 +41,9 @@ import { StepPatternSchedule } from "../../rl/schedules.ts";
 import type { TrajectoryBuffer } from "../../rl/trajectory.ts";
 import * as ops from "../../tensor/ops.ts";
 import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
-import { D_ACTION, decodeStatus, G_ACTION, type GanStatus, type GanTask } from "./task.ts";
+import type { GanTask } from "./task.ts";
+import { D_ACTION, G_ACTION } from "./actions.ts";
+import { decodeStatus, type GanStatus } from "./status.ts";
 
 // ---------------------------------------------------------------- fixed schedules
 

@@ -15,7 +15,8 @@ import { Reinforce, type ReinforceArgs } from "../../rl/reinforce.ts";
 import { inceptionReward } from "../../rl/rewards.ts";
 import { TrajectoryBuffer } from "../../rl/trajectory.ts";
 import type { Tensor } from "../../tensor/tensor.ts";
-import { G_ACTION, type GanTask } from "./task.ts";
+import type { GanTask } from "./task.ts";
+import { G_ACTION } from "./actions.ts";
 import {
   checkpointMeta,
   type LoopOptions,

@@ -20,7 +20,9 @@ import { TrajectoryBuffer } from "../../rl/trajectory.ts";
 import { tensor, zeros } from "../../tensor/functional.ts";
 import * as ops from "../../tensor/ops.ts";
 import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
-import { decodeStatus, G_ACTION, type GanStatus, type GanTask } from "./task.ts";
+import type { GanTask } from "./task.ts";
+import { G_ACTION } from "./actions.ts";
+import { decodeStatus, type GanStatus } from "./status.ts";
 import {
   type AbortReason,
   checkpointMeta,

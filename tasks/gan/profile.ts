@@ -10,7 +10,7 @@ import { resolveTaskConfig } from "../../run/session.ts";
 import { taskWorkload } from "../profile.ts";
 import type { CommonOptions } from "../registry.ts";
 import { GAN_SCHEMA } from "./config.ts";
-import { D_ACTION, G_ACTION } from "./task.ts";
+import { D_ACTION, G_ACTION } from "./actions.ts";
 import { loadContext, makeTask } from "./run.ts";
 
 /** The GAN step of the resolved config. */

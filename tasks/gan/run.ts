@@ -23,7 +23,8 @@ import {
   inceptionScore as hostInceptionScore,
   loadScoringClassifier,
 } from "../classifier/inception_score.ts";
-import { decodeStatus, formatIs, type GanStatus, GanTask } from "./task.ts";
+import { GanTask } from "./task.ts";
+import { decodeStatus, formatIs, type GanStatus } from "./status.ts";
 import type { GanConfig } from "./config.ts";
 import type { LoopStats } from "./driver.ts";
 import { type DcganArch, describeArch } from "./model.ts";

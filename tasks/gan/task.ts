@@ -46,16 +46,7 @@
  * - collapse and NaN detection: the length of the current run of identical actions, the count
  *   of G actions, and a count of steps whose losses or gradient norms were not finite.
  *
- * Feature sets (`features`):
- *
- * - `authors` (4): rl/features.ts `featureSet("authors-gan")`: `ln(g_D / g_G)`,
- *   `EMA(gen_cost) - 1`, `(EMA(d_real) + EMA(d_fake)) / 2`, `IS - 8`; all zeros before the first
- *   step, as the authors' `get_state`.
- * - `paper` (12): the generic vector of section 4.1 with the GAN variations of section 4.2, named
- *   as rl/features.ts `paperFeatureNames`: `progress` (t/T), `grad.G`, `grad.D`, `loss.G`,
- *   `loss.D`, `val` (the IS), `val.ema`, `val.d1.ema`, `val.d2.ema`, then the extras
- *   `grad.log_ratio` (`ln(g_G / g_D)`, 0 until both are known), `loss.ratio` (`l_G / l_D`) and
- *   `d_accuracy` (mean of D's accuracy on real and fake).
+ * Feature sets (`features`): `authors` (4) and `paper` (12), named in tasks/gan/actions.ts.
  *
  * ## Collapse and NaN (the documented rule)
  *
@@ -67,6 +58,7 @@
  * @module
  */
 
+import * as ops from "../../tensor/ops.ts";
 import { backend } from "../../gpu/backend.ts";
 import type { HostDataset } from "../../nn/data/batches.ts";
 import { BatchIterator, type BatchIteratorState } from "../../nn/data/batches.ts";
@@ -74,41 +66,14 @@ import { Generator } from "../../gpu/random.ts";
 import { bceWithLogits } from "../../nn/losses.ts";
 import { Adam, gradNorm, type StateSharing } from "../../nn/optim.ts";
 import type { Checkpoint } from "../../nn/checkpoint.ts";
-import { featureSet, paperFeatureNames } from "../../rl/features.ts";
+import { featureSet } from "../../rl/features.ts";
 import type { Action, ScheduleTask } from "../../rl/task.ts";
 import { compare, full, randn, tensor, zeros } from "../../tensor/functional.ts";
 import { whenGpu } from "../../tensor/gated.ts";
-import * as ops from "../../tensor/ops.ts";
 import { keep, noGrad, Tensor, tidy } from "../../tensor/tensor.ts";
 import { Dcgan, type DcganArch } from "./model.ts";
 import { type ImageClassifier, inceptionScore } from "./scoring.ts";
-
-/** Index of the G action. */
-export const G_ACTION = 0;
-/** Index of the D action. */
-export const D_ACTION = 1;
-
-/** The two actions, in index order: update G on l_G, update D on l_D. */
-export const GAN_ACTIONS: readonly Action[] = [
-  { name: "G", loss: "gen", group: "G" },
-  { name: "D", loss: "disc", group: "D" },
-];
-
-/** Selectable feature sets (see the module doc). */
-export type GanFeatureSet = "authors" | "paper";
-
-/** The extra features of the paper's GAN set, appended after the generic ones. */
-export const PAPER_GAN_EXTRAS: readonly string[] = [
-  "grad.log_ratio",
-  "loss.ratio",
-  "d_accuracy",
-];
-
-/** Feature names of a feature set. */
-export function ganFeatureNames(set: GanFeatureSet): string[] {
-  if (set === "authors") return [...featureSet("authors-gan").names];
-  return paperFeatureNames({ losses: ["G", "D"], valDiffOrders: 2, extras: PAPER_GAN_EXTRAS });
-}
+import { D_ACTION, G_ACTION, GAN_ACTIONS, ganFeatureNames, type GanFeatureSet } from "./actions.ts";
 
 /** Options of {@link GanTask}. */
 export interface GanTaskOptions {
@@ -159,6 +124,7 @@ export interface GanTaskMeta {
 }
 
 const LOSS_SLOTS = ["gen_cost", "d_real", "d_fake", "acc_real", "acc_fake"] as const;
+
 const FLAG_SLOTS = ["run", "last", "g_count", "nonfinite"] as const;
 
 /** The GAN ScheduleTask (see the module doc). */
@@ -693,50 +659,4 @@ export class GanTask implements ScheduleTask {
     this.#zeros.dispose();
     for (const t of this.#actionConst) t.dispose();
   }
-}
-
-/** The host view of {@link GanTask.status}. */
-export interface GanStatus {
-  /** l_G (latest). */
-  genCost: number;
-  /** l_D (latest). */
-  discCost: number;
-  /** D's accuracy on a real and a fake batch (latest). */
-  dAccuracy: number;
-  /** Latest IS (0 before the first evaluation). */
-  is: number;
-  /** Its std over splits. */
-  isStd: number;
-  /** Length of the current run of one action. */
-  run: number;
-  /** The last action (-1 before the first step). */
-  last: number;
-  /** G actions so far. */
-  gCount: number;
-  /** Steps with non-finite losses or gradient norms so far. */
-  nonfinite: number;
-}
-
-/** Decodes the values of {@link GanTask.status}. */
-export function decodeStatus(v: ArrayLike<number>): GanStatus {
-  return {
-    genCost: v[0],
-    discCost: (v[1] + v[2]) / 2,
-    dAccuracy: (v[3] + v[4]) / 2,
-    is: v[5],
-    isStd: v[6],
-    run: v[7],
-    last: v[8],
-    gCount: v[9],
-    nonfinite: v[10],
-  };
-}
-
-/**
- * The IS as the progress line shows it: `-` until the first evaluation (the status holds 0 then;
- * a measured IS is at least 1), otherwise 3 decimals, so an untrained generator's measured 1.00001
- * reads `1.000`, not a bare `1` that looks like a placeholder.
- */
-export function formatIs(is: number): string {
-  return is > 0 ? is.toFixed(3) : Number.isNaN(is) ? "NaN" : "-";
 }
