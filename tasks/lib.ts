@@ -91,7 +91,8 @@ export { OnlinePpo, type OnlinePpoOptions } from "./gan/online_ppo.ts";
 
 // Multi-task translation (paper 4.3, 5.1.3).
 export { Bpe, learnBpe } from "./nmt/bpe.ts";
-export { beamDecode, corpusBleu, greedyDecode, Seq2Seq, type Seq2SeqSizes } from "./nmt/model.ts";
+export { Seq2Seq, type Seq2SeqSizes } from "./nmt/model.ts";
+export { beamDecode, corpusBleu, greedyDecode } from "./nmt/decode.ts";
 export { NMT_TASKS, NmtTask, type NmtTaskOptions } from "./nmt/task.ts";
 
 // Types (and building blocks) referenced by the exports above.
@@ -113,18 +114,12 @@ export type {
   ScoringClassifier,
 } from "./classifier/inception_score.ts";
 export type { ImageClassifier } from "./gan/scoring.ts";
-export type { ClassifierDataset } from "./classifier/task.ts";
+export type { ClassifierDataset } from "./classifier/data.ts";
 export type { AbortReason, LoopOptions, LoopResult, LoopStats } from "./gan/driver.ts";
 export type { OnlineMeta, SegmentLog } from "./gan/online_ppo.ts";
 export type { BpeJson } from "./nmt/bpe.ts";
-export {
-  type BeamOptions,
-  type BleuResult,
-  Decoder,
-  Encoder,
-  type EncoderOutput,
-  type Seq2SeqBatch,
-} from "./nmt/model.ts";
+export { Decoder, Encoder, type EncoderOutput, type Seq2SeqBatch } from "./nmt/model.ts";
+export { type BeamOptions, type BleuResult } from "./nmt/decode.ts";
 export type { EncodedCorpus } from "./nmt/data.ts";
 export type { NmtModelSizes } from "./nmt/task.ts";
 export type { AccumulatorOptions } from "./classifier/inception_score.ts";
@@ -132,4 +127,4 @@ export type { GanStatus } from "./gan/status.ts";
 export { type IdExample, type IdSplits, type Splits, Vocab } from "./nmt/data.ts";
 export { PARTITIONS } from "./l1/data/regression.ts";
 export { Rng } from "./l1/data/rng.ts";
-export type { CnnArchitecture, ScoringCnn } from "./classifier/task.ts";
+export type { CnnArchitecture, ScoringCnn } from "./classifier/model.ts";

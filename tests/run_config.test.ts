@@ -153,7 +153,7 @@ Deno.test("config: every shipped preset of every task is in range", async () => 
   const { GAN_SCHEMA } = await import("../tasks/gan/config.ts");
   const { MLP_SCHEMA, REGRESSION_SCHEMA } = await import("../tasks/l1/config.ts");
   const { NMT_SCHEMA } = await import("../tasks/nmt/config.ts");
-  const { classifierSchema } = await import("../tasks/classifier/task.ts");
+  const { classifierSchema } = await import("../tasks/classifier/config.ts");
   const schemas = {
     gan: GAN_SCHEMA,
     regression: REGRESSION_SCHEMA,

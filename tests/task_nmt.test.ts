@@ -15,26 +15,15 @@ import {
   DataMissingError,
   DING_INSTALL,
   encodeCorpus,
-  type EnglishTagger,
-  loadEnglishTagger,
   normalizeNumbers,
   parseDingPairs,
   readDing,
   split801010,
   tokenizeGerman,
-  Truecaser,
-  UPOS,
 } from "../tasks/nmt/data.ts";
-import {
-  beamDecode,
-  corpusBleu,
-  disposeBatch,
-  EOS,
-  greedyDecode,
-  makeBatch,
-  PAD,
-  Seq2Seq,
-} from "../tasks/nmt/model.ts";
+import { type EnglishTagger, loadEnglishTagger, Truecaser, UPOS } from "../tasks/nmt/tagger.ts";
+import { disposeBatch, EOS, makeBatch, PAD, Seq2Seq } from "../tasks/nmt/model.ts";
+import { beamDecode, corpusBleu, greedyDecode } from "../tasks/nmt/decode.ts";
 import { BatchIterator } from "../tasks/nmt/task.ts";
 import { setup } from "./helpers.ts";
 

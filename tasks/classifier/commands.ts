@@ -1,7 +1,7 @@
 /**
  * The `classifier` task's commands (registered in tasks/mod.ts):
  *
- * - `train classifier mnist|fashion` trains the scoring CNN of tasks/classifier/task.ts
+ * - `train classifier mnist|fashion` trains the scoring CNN of tasks/classifier/model.ts
  *   (configs/classifier/{quick,paper}.yaml): test-set evaluation every `eval.every` steps,
  *   checkpoints every `checkpoint.every` steps and on Ctrl-C, `--resume runs/<id>`,
  *   metrics.jsonl, summary.json/md and an accuracy curve. The weights with the best test accuracy
@@ -24,18 +24,10 @@ import type { Tensor } from "../../tensor/tensor.ts";
 import { init } from "../../gpu/backend.ts";
 import type { CommonOptions, Task } from "../registry.ts";
 import { inceptionScore, loadScoringClassifier } from "./inception_score.ts";
-import {
-  type ClassifierConfig,
-  classifierSchema,
-  ClassifierTrainer,
-  describeArchitecture,
-  evaluateClassifier,
-  type Evaluation,
-  loadClassifierData,
-  parseDataset,
-  saveClassifierWeights,
-  weightsUrl,
-} from "./task.ts";
+import { ClassifierTrainer, evaluateClassifier, type Evaluation } from "./task.ts";
+import { loadClassifierData, parseDataset } from "./data.ts";
+import { describeArchitecture, saveClassifierWeights, weightsUrl } from "./model.ts";
+import { type ClassifierConfig, classifierSchema } from "./config.ts";
 
 /** How the command line is shown in metadata. */
 const PROG = "npx -y deno@2.9.6 run -A cli.ts";

@@ -1,6 +1,6 @@
 /**
  * The inception score (Salimans et al. 2016) with the MNIST / Fashion-MNIST scoring classifiers
- * of tasks/classifier/task.ts as the "inception network":
+ * of tasks/classifier/model.ts as the "inception network":
  *
  *   IS = exp(E_x KL(p(y|x) || p(y))),   p(y) = E_x p(y|x),
  *
@@ -18,12 +18,8 @@
 import { loadCheckpoint } from "../../nn/checkpoint.ts";
 import * as ops from "../../tensor/ops.ts";
 import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
-import {
-  type ClassifierDataset,
-  classifierFromCheckpoint,
-  type ScoringCnn,
-  weightsUrl,
-} from "./task.ts";
+import type { ClassifierDataset } from "./data.ts";
+import { classifierFromCheckpoint, type ScoringCnn, weightsUrl } from "./model.ts";
 
 /** Mean and spread of an inception score over the splits. */
 export interface InceptionScore {

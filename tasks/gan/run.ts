@@ -17,7 +17,7 @@ import { onInterrupt } from "../../run/signals.ts";
 import { linePlot, type Series } from "../../run/svg.ts";
 import { randn, tensor } from "../../tensor/functional.ts";
 import { readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
-import type { ClassifierDataset } from "../classifier/task.ts";
+import type { ClassifierDataset } from "../classifier/data.ts";
 import {
   type InceptionScore,
   inceptionScore as hostInceptionScore,

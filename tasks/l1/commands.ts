@@ -6,7 +6,7 @@
  *   metrics, a reward curve and a summary into the run directory, and a checkpoint after every
  *   round: `train <task> --resume RUNDIR` continues an interrupted run (Ctrl-C, crash) from its
  *   last completed round and ends exactly as the uninterrupted run would have.
- * - `compare`, `eval` and `transfer mlp`: tasks/l1/compare.ts; shared pieces
+ * - `compare`: tasks/l1/compare.ts; `eval` and `transfer mlp`: tasks/l1/evaluate.ts; shared pieces
  *   (paper tables, specs, controller training from a config): tasks/l1/run.ts.
  * @module
  */
@@ -34,7 +34,8 @@ import {
   writeController,
   writeLearningReport,
 } from "./run.ts";
-import { compareCommand, connectWorkers, evalCommand, transferCommand } from "./compare.ts";
+import { compareCommand, connectWorkers } from "./compare.ts";
+import { evalCommand, transferCommand } from "./evaluate.ts";
 import { sweepCommand } from "./sweep.ts";
 
 /** The checkpoint `train <task>` rewrites after every round. */

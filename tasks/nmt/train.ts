@@ -37,7 +37,8 @@ import type { PolicyController } from "../../rl/controller.ts";
 import { tensor, zeros } from "../../tensor/functional.ts";
 import * as ops from "../../tensor/ops.ts";
 import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
-import { beamDecode, corpusBleu, disposeBatch, greedyDecode, makeBatch } from "./model.ts";
+import { disposeBatch, makeBatch } from "./model.ts";
+import { beamDecode, corpusBleu, greedyDecode } from "./decode.ts";
 import { NMT_TASKS, type NmtTask } from "./task.ts";
 
 /** The method keys, in report order. */
