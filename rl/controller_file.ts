@@ -27,7 +27,7 @@ import { backend } from "../gpu/backend.ts";
 import { atomicWrite } from "../util/atomic.ts";
 import { readMany } from "../tensor/tensor.ts";
 import { type ControllerArchitecture, PolicyController } from "./controller.ts";
-import { type FeatureSpec, normalizationProblems } from "./features.ts";
+import { type FeatureSpec, normalizationProblems } from "./normalization.ts";
 
 /** The `format` tag. */
 export const CONTROLLER_FORMAT = "autoloss-controller";

@@ -28,7 +28,7 @@ import { type EpisodeRun, runEpisode } from "../../rl/runner.ts";
 import { tensor } from "../../tensor/functional.ts";
 import { keep, type Tensor } from "../../tensor/tensor.ts";
 import { thresholdRule } from "../../rl/schedules.ts";
-import { runningNormalization } from "../../rl/features.ts";
+import { runningNormalization } from "../../rl/normalization.ts";
 import type { ActContext, Controller } from "../../rl/task.ts";
 import type { FeatureGroup, FeatureSetKind, L1ScheduleTask } from "./task.ts";
 import type { CreateOptions, L1Problem } from "./problems.ts";

@@ -16,13 +16,14 @@ import {
   REINFORCE_PRESETS,
   type ReinforceArgs,
 } from "../../rl/reinforce.ts";
-import { deriveSeed, runEpisode, trainReinforce } from "../../rl/runner.ts";
+import { deriveSeed, runEpisode } from "../../rl/runner.ts";
+import { trainReinforce } from "../../rl/training.ts";
 import { TrajectoryBuffer } from "../../rl/trajectory.ts";
 import { backend } from "../../gpu/backend.ts";
 import { tensor } from "../../tensor/functional.ts";
 import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
 import { clippedSurrogate } from "../../rl/ppo.ts";
-import { runningNormalization } from "../../rl/features.ts";
+import { runningNormalization } from "../../rl/normalization.ts";
 import type { FeatureGroup, FeatureSetKind, L1ScheduleTask } from "./task.ts";
 import type { CreateOptions, L1Problem } from "./problems.ts";
 import { mean, std, untrainedLike } from "./methods.ts";

@@ -28,7 +28,7 @@ import { backend } from "../../gpu/backend.ts";
 import { Generator } from "../../gpu/random.ts";
 import { FlatParams } from "../../nn/module.ts";
 import { Adam } from "../../nn/optim.ts";
-import { runningNormalization } from "../../rl/features.ts";
+import { runningNormalization } from "../../rl/normalization.ts";
 import { makeActor, Ppo, PPO_AUTHORS_NMT, type PpoArgs } from "../../rl/ppo.ts";
 import { NormalizedImprovementReward } from "../../rl/rewards.ts";
 import { proportionalSchedule, StepPatternSchedule } from "../../rl/schedules.ts";
