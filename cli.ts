@@ -9,7 +9,7 @@ import { init, parseBackendChoice } from "./gpu/backend.ts";
 import { adapterInfo, getAdapter, NoAdapterError } from "./gpu/webgpu/device.ts";
 import { tunedMatmulChoices } from "./gpu/webgpu/autotune.ts";
 import { ConfigError } from "./run/config.ts";
-import { userMessage } from "./run/errors.ts";
+import { userMessage } from "./util/errors.ts";
 import { formatProfile, profileWorkload, writeProfile } from "./run/profile.ts";
 import { didYouMean } from "./run/suggest.ts";
 import { type CommonOptions, getTask, listTasks, type TaskCommand } from "./tasks/registry.ts";

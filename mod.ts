@@ -15,6 +15,9 @@
  * @module
  */
 
+// Errors meant for the user (the bottom layer, util/).
+export { UserError, userMessage } from "./util/errors.ts";
+
 // Engine: backends, kernel descriptions, adapter.
 export {
   type Backend,

@@ -1,5 +1,5 @@
 /**
- * The authors' MNIST DCGAN (AUTHORS_DCGAN of tasks/gan_model.ts: z 128, 64 filters, no batch
+ * The authors' MNIST DCGAN (AUTHORS_DCGAN of tasks/gan/model.ts: z 128, 64 filters, no batch
  * norm; dense weights [in, out]) and its D+G training step, shared by the benchmarks.
  * @module
  */

@@ -18,9 +18,9 @@ import { init } from "../gpu/backend.ts";
 import { adapterInfo } from "../gpu/webgpu/device.ts";
 import { runEpisode } from "../rl/runner.ts";
 import { memberSeed } from "../rl/task.ts";
-import { logSpace } from "../tasks/methods.ts";
-import { type L1Problem, mlpProblem, regressionProblem } from "../tasks/problems.ts";
-import { taskOnly } from "../tasks/schedules.ts";
+import { logSpace } from "../tasks/l1/methods.ts";
+import { type L1Problem, mlpProblem, regressionProblem } from "../tasks/l1/problems.ts";
+import { taskOnly } from "../tasks/l1/schedules.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

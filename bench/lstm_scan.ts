@@ -1,7 +1,7 @@
 /**
  * The fused LSTM scan against the per-step composition it replaced, side by side in one run: the
  * NMT step at the paper's sizes (batch 32, length 20, vocabularies 5000, E128 H256, 2 layers:
- * tasks/profile.ts) with `setLstmScan(true)` and `(false)`, kernels per step, ms per step (the
+ * tasks/nmt/profile.ts) with `setLstmScan(true)` and `(false)`, kernels per step, ms per step (the
  * profiler's timed steps), matmuls and other kernels. Prints the CPU, the backend and a markdown table.
  *
  * Run: `npx -y deno@2.9.6 run -A bench/lstm_scan.ts [--backend cpu|webgpu] [--steps 3]
@@ -13,7 +13,7 @@ import { parseArgs } from "node:util";
 import { init, parseBackendChoice } from "../gpu/backend.ts";
 import { setLstmScan } from "../nn/rnn.ts";
 import { profileWorkload } from "../run/profile.ts";
-import { syntheticMtStep } from "../tasks/profile.ts";
+import { syntheticMtStep } from "../tasks/nmt/profile.ts";
 
 const { values } = parseArgs({
   args: Deno.args,

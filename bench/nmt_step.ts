@@ -1,6 +1,6 @@
 /**
  * One encoder-decoder training step of the nmt task: batch 32, source and target length 20,
- * vocabularies 5000, on autoloss (tasks/nmt_model.ts) and on TF.js's WebGPU backend on the same
+ * vocabularies 5000, on autoloss (tasks/nmt/model.ts) and on TF.js's WebGPU backend on the same
  * adapter (a hand-written equivalent with TF.js ops: same architecture, Adam, global-norm clip).
  *
  * The model: embeddings E, a bidirectional LSTM encoder of L layers with H units per direction,
@@ -24,7 +24,7 @@ import { backend, init } from "../gpu/backend.ts";
 import { FlatParams } from "../nn/module.ts";
 import { Adam, clipGradNorm } from "../nn/optim.ts";
 import { readMany, tidy } from "../tensor/tensor.ts";
-import { disposeBatch, makeBatch, Seq2Seq } from "../tasks/nmt_model.ts";
+import { disposeBatch, makeBatch, Seq2Seq } from "../tasks/nmt/model.ts";
 import { initTfjs, tfjsSync } from "./tfjs_peer.ts";
 // deno-lint-ignore no-import-prefix
 import * as tf from "npm:@tensorflow/tfjs-core@4.22.0";
@@ -66,7 +66,7 @@ function ids(n: number, vocab: number, seed: number): number[] {
   });
 }
 
-/** The autoloss step (tasks/nmt_model.ts with one decoder). */
+/** The autoloss step (tasks/nmt/model.ts with one decoder). */
 export function autolossStep(s: NmtStepShape): StepWorkload {
   const model = new Seq2Seq({
     srcVocab: s.vocab,

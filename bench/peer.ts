@@ -11,7 +11,7 @@
  * alternating, with the features a controller reads); the authors' DCGAN D+G iteration at batch
  * 64 (bench/dcgan_step.ts); the MLP 100-64-1 Adam step at batch 128 (bench/mlp_step.ts); the
  * regression population step (50 members, joint loss, as bench/dgs.ts); the NMT step at the
- * paper's sizes (batch 32, length 20, vocabularies 5000, E128 H256, 2 layers; tasks/profile.ts).
+ * paper's sizes (batch 32, length 20, vocabularies 5000, E128 H256, 2 layers; tasks/nmt/profile.ts).
  *
  * Run: `npx -y deno@2.9.6 run -A bench/peer.ts [--backend cpu|webgpu] [--only NAME,...]
  * [--iters 7] [--no-torch] [--out FILE.json]` (about 6 minutes on 2 cores). Timing: per
@@ -24,8 +24,9 @@ import { parseArgs } from "node:util";
 import { backend, init, parseBackendChoice } from "../gpu/backend.ts";
 import { tidy } from "../tensor/tensor.ts";
 import { randn } from "../tensor/functional.ts";
-import { regressionProblem } from "../tasks/problems.ts";
-import { ganWorkload, syntheticMtStep } from "../tasks/profile.ts";
+import { regressionProblem } from "../tasks/l1/problems.ts";
+import { ganWorkload } from "../tasks/gan/profile.ts";
+import { syntheticMtStep } from "../tasks/nmt/profile.ts";
 import { dcganStep } from "./dcgan_step.ts";
 import { mlpWorkload } from "./mlp_step.ts";
 

@@ -47,8 +47,8 @@ fp32), padding, batch sizes, layer counts and which parameters get gradients do)
   bench/autoloss_impl.ts `matmul` (randn [S, S] @ randn [S, S], a new output per op).
 - `gan_quick` -> `gan_quick_d_step`, `gan_quick_g_step`, `gan_quick_step` (their mean): one step
   of `train gan`'s quick preset (configs/gan/quick.yaml: G32 D32 z64, batch 32, Adam lr 5e-4,
-  betas (0.5, 0.999), eps 1e-8), i.e. tasks/gan.ts `GanTask.step` with a host action, the D and G
-  steps alternating (a 1:1 schedule). Model: tasks/gan_model.ts `Dcgan` (G: linear z -> 7x7x64,
+  betas (0.5, 0.999), eps 1e-8), i.e. tasks/gan/task.ts `GanTask.step` with a host action, the D and G
+  steps alternating (a 1:1 schedule). Model: tasks/gan/model.ts `Dcgan` (G: linear z -> 7x7x64,
   ReLU, deconv 5x5/2 -> 14x14x32, ReLU, deconv 5x5/2 -> 28x28x1, tanh; D: conv 5x5/2 -> 14x14x32,
   leaky 0.2, conv 5x5/2 -> 7x7x64, leaky 0.2, linear -> 1; N(0, 0.02) weights, zero biases,
   TF "same" padding, no batch norm). D step = `#dBranch`: a real batch gathered from a host
@@ -63,7 +63,7 @@ fp32), padding, batch sizes, layer counts and which parameters get gradients do)
   Difference: one torch Adam per group instead of our one Adam with a shared step counter (same
   arithmetic per updated parameter).
 - `dcgan_authors_step`: bench/conv.bench.ts `oursDcgan` ("dcgan D+G step batch 64"), the authors'
-  network (tasks/gan_model.ts AUTHORS_DCGAN shape: z 128, 64 filters, dense 7x7x128 with weight
+  network (tasks/gan/model.ts AUTHORS_DCGAN shape: z 128, 64 filters, dense 7x7x128 with weight
   [in, out] and `x @ W + b` as that bench's `Dense`): one D step (zero grads; fake = G(randn) under
   no_grad; bce(D(real), 1) + bce(D(fake), 0) with TWO D forwards; backward; Adam on D) plus one G
   step (zero grads; bce(D(G(randn)), 1); backward, which also computes D's weight gradients since
@@ -72,10 +72,10 @@ fp32), padding, batch sizes, layer counts and which parameters get gradients do)
 - `mlp_step`: bench/mlp_step.ts `mlpWorkload` with bench/report.ts's MLP params (the "MLP
   100-64-1 Adam step" of the issue): batch 128, Linear(100, 64), ReLU, Linear(64, 1), MSE against
   randn targets, zero grads, backward, Adam lr 1e-3. (Not the population classifier of
-  tasks/mlp.ts, 32-32-2.)
+  tasks/l1/mlp.ts, 32-32-2.)
 - `regression_step`: one step of the population-batched quadratic regression as bench/dgs.ts runs
   it (its default: 50 DGS lambdas = population 50, joint mode, `data: "task"`, lr 5e-4, d = 16,
-  200 training / 200 validation / 200 test rows, authors' form, authors' features): tasks/l1_task.ts
+  200 training / 200 validation / 200 test rows, authors' form, authors' features): tasks/l1/task.ts
   `L1ScheduleTask.step` (grad += lambda * sign(theta); Adam over W [50, 272]) followed by its
   `#observe` (zero grads; train MSE per member from W @ phi_train [272, 200]; backward of the sum;
   validation MSE from W @ phi_val, or every 10th step W @ [phi_val | phi_test] plus the best-
@@ -83,7 +83,7 @@ fp32), padding, batch sizes, layer counts and which parameters get gradients do)
   authors' features). Not mirrored: rl/runner.ts's per-step controller sampling (a fixed "task
   only" schedule there).
 - `nmt_step`: bench/nmt_step.ts `autolossStep` at its defaults (the paper sizes): batch 32,
-  source and target length 20, vocabularies 5000, tasks/nmt_model.ts `Seq2Seq` with one "mt"
+  source and target length 20, vocabularies 5000, tasks/nmt/model.ts `Seq2Seq` with one "mt"
   decoder, emb 128, hidden 256, 2-layer bidirectional LSTM encoder, 2-layer LSTM decoder whose
   initial state is tanh(Linear(512 -> 256)) of the encoder layer's final [fw; bw] h and c, Luong
   "general" attention (score q W m^T with W [256, 512], additive source mask, softmax, context,
@@ -312,9 +312,9 @@ def make_matmul(s):
 
 
 class Dcgan(nn.Module):
-    """tasks/gan_model.ts Dcgan without batch norm (gActivation relu, dActivation leaky 0.2).
+    """tasks/gan/model.ts Dcgan without batch norm (gActivation relu, dActivation leaky 0.2).
     `dense_in_out`: the fully connected layers as conv.bench.ts's `Dense` (weight [in, out],
-    x @ W + b) instead of tasks/gan_model.ts DcganLinear (weight [out, in], linear)."""
+    x @ W + b) instead of tasks/gan/model.ts DcganLinear (weight [out, in], linear)."""
 
     def __init__(self, z, g, d, dense_in_out=False):
         super().__init__()
@@ -636,7 +636,7 @@ def lcg_ids(n, vocab, seed):
 
 
 class Seq2Seq(nn.Module):
-    """tasks/nmt_model.ts Seq2Seq with one decoder, dropout 0."""
+    """tasks/nmt/model.ts Seq2Seq with one decoder, dropout 0."""
 
     def __init__(self, vocab, emb, hidden, layers):
         super().__init__()
@@ -712,13 +712,13 @@ def make_nmt(batch=32, length=20, vocab=5000, emb=128, hidden=256, layers=2, lr=
 
 MIRRORS = {
     "matmul": "bench/report.ts WORKLOADS 'matmul S' / bench/autoloss_impl.ts matmul",
-    "gan_quick": "tasks/gan.ts GanTask.step (#dBranch / #gBranch + #record), "
-                 "configs/gan/quick.yaml, tasks/gan_model.ts Dcgan",
+    "gan_quick": "tasks/gan/task.ts GanTask.step (#dBranch / #gBranch + #record), "
+                 "configs/gan/quick.yaml, tasks/gan/model.ts Dcgan",
     "dcgan": "bench/conv.bench.ts oursDcgan ('dcgan D+G step batch 64')",
     "mlp": "bench/mlp_step.ts mlpWorkload with bench/report.ts MLP params",
-    "regression": "bench/dgs.ts (regression, 50 lambdas, joint) -> tasks/l1_task.ts "
-                  "L1ScheduleTask.step + #observe, tasks/regression.ts forward",
-    "nmt": "bench/nmt_step.ts autolossStep (tasks/nmt_model.ts Seq2Seq)",
+    "regression": "bench/dgs.ts (regression, 50 lambdas, joint) -> tasks/l1/task.ts "
+                  "L1ScheduleTask.step + #observe, tasks/l1/regression.ts forward",
+    "nmt": "bench/nmt_step.ts autolossStep (tasks/nmt/model.ts Seq2Seq)",
 }
 
 # name -> (group, factory, default iters, default warmup)

@@ -12,10 +12,10 @@ import { DenseStepReward, type ReinforceArgs, type StepRewardArgs } from "../rl/
 import { runEpisode } from "../rl/runner.ts";
 import { TrajectoryBuffer } from "../rl/trajectory.ts";
 import { readMany } from "../tensor/tensor.ts";
-import { MLP_SPEC, REGRESSION_SPEC } from "../tasks/l1_run.ts";
-import type { FeatureGroup, FeatureSetKind } from "../tasks/l1_task.ts";
-import type { L1Problem } from "../tasks/problems.ts";
-import type { MlpConfig, RegressionConfig } from "../tasks/l1_config.ts";
+import { MLP_SPEC, REGRESSION_SPEC } from "../tasks/l1/run.ts";
+import type { FeatureGroup, FeatureSetKind } from "../tasks/l1/task.ts";
+import type { L1Problem } from "../tasks/l1/problems.ts";
+import type { MlpConfig, RegressionConfig } from "../tasks/l1/config.ts";
 import { canonicalJson, encodeArray, type EpisodeJob, sha256 } from "./job.ts";
 
 /** A slice's episodes: final metrics and trajectory (plain arrays). */

@@ -13,14 +13,14 @@
  * actions [T, M], dense step rewards and log-probabilities [T, M] when recorded) as base64
  * little-endian arrays, or
  * an `error` (a job that failed validation is never run). A {@link RunJob} is one method of
- * `compare` (tasks/l1_compare.ts `MethodSpec`, a controller again by hash); its
+ * `compare` (tasks/l1/compare.ts `MethodSpec`, a controller again by hash); its
  * {@link RunResult} carries the method's result.
  * @module
  */
 
 import { createHash } from "node:crypto";
-import type { MethodSpec } from "../tasks/l1_compare.ts";
-import type { MethodResult } from "../tasks/methods.ts";
+import type { MethodSpec } from "../tasks/l1/compare.ts";
+import type { MethodResult } from "../tasks/l1/methods.ts";
 import { Buffer } from "node:buffer";
 
 /** `format` of an episode job. */

@@ -2,7 +2,7 @@
  * The learner side of `train regression|mlp --workers URL`: each round of controller training
  * becomes ceil(P / M) episode jobs (M members each, `--job-members M`, dist/job.ts), published
  * to the jobs stream; the results are gathered from the results stream and assembled in member
- * (job) order, whatever order they arrive in, so the updates that follow (tasks/methods.ts) are
+ * (job) order, whatever order they arrive in, so the updates that follow (tasks/l1/training.ts) are
  * those of the single-process run.
  *
  * The learner reads its run's results stream from the start: a learner resumed with `--resume`
@@ -13,13 +13,9 @@
  */
 
 import { DeliverPolicy, jetstream, type JetStreamManager } from "npm:@nats-io/jetstream@3.4.0";
-import type {
-  MethodResult,
-  RemoteRoundRequest,
-  RemoteRoundResult,
-  RemoteRounds,
-} from "../tasks/methods.ts";
-import type { MethodExec, MethodSpec } from "../tasks/l1_compare.ts";
+import type { MethodResult } from "../tasks/l1/methods.ts";
+import type { RemoteRoundRequest, RemoteRoundResult, RemoteRounds } from "../tasks/l1/training.ts";
+import type { MethodExec, MethodSpec } from "../tasks/l1/compare.ts";
 import {
   type AnyJob,
   type AnyResult,

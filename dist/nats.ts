@@ -32,7 +32,7 @@ import {
   StorageType,
 } from "npm:@nats-io/jetstream@3.4.0";
 import { type ObjectStore, Objm } from "npm:@nats-io/obj@3.4.0";
-import { UserError } from "../run/errors.ts";
+import { UserError } from "../util/errors.ts";
 import { sha256 } from "./job.ts";
 
 /** The jobs stream. */

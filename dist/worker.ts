@@ -23,7 +23,7 @@ import {
   WIRE_VERSION,
 } from "./job.ts";
 import { encodeEpisode, problemOf, runMemberEpisode } from "./episode.ts";
-import { type MethodSpec, runMethod } from "../tasks/l1_compare.ts";
+import { type MethodSpec, runMethod } from "../tasks/l1/compare.ts";
 import {
   artifacts,
   connectNats,
@@ -219,7 +219,7 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
   return stats;
 }
 
-/** Runs a run job: one method of `compare` (tasks/l1_compare.ts `runMethod`). */
+/** Runs a run job: one method of `compare` (tasks/l1/compare.ts `runMethod`). */
 async function runRunJob(job: RunJob, controller: ControllerFile | undefined) {
   const { controllerSha256, ...rest } = job.spec;
   const spec = (controllerSha256 ? { ...rest, controller } : rest) as MethodSpec;

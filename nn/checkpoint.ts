@@ -12,7 +12,7 @@
  * @module
  */
 
-import { atomicWrite } from "../run/atomic.ts";
+import { atomicWrite } from "../util/atomic.ts";
 import { backend } from "../gpu/backend.ts";
 import { readMany, Tensor } from "../tensor/tensor.ts";
 import { tensor } from "../tensor/functional.ts";

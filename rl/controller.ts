@@ -23,7 +23,7 @@ import { Linear } from "../nn/layers.ts";
 import { Module } from "../nn/module.ts";
 import * as ops from "../tensor/ops.ts";
 import { noGrad, type Tensor, tidy } from "../tensor/tensor.ts";
-import { FeatureNormalizer, type FeatureSpec, type NormalizationSpec } from "./features.ts";
+import { FeatureNormalizer, type FeatureSpec, type NormalizationSpec } from "./normalization.ts";
 import type { ActContext, Controller } from "./task.ts";
 
 /** Hidden-layer nonlinearity. */

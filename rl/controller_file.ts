@@ -17,17 +17,17 @@
  * }
  * ```
  *
- * Saving reads all weights back in one round trip and writes atomically (run/atomic.ts). Loading
+ * Saving reads all weights back in one round trip and writes atomically (util/atomic.ts). Loading
  * treats the file as untrusted and validates everything before allocating GPU memory; a feature
  * spec that differs from the task's fails with both lists.
  * @module
  */
 
 import { backend } from "../gpu/backend.ts";
-import { atomicWrite } from "../run/atomic.ts";
+import { atomicWrite } from "../util/atomic.ts";
 import { readMany } from "../tensor/tensor.ts";
 import { type ControllerArchitecture, PolicyController } from "./controller.ts";
-import { type FeatureSpec, normalizationProblems } from "./features.ts";
+import { type FeatureSpec, normalizationProblems } from "./normalization.ts";
 
 /** The `format` tag. */
 export const CONTROLLER_FORMAT = "autoloss-controller";

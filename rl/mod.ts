@@ -7,6 +7,7 @@
 
 export * from "./task.ts";
 export * from "./features.ts";
+export * from "./normalization.ts";
 export * from "./controller.ts";
 export * from "./trajectory.ts";
 export * from "./rewards.ts";
@@ -16,5 +17,6 @@ export * from "./ppo.ts";
 export * from "./schedules.ts";
 export * from "./controller_file.ts";
 export * from "./runner.ts";
+export * from "./training.ts";
 export * from "./toy_tasks.ts";
 export { ModelTask, type ModelTaskOptions } from "./model_task.ts";

@@ -24,7 +24,7 @@
  * rollout's log-probabilities (synced at every update, as CleanRL and the authors' code);
  * `oldPolicySyncEvery: k` keeps a frozen copy synced every k updates (the paper's "every 10").
  *
- * The rollout loop lives in rl/runner.ts (`trainPpo`); this file is the agent and the update.
+ * The rollout loop lives in rl/training.ts (`trainPpo`); this file is the agent and the update.
  * @module
  */
 
@@ -36,7 +36,7 @@ import { full, tensor } from "../tensor/functional.ts";
 import * as ops from "../tensor/ops.ts";
 import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
 import { type Activation, entropyOf, MlpNet, PolicyController } from "./controller.ts";
-import type { FeatureNormalizer, NormalizationSpec } from "./features.ts";
+import type { FeatureNormalizer, NormalizationSpec } from "./normalization.ts";
 import { gae } from "./gae.ts";
 import type { TrajectoryBuffer } from "./trajectory.ts";
 

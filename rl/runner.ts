@@ -1,6 +1,6 @@
 /**
- * The schedule runner: steps a task and a controller (learned or hand-made) together, and the
- * training loops built on it.
+ * The schedule runner: steps a task and a controller (learned or hand-made) together. The
+ * training loops built on it (`trainReinforce`, `trainPpo`) are in rl/training.ts.
  *
  * - {@link runSteps}: the step loop. Per step: features -> `controller.act` -> optional recording
  *   (one GPU copy per field) -> optional hook -> `task.step`, inside a `tidy` scope. Nothing in
@@ -9,8 +9,6 @@
  * - {@link runEpisode}: reset the task, run the steps, read the final metrics once; returns a plain
  *   {@link EpisodeResult} with {@link RunStats} (host syncs measured from the backend counters).
  * - {@link runSpec}: the same from a plain {@link EpisodeSpec}.
- * - {@link trainReinforce}: episodes of REINFORCE (rl/reinforce.ts).
- * - {@link trainPpo}: online PPO in segments of T steps (rl/ppo.ts).
  *
  * Seeding: the task is reset with `seed` (member p uses `memberSeed(seed, p)`, see rl/task.ts);
  * sampling uses a fresh generator seeded with `sampleSeed` whose stream number advances one per
@@ -19,20 +17,13 @@
  * @module
  */
 
+import * as ops from "../tensor/ops.ts";
 import { backend } from "../gpu/backend.ts";
 import { Generator } from "../gpu/random.ts";
-import { tensor, zeros } from "../tensor/functional.ts";
-import * as ops from "../tensor/ops.ts";
-import { keep, noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
-import type { PolicyController } from "./controller.ts";
+import { tensor } from "../tensor/functional.ts";
+import { keep, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
 import { controllerFromJson } from "./controller_file.ts";
-import { Ppo, type PpoArgs, type PpoStats } from "./ppo.ts";
-import { DenseStepReward, Reinforce, type ReinforceArgs } from "./reinforce.ts";
-import {
-  type NormalizedImprovementOptions,
-  NormalizedImprovementReward,
-  type RewardFn,
-} from "./rewards.ts";
+import type { RewardFn } from "./rewards.ts";
 import { scheduleFromName } from "./schedules.ts";
 import {
   type Controller,
@@ -41,7 +32,7 @@ import {
   memberSeed,
   type ScheduleTask,
 } from "./task.ts";
-import { TrajectoryBuffer } from "./trajectory.ts";
+import type { TrajectoryBuffer } from "./trajectory.ts";
 
 /** Counters of a run (host syncs are what the step loop must avoid). */
 export interface RunStats {
@@ -385,281 +376,3 @@ export async function runSpec(
 }
 
 // ---------------------------------------------------------------- REINFORCE
-
-/** Options of {@link trainReinforce}. */
-export interface TrainReinforceOptions {
-  /** Episodes to run (updates = episodes / S). */
-  episodes: number;
-  /** Steps per episode (T). */
-  steps: number;
-  /** Training seed: episode e resets the task with `deriveSeed(seed, e)`. */
-  seed: number;
-  /** Sampling seed: episode e samples with `deriveSeed(sampleSeed, e)` (default `seed + 1`). */
-  sampleSeed?: number;
-  /** Final rewards from an episode's metrics. */
-  reward: RewardFn;
-  /** REINFORCE hyperparameters. */
-  args?: Partial<ReinforceArgs>;
-  /** Called after each episode (and its update, when one was taken). */
-  onEpisode?: (log: ReinforceEpisodeLog) => void | Promise<void>;
-  /**
-   * First episode to run (default 0): resuming from a checkpoint taken after episode
-   * `startEpisode - 1`, at an update boundary (a multiple of S). Episodes keep their seeds.
-   */
-  startEpisode?: number;
-  /**
-   * Train through this instance (e.g. one whose optimizer state and baseline were restored from
-   * a checkpoint) instead of a new one; it must wrap `controller`. The caller keeps ownership:
-   * it is returned, and not disposed on error.
-   */
-  reinforce?: Reinforce;
-}
-
-/** One episode of REINFORCE training, in plain numbers. */
-export interface ReinforceEpisodeLog {
-  /** Episode index. */
-  episode: number;
-  /** Per-member final rewards. */
-  rewards: number[];
-  /** Mean reward. */
-  meanReward: number;
-  /** Per-member clipped advantages. */
-  advantages: number[];
-  /** Baseline after this episode. */
-  baseline: number;
-  /** The previous update's loss (read with this episode's metrics; NaN when none). */
-  previousLoss: number;
-  /** The episode's final metrics. */
-  metrics: Record<string, number[]>;
-  /** Run counters. */
-  stats: RunStats;
-}
-
-/**
- * Trains `controller` on `task` with REINFORCE: per update, S episodes recorded into one GPU
- * buffer [S*T, P, K] (features, actions and, with a dense step reward, rewards), rewards read back
- * once per episode, advantages on the host, then one batched forward/backward and Adam step. The
- * controller's running normalization (if any) is updated from the buffer after each update.
- */
-export async function trainReinforce(
-  task: ScheduleTask,
-  controller: PolicyController,
-  opts: TrainReinforceOptions,
-): Promise<{ history: ReinforceEpisodeLog[]; reinforce: Reinforce }> {
-  const given = opts.reinforce;
-  if (given && given.controller !== controller) {
-    throw new Error("trainReinforce: opts.reinforce trains another controller");
-  }
-  const reinforce = given ?? new Reinforce(controller, opts.args);
-  const a = reinforce.args;
-  const s = a.episodesPerUpdate;
-  const start = opts.startEpisode ?? 0;
-  if (!Number.isInteger(start) || start < 0 || start % s !== 0) {
-    throw new Error(
-      `trainReinforce: startEpisode ${start} is not an update boundary (a multiple of S = ${s})`,
-    );
-  }
-  const p = task.population;
-  const k = task.featureNames.length;
-  const buffer = new TrajectoryBuffer(s * opts.steps, p, k, { rewards: a.stepReward !== null });
-  const dense = a.stepReward ? new DenseStepReward(p, a.stepReward, a) : null;
-  const sampleSeed = opts.sampleSeed ?? opts.seed + 1;
-  const history: ReinforceEpisodeLog[] = [];
-  let pendingLoss: Tensor | null = null;
-  let advantages: number[][] = [];
-  try {
-    for (let e = start; e < opts.episodes; e++) {
-      const slot = e % s;
-      dense?.reset();
-      const onStep = dense
-        ? (info: StepInfo) => {
-          const metric = task.metrics()[a.stepReward!.metric];
-          if (!metric) {
-            throw new Error(
-              `step reward: task '${task.name}' has no metric '${a.stepReward!.metric}'`,
-            );
-          }
-          buffer.record("rewards", slot * opts.steps + info.i, dense.step(metric));
-        }
-        : undefined;
-      const run = await runEpisode(task, controller, {
-        steps: opts.steps,
-        seed: deriveSeed(opts.seed, e),
-        sampleSeed: deriveSeed(sampleSeed, e),
-        buffer,
-        bufferOffset: slot * opts.steps,
-        onStep,
-        reward: opts.reward,
-        alsoRead: pendingLoss ? [pendingLoss] : [],
-      });
-      const previousLoss = pendingLoss ? run.extra[0][0] : NaN;
-      pendingLoss?.dispose();
-      pendingLoss = null;
-      const adv = reinforce.advantages(run.rewards);
-      advantages.push(adv);
-      if (advantages.length === s) {
-        pendingLoss = keep(reinforce.update(buffer, advantages));
-        tidy(() => noGrad(() => controller.normalizer.update(buffer.flat("features"))));
-        advantages = [];
-      }
-      const log: ReinforceEpisodeLog = {
-        episode: e,
-        rewards: run.rewards,
-        meanReward: run.rewards.reduce((x, y) => x + y, 0) / run.rewards.length,
-        advantages: adv,
-        baseline: reinforce.baseline!,
-        previousLoss,
-        metrics: run.metrics,
-        stats: run.stats,
-      };
-      history.push(log);
-      await opts.onEpisode?.(log);
-    }
-  } catch (err) {
-    if (!given) reinforce.dispose();
-    throw err;
-  } finally {
-    pendingLoss?.dispose();
-    buffer.dispose();
-    dense?.dispose();
-  }
-  return { history, reinforce };
-}
-
-// ---------------------------------------------------------------- PPO
-
-/** Options of {@link trainPpo}. */
-export interface TrainPpoOptions {
-  /** Segments (= PPO updates) to run. */
-  updates: number;
-  /** Task seed (one reset at the start: online training). */
-  seed: number;
-  /** Sampling seed (default `seed + 1`); the stream continues across segments. */
-  sampleSeed?: number;
-  /** PPO hyperparameters (numSteps is the segment length T). */
-  args?: Partial<PpoArgs>;
-  /** Metric with the per-step reward [P] (default "reward"; null: none). */
-  stepReward?: string | null;
-  /** The paper's segment reward on this metric, added to every step of the segment. */
-  segmentReward?: NormalizedImprovementOptions & { metric: string };
-  /** Metric with per-step episode ends [P] (1 = the step ended an episode; default "done"). */
-  doneMetric?: string;
-  /** Called after each update with its debug scalars. */
-  onUpdate?: (log: PpoUpdateLog) => void | Promise<void>;
-}
-
-/** One PPO update, in plain numbers. */
-export interface PpoUpdateLog extends PpoStats {
-  /** Update index. */
-  update: number;
-  /** Mean per-step reward over the segment and members. */
-  meanReward: number;
-  /** Environment steps per second over the segment and update (steps * P / seconds). */
-  sps: number;
-  /** Counters of the segment's rollout. */
-  rollout: RunStats;
-}
-
-/**
- * Online PPO: reset the task once, then per update run a segment of T steps recording features,
- * actions, log-probabilities, values (critic, one forward per step), rewards and done flags on
- * the GPU, bootstrap from the next observation, and call `Ppo.update` (one readback, which also
- * carries the segment's mean reward).
- */
-export async function trainPpo(
-  task: ScheduleTask,
-  actor: PolicyController,
-  opts: TrainPpoOptions,
-): Promise<{ history: PpoUpdateLog[]; ppo: Ppo }> {
-  const ppo = new Ppo(actor, { numUpdates: opts.updates, ...opts.args });
-  const a = ppo.args;
-  const t = a.numSteps;
-  const p = task.population;
-  const k = task.featureNames.length;
-  const rewardKey = opts.stepReward === undefined ? "reward" : opts.stepReward;
-  const doneKey = opts.doneMetric ?? "done";
-  const buffer = new TrajectoryBuffer(t, p, k, {
-    logProbs: true,
-    values: true,
-    rewards: true,
-    dones: true,
-  });
-  const sampleSeed = opts.sampleSeed ?? opts.seed + 1;
-  const gen = new Generator(sampleSeed);
-  const memberSeeds = keep(memberSeedTensor(sampleSeed, p));
-  const segment = opts.segmentReward ? new NormalizedImprovementReward(opts.segmentReward) : null;
-  const history: PpoUpdateLog[] = [];
-  task.reset(opts.seed);
-  let done = keep(zeros([p]));
-  const metricOf = (key: string) => {
-    const m = task.metrics()[key];
-    if (!m) {
-      throw new Error(
-        `trainPpo: task '${task.name}' has no metric '${key}'; metrics: ${
-          Object.keys(task.metrics()).join(", ")
-        }`,
-      );
-    }
-    return m;
-  };
-  try {
-    if (segment) segment.reset(metricOf(opts.segmentReward!.metric));
-    for (let u = 0; u < opts.updates; u++) {
-      const began = performance.now();
-      buffer.clear();
-      const rollout = await runSteps(task, actor, {
-        steps: t,
-        gen,
-        memberSeeds,
-        t0: u * t,
-        buffer,
-        onAct: (info) => {
-          buffer.record("values", info.i, ppo.value(info.features));
-          buffer.record("dones", info.i, done);
-        },
-        onStep: (info) => {
-          if (rewardKey !== null) {
-            buffer.record("rewards", info.i, metricOf(rewardKey).reshape([p]));
-          }
-          const m = task.metrics()[doneKey];
-          const next = m ? ops.assign_(ops.empty([p]), m) : null;
-          if (next) {
-            done.dispose();
-            done = keep(next);
-          }
-        },
-      });
-      if (segment) {
-        const r = segment.next(metricOf(opts.segmentReward!.metric));
-        const rewards = buffer.field("rewards");
-        tidy(() => noGrad(() => ops.assign_(rewards, rewards.add(r.reshape([1, p])))));
-        r.dispose();
-      }
-      const meanReward = keep(
-        tidy(() => noGrad(() => buffer.field("rewards").mean().reshape([1]))),
-      );
-      const stats = await ppo.update(buffer, { features: task.features(), done }, [meanReward]);
-      meanReward.dispose();
-      tidy(() => noGrad(() => actor.normalizer.update(buffer.flat("features"))));
-      const seconds = (performance.now() - began) / 1000;
-      const log: PpoUpdateLog = {
-        ...stats,
-        update: u,
-        meanReward: stats.extra[0][0],
-        sps: (t * p) / seconds,
-        rollout,
-      };
-      history.push(log);
-      await opts.onUpdate?.(log);
-    }
-  } catch (err) {
-    ppo.dispose();
-    throw err;
-  } finally {
-    buffer.dispose();
-    memberSeeds.dispose();
-    done.dispose();
-    segment?.dispose();
-  }
-  return { history, ppo };
-}

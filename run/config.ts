@@ -18,7 +18,7 @@
  */
 
 // Full specifiers are the project rule for library files (no import map needed by users).
-import { UserError } from "./errors.ts";
+import { UserError } from "../util/errors.ts";
 import { parse, stringify } from "npm:yaml@2.9.1";
 import { closest, didYouMean, levenshtein } from "./suggest.ts";
 

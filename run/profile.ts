@@ -11,7 +11,7 @@
  */
 
 import { backend, type ProfileEntry } from "../gpu/backend.ts";
-import { atomicWrite } from "./atomic.ts";
+import { atomicWrite } from "../util/atomic.ts";
 
 /** One task's step, as the profiler runs it. */
 export interface ProfileWorkload {

@@ -9,9 +9,9 @@
  * @module
  */
 
-import { UserError } from "./errors.ts";
+import { UserError } from "../util/errors.ts";
 import { dirname, join } from "node:path";
-import { atomicWrite } from "./atomic.ts";
+import { atomicWrite } from "../util/atomic.ts";
 import { configToYaml } from "./config.ts";
 
 const pad = (n: number) => String(n).padStart(2, "0");

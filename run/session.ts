@@ -8,7 +8,6 @@
 
 import { parse } from "npm:yaml@2.9.1";
 import { type Backend, init } from "../gpu/backend.ts";
-import type { CommonOptions } from "../tasks/registry.ts";
 import {
   ConfigError,
   type ConfigOf,
@@ -19,6 +18,27 @@ import {
   type Schema,
 } from "./config.ts";
 import { RunDir } from "./run_dir.ts";
+
+/**
+ * The command-line options a session reads (the task registry's `CommonOptions` extends this, so
+ * run/ needs nothing from tasks/).
+ */
+export interface SessionOptions {
+  /** The task name. */
+  task: string;
+  /** Config preset: "quick" (minutes) or "paper" (the paper's scale). */
+  preset: "quick" | "paper";
+  /** `--config` YAML files, in order (each layered over the preset). */
+  config: string[];
+  /** `--set key=value` overrides, in order. */
+  set: string[];
+  /** `--out DIR`: the run directory to create. */
+  out?: string;
+  /** `--resume RUNDIR`: the run directory to continue. */
+  resume?: string;
+  /** `--seed N`. */
+  seed?: number;
+}
 
 /** What a task command works with. */
 export interface Session<S extends Schema> {
@@ -58,7 +78,7 @@ export async function loadPreset(task: string, preset: string): Promise<Layer> {
  * (in that order), without opening a run directory.
  */
 export async function resolveTaskConfig<S extends Schema>(
-  opts: Pick<CommonOptions, "preset" | "config" | "set" | "seed">,
+  opts: Pick<SessionOptions, "preset" | "config" | "set" | "seed">,
   schema: S,
   task: string,
 ): Promise<ConfigOf<S>> {
@@ -80,7 +100,7 @@ export async function resolveTaskConfig<S extends Schema>(
  * The schema must have a top-level `seed` field when `--seed` is used.
  */
 export async function openSession<S extends Schema>(
-  opts: CommonOptions,
+  opts: SessionOptions,
   schema: S,
   task: string = opts.task,
 ): Promise<Session<S>> {

@@ -16,43 +16,51 @@ export {
   regressionProblem,
   type RegressionProblemOptions,
   type TrainSettings,
-} from "./problems.ts";
-export { type RegressionForm, RegressionTask, type RegressionTaskOptions } from "./regression.ts";
-export { MlpTask, type MlpTaskOptions } from "./mlp.ts";
+} from "./l1/problems.ts";
+export {
+  type RegressionForm,
+  RegressionTask,
+  type RegressionTaskOptions,
+} from "./l1/regression.ts";
+export { MlpTask, type MlpTaskOptions } from "./l1/mlp.ts";
 export {
   type FeatureGroup,
   type FeatureSetKind,
   L1_ACTIONS,
   type L1TaskOptions,
   type StepMode,
-} from "./l1_task.ts";
+} from "./l1/task.ts";
 export {
   autoLossMethod,
   type AutoLossOptions,
-  CONTROLLER_CHECKPOINT_FORMAT,
-  type ControllerTrainCheckpoint,
-  type ControllerTrainOptions,
   type Curve,
   denseGridSearch,
-  loadControllerCheckpoint,
   logSpace,
   type MethodOptions,
   type MethodResult,
+  thresholdMethod,
+  withoutL1,
+} from "./l1/methods.ts";
+export {
+  type ControllerTrainOptions,
   type RemoteRoundRequest,
   type RemoteRoundResult,
   type RemoteRounds,
   type RoundLog,
-  thresholdMethod,
   trainController,
   type TrainedController,
-  withoutL1,
-} from "./methods.ts";
+} from "./l1/training.ts";
+export {
+  CONTROLLER_CHECKPOINT_FORMAT,
+  type ControllerTrainCheckpoint,
+  loadControllerCheckpoint,
+} from "./l1/training_checkpoint.ts";
 export {
   makeRegressionData,
   noiseFloor,
   type RegressionData,
   type RegressionDataOptions,
-} from "./data/regression.ts";
+} from "./l1/data/regression.ts";
 export {
   type ClassificationData,
   type ClassificationSpec,
@@ -61,10 +69,10 @@ export {
   type MakeClassificationOptions,
   makePaperClassification,
   TRANSFER_SPECS,
-} from "./data/classification.ts";
+} from "./l1/data/classification.ts";
 
 // DCGAN on MNIST (paper 4.2, 5.1.2, 5.3).
-export { GanTask, type GanTaskOptions } from "./gan.ts";
+export { GanTask, type GanTaskOptions } from "./gan/task.ts";
 export {
   AUTHORS_DCGAN,
   Dcgan,
@@ -72,52 +80,51 @@ export {
   DcganDiscriminator,
   DcganGenerator,
   sampleArch,
-} from "./gan_model.ts";
-export { type InceptionScore, inceptionScore, loadScoringClassifier } from "./inception_score.ts";
-export { ganSchedule, runFixed } from "./gan_driver.ts";
-export { OnlinePpo, type OnlinePpoOptions } from "./gan_online_ppo.ts";
+} from "./gan/model.ts";
+export {
+  type InceptionScore,
+  inceptionScore,
+  loadScoringClassifier,
+} from "./classifier/inception_score.ts";
+export { ganSchedule, runFixed } from "./gan/driver.ts";
+export { OnlinePpo, type OnlinePpoOptions } from "./gan/online_ppo.ts";
 
 // Multi-task translation (paper 4.3, 5.1.3).
-export { Bpe, learnBpe } from "./bpe.ts";
-export { beamDecode, corpusBleu, greedyDecode, Seq2Seq, type Seq2SeqSizes } from "./nmt_model.ts";
-export { NMT_TASKS, NmtTask, type NmtTaskOptions } from "./nmt_task.ts";
+export { Bpe, learnBpe } from "./nmt/bpe.ts";
+export { Seq2Seq, type Seq2SeqSizes } from "./nmt/model.ts";
+export { beamDecode, corpusBleu, greedyDecode } from "./nmt/decode.ts";
+export { NMT_TASKS, NmtTask, type NmtTaskOptions } from "./nmt/task.ts";
 
 // Types (and building blocks) referenced by the exports above.
 export type {
   ColumnRoles,
   GeneratedClassification,
   PaperClassificationOptions,
-} from "./data/classification.ts";
-export type { ClassificationSplit } from "./data/classification.ts";
-export type { PartitionName, RegressionSplit } from "./data/regression.ts";
-export { type Forward, L1ScheduleTask, type ParamSpec } from "./l1_task.ts";
-export type { RuleKind } from "./schedules.ts";
-export type { GanFeatureSet } from "./gan.ts";
-export { DcganLinear, type GanActivation } from "./gan_model.ts";
+} from "./l1/data/classification.ts";
+export type { ClassificationSplit } from "./l1/data/classification.ts";
+export type { PartitionName, RegressionSplit } from "./l1/data/regression.ts";
+export { type Forward, L1ScheduleTask, type ParamSpec } from "./l1/task.ts";
+export type { RuleKind } from "./l1/schedules.ts";
+export type { GanFeatureSet } from "./gan/actions.ts";
+export { DcganLinear, type GanActivation } from "./gan/model.ts";
 export type {
   ImageSource,
   InceptionScoreOptions,
   Scorer,
   ScoringClassifier,
-} from "./inception_score.ts";
-export type { ImageClassifier } from "./gan_scoring.ts";
-export type { ClassifierDataset } from "./classifier.ts";
-export type { AbortReason, LoopOptions, LoopResult, LoopStats } from "./gan_driver.ts";
-export type { OnlineMeta, SegmentLog } from "./gan_online_ppo.ts";
-export type { BpeJson } from "./bpe.ts";
-export {
-  type BeamOptions,
-  type BleuResult,
-  Decoder,
-  Encoder,
-  type EncoderOutput,
-  type Seq2SeqBatch,
-} from "./nmt_model.ts";
-export type { EncodedCorpus } from "./nmt_data.ts";
-export type { NmtModelSizes } from "./nmt_task.ts";
-export type { AccumulatorOptions } from "./inception_score.ts";
-export type { GanStatus } from "./gan.ts";
-export { type IdExample, type IdSplits, type Splits, Vocab } from "./nmt_data.ts";
-export { PARTITIONS } from "./data/regression.ts";
-export { Rng } from "./data/rng.ts";
-export type { CnnArchitecture, ScoringCnn } from "./classifier.ts";
+} from "./classifier/inception_score.ts";
+export type { ImageClassifier } from "./gan/scoring.ts";
+export type { ClassifierDataset } from "./classifier/data.ts";
+export type { AbortReason, LoopOptions, LoopResult, LoopStats } from "./gan/driver.ts";
+export type { OnlineMeta, SegmentLog } from "./gan/online_ppo.ts";
+export type { BpeJson } from "./nmt/bpe.ts";
+export { Decoder, Encoder, type EncoderOutput, type Seq2SeqBatch } from "./nmt/model.ts";
+export { type BeamOptions, type BleuResult } from "./nmt/decode.ts";
+export type { EncodedCorpus } from "./nmt/data.ts";
+export type { NmtModelSizes } from "./nmt/task.ts";
+export type { AccumulatorOptions } from "./classifier/inception_score.ts";
+export type { GanStatus } from "./gan/status.ts";
+export { type IdExample, type IdSplits, type Splits, Vocab } from "./nmt/data.ts";
+export { PARTITIONS } from "./l1/data/regression.ts";
+export { Rng } from "./l1/data/rng.ts";
+export type { CnnArchitecture, ScoringCnn } from "./classifier/model.ts";

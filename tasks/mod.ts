@@ -1,34 +1,24 @@
 /**
- * Registers the command-line tasks: importing this module runs the `registerTask` calls (cli.ts
- * imports it).
+ * The one registration point of the command-line tasks: importing this module registers every
+ * task of {@link TASKS} (cli.ts imports it). Each task folder exports its `Task` (name, one-line
+ * description, subcommand handlers, profile workload) from its `commands.ts`; adding a task means
+ * adding its folder and one entry here.
  * @module
  */
 
-import { handlers, transferMlp } from "./commands.ts";
-import { MLP_SPEC, REGRESSION_SPEC } from "./l1_run.ts";
-import { registerProfile, registerTask } from "./registry.ts";
-import { PROFILE_WORKLOADS } from "./profile.ts";
-import { evalClassifier, trainClassifier } from "./classifier_commands.ts";
-import "./nmt.ts";
-import "./gan_commands.ts";
+import { CLASSIFIER_TASK } from "./classifier/commands.ts";
+import { GAN_TASK } from "./gan/commands.ts";
+import { MLP_TASK, REGRESSION_TASK } from "./l1/commands.ts";
+import { NMT_TASK } from "./nmt/commands.ts";
+import { registerTask, type Task } from "./registry.ts";
 
-registerTask({
-  name: "regression",
-  description: "quadratic regression with an L1 term (paper section 5.1.1)",
-  ...handlers(REGRESSION_SPEC),
-});
-registerTask({
-  name: "mlp",
-  description: "MLP classification with an L1 term (paper sections 5.1.1 and 5.3.2)",
-  ...handlers(MLP_SPEC),
-  transfer: transferMlp,
-});
+/** The command-line tasks, registered when this module is imported. */
+export const TASKS: readonly Task[] = [
+  REGRESSION_TASK,
+  MLP_TASK,
+  CLASSIFIER_TASK,
+  GAN_TASK,
+  NMT_TASK,
+];
 
-registerTask({
-  name: "classifier",
-  description: "train the CNN that scores GAN samples (mnist|fashion; inception score network)",
-  train: trainClassifier,
-  eval: evalClassifier,
-});
-
-for (const [name, workload] of Object.entries(PROFILE_WORKLOADS)) registerProfile(name, workload);
+for (const task of TASKS) registerTask(task);

@@ -1,10 +1,12 @@
 /**
- * The task registry. Each task module calls {@link registerTask} when imported; cli.ts imports the
- * task modules and dispatches `train <task>`, `eval <task>`, ... to the registered handlers.
+ * The task registry: the `Task` contract of a command-line task and the map of registered tasks.
+ * tasks/mod.ts registers every task folder's `Task` (cli.ts imports it) and cli.ts dispatches
+ * `train <task>`, `eval <task>`, ... to the registered handlers.
  * @module
  */
 
 import type { ProfileWorkload } from "../run/profile.ts";
+import type { SessionOptions } from "../run/session.ts";
 
 /** The subcommands a task can implement. */
 export type TaskCommand = "train" | "compare" | "eval" | "transfer" | "baseline";
@@ -19,25 +21,11 @@ export const TASK_COMMANDS: readonly TaskCommand[] = [
 ];
 
 /** The options common to every task subcommand, as parsed by cli.ts. */
-export interface CommonOptions {
+export interface CommonOptions extends SessionOptions {
   /** The subcommand being run. */
   command: TaskCommand | "profile";
-  /** The task name. */
-  task: string;
   /** Positional arguments after the task name (e.g. a run directory for `eval`). */
   args: string[];
-  /** Config preset: "quick" (minutes) or "paper" (the paper's scale). */
-  preset: "quick" | "paper";
-  /** `--config` YAML files, in order (each layered over the preset). */
-  config: string[];
-  /** `--set key=value` overrides, in order. */
-  set: string[];
-  /** `--out DIR`: the run directory to create. */
-  out?: string;
-  /** `--resume RUNDIR`: the run directory to continue. */
-  resume?: string;
-  /** `--seed N`. */
-  seed?: number;
   /** `--workers URL` and the NATS flags: run the episodes on workers (dist/). */
   workers?: {
     url: string;
@@ -80,16 +68,6 @@ export function registerTask(task: Task): void {
   if (!/^[a-z][a-z0-9_-]*$/.test(task.name)) throw new Error(`bad task name '${task.name}'`);
   if (tasks.has(task.name)) throw new Error(`task '${task.name}' is already registered`);
   tasks.set(task.name, task);
-}
-
-/** Adds the profiler's workload to a registered task. */
-export function registerProfile(
-  name: string,
-  profile: (opts: CommonOptions) => Promise<ProfileWorkload>,
-): void {
-  const task = tasks.get(name);
-  if (!task) throw new Error(`registerProfile: no task '${name}'`);
-  task.profile = profile;
 }
 
 /** The task named `name`, if registered. */

@@ -4,14 +4,8 @@ import assert from "node:assert/strict";
 import { Generator } from "../gpu/random.ts";
 import { tensor } from "../tensor/functional.ts";
 import { readMany, type Tensor } from "../tensor/tensor.ts";
-import {
-  FeatureHistory,
-  FeatureNormalizer,
-  featureSet,
-  ImprovementEma,
-  paperFeatureNames,
-  runningNormalization,
-} from "../rl/features.ts";
+import { FeatureHistory, featureSet, ImprovementEma, paperFeatureNames } from "../rl/features.ts";
+import { FeatureNormalizer, runningNormalization } from "../rl/normalization.ts";
 import {
   classificationReward,
   improvementStepReward,

@@ -6,7 +6,7 @@ import { tensor } from "../tensor/functional.ts";
 import { readMany } from "../tensor/tensor.ts";
 import { gae, gaeHost, reverseScan } from "../rl/gae.ts";
 import { clippedSurrogate, makeActor, normalizeAdvantages, Ppo, valueLoss } from "../rl/ppo.ts";
-import { trainPpo } from "../rl/runner.ts";
+import { trainPpo } from "../rl/training.ts";
 import { ChainTask } from "../rl/toy_tasks.ts";
 import { TrajectoryBuffer } from "../rl/trajectory.ts";
 import { assertClose, randomData, setup } from "./helpers.ts";

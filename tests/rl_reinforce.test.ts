@@ -9,7 +9,7 @@ import {
   Reinforce,
   REINFORCE_PRESETS,
 } from "../rl/reinforce.ts";
-import { trainReinforce } from "../rl/runner.ts";
+import { trainReinforce } from "../rl/training.ts";
 import { ContextualBanditTask } from "../rl/toy_tasks.ts";
 import { TrajectoryBuffer } from "../rl/trajectory.ts";
 import { assertClose, setup } from "./helpers.ts";

@@ -15,8 +15,9 @@ import {
   loadController,
   saveController,
 } from "../rl/controller_file.ts";
-import { runningNormalization } from "../rl/features.ts";
-import { type IntervalReport, runEpisode, runSpec, trainReinforce } from "../rl/runner.ts";
+import { runningNormalization } from "../rl/normalization.ts";
+import { type IntervalReport, runEpisode, runSpec } from "../rl/runner.ts";
+import { trainReinforce } from "../rl/training.ts";
 import { ratioSchedule } from "../rl/schedules.ts";
 import { memberSeed } from "../rl/task.ts";
 import { ContextualBanditTask } from "../rl/toy_tasks.ts";

@@ -150,10 +150,10 @@ Deno.test("config: out-of-range numbers name the key, the bound and the meaning"
 
 Deno.test("config: every shipped preset of every task is in range", async () => {
   const { loadPreset } = await import("../run/session.ts");
-  const { GAN_SCHEMA } = await import("../tasks/gan_config.ts");
-  const { MLP_SCHEMA, REGRESSION_SCHEMA } = await import("../tasks/l1_config.ts");
-  const { NMT_SCHEMA } = await import("../tasks/nmt.ts");
-  const { classifierSchema } = await import("../tasks/classifier.ts");
+  const { GAN_SCHEMA } = await import("../tasks/gan/config.ts");
+  const { MLP_SCHEMA, REGRESSION_SCHEMA } = await import("../tasks/l1/config.ts");
+  const { NMT_SCHEMA } = await import("../tasks/nmt/config.ts");
+  const { classifierSchema } = await import("../tasks/classifier/config.ts");
   const schemas = {
     gan: GAN_SCHEMA,
     regression: REGRESSION_SCHEMA,

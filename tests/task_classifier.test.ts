@@ -13,22 +13,16 @@ import { main } from "../cli.ts";
 import { resolveConfig } from "../run/config.ts";
 import { tensor } from "../tensor/functional.ts";
 import { readMany, type Tensor, tidy } from "../tensor/tensor.ts";
-import {
-  augmentImages,
-  type ClassifierConfig,
-  classifierSchema,
-  ClassifierTrainer,
-  evaluateClassifier,
-  loadClassifierData,
-  parseDataset,
-  saveClassifierWeights,
-} from "../tasks/classifier.ts";
+import { ClassifierTrainer, evaluateClassifier } from "../tasks/classifier/task.ts";
+import { augmentImages, loadClassifierData, parseDataset } from "../tasks/classifier/data.ts";
+import { saveClassifierWeights } from "../tasks/classifier/model.ts";
+import { type ClassifierConfig, classifierSchema } from "../tasks/classifier/config.ts";
 import {
   inceptionScore,
   InceptionScoreAccumulator,
   inceptionScoreOf,
   loadScoringClassifier,
-} from "../tasks/inception_score.ts";
+} from "../tasks/classifier/inception_score.ts";
 import { assertClose, rng, setup } from "./helpers.ts";
 
 await setup();

@@ -13,31 +13,26 @@ import { makeActor } from "../rl/ppo.ts";
 import { runEpisode } from "../rl/runner.ts";
 import { randn, tensor } from "../tensor/functional.ts";
 import { readMany, type Tensor, tidy } from "../tensor/tensor.ts";
-import {
-  D_ACTION,
-  decodeStatus,
-  formatIs,
-  G_ACTION,
-  GanTask,
-  type GanTaskOptions,
-} from "../tasks/gan.ts";
+import { GanTask, type GanTaskOptions } from "../tasks/gan/task.ts";
+import { D_ACTION, G_ACTION } from "../tasks/gan/actions.ts";
+import { decodeStatus, formatIs } from "../tasks/gan/status.ts";
 import {
   ganSchedule,
   PAPER_SCHEDULES,
   runFixed,
   runLearned,
   saveGanCheckpoint,
-} from "../tasks/gan_driver.ts";
-import { OnlinePpo } from "../tasks/gan_online_ppo.ts";
+} from "../tasks/gan/driver.ts";
+import { OnlinePpo } from "../tasks/gan/online_ppo.ts";
 import {
   ARCH_SPACE,
   AUTHORS_DCGAN,
   Dcgan,
   type DcganArch,
   sampleArchs,
-} from "../tasks/gan_model.ts";
-import { inceptionScore, inceptionScoreOfLogits, TinyClassifier } from "../tasks/gan_scoring.ts";
-import { inceptionScoreOf } from "../tasks/inception_score.ts";
+} from "../tasks/gan/model.ts";
+import { inceptionScore, inceptionScoreOfLogits, TinyClassifier } from "../tasks/gan/scoring.ts";
+import { inceptionScoreOf } from "../tasks/classifier/inception_score.ts";
 import { rng, setup } from "./helpers.ts";
 
 await setup();

@@ -10,15 +10,14 @@ import {
   autoLossMethod,
   matchedRandom,
   type MethodResult,
-  roundAdvantages,
-  trainController,
   untrainedLike,
-} from "../tasks/methods.ts";
+} from "../tasks/l1/methods.ts";
+import { roundAdvantages, trainController } from "../tasks/l1/training.ts";
 import { Reinforce } from "../rl/reinforce.ts";
 import { MlpController } from "../rl/controller.ts";
-import { regressionProblem } from "../tasks/problems.ts";
-import { pairedDiff, tQuantile975 } from "../tasks/l1_stats.ts";
-import { intervalPlot, settingResult, sweepTable } from "../tasks/l1_sweep.ts";
+import { regressionProblem } from "../tasks/l1/problems.ts";
+import { pairedDiff, tQuantile975 } from "../tasks/l1/stats.ts";
+import { intervalPlot, settingResult, sweepTable } from "../tasks/l1/sweep.ts";
 import {
   learningReport,
   loadTaskConfig,
@@ -26,8 +25,8 @@ import {
   REGRESSION_SPEC,
   resolveController,
   type ShippedInfo,
-} from "../tasks/l1_run.ts";
-import type { SharedConfig } from "../tasks/l1_config.ts";
+} from "../tasks/l1/run.ts";
+import type { SharedConfig } from "../tasks/l1/config.ts";
 import { setup } from "./helpers.ts";
 
 await setup();

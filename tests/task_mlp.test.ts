@@ -18,10 +18,10 @@ import {
   makeClassificationData,
   makePaperClassification,
   TRANSFER_SPECS,
-} from "../tasks/data/classification.ts";
-import { denseGridSearch } from "../tasks/methods.ts";
-import { MlpTask } from "../tasks/mlp.ts";
-import { mlpProblem } from "../tasks/problems.ts";
+} from "../tasks/l1/data/classification.ts";
+import { denseGridSearch } from "../tasks/l1/methods.ts";
+import { MlpTask } from "../tasks/l1/mlp.ts";
+import { mlpProblem } from "../tasks/l1/problems.ts";
 import { assertClose, setup } from "./helpers.ts";
 
 await setup();

@@ -9,33 +9,22 @@
 import assert from "node:assert/strict";
 import { readMany, tidy } from "../tensor/tensor.ts";
 import { FlatParams } from "../nn/module.ts";
-import { Bpe, countWords, END_OF_WORD, learnBpe } from "../tasks/bpe.ts";
+import { Bpe, countWords, END_OF_WORD, learnBpe } from "../tasks/nmt/bpe.ts";
 import {
   buildNmtCorpusFromText,
   DataMissingError,
   DING_INSTALL,
   encodeCorpus,
-  type EnglishTagger,
-  loadEnglishTagger,
   normalizeNumbers,
   parseDingPairs,
   readDing,
   split801010,
   tokenizeGerman,
-  Truecaser,
-  UPOS,
-} from "../tasks/nmt_data.ts";
-import {
-  beamDecode,
-  corpusBleu,
-  disposeBatch,
-  EOS,
-  greedyDecode,
-  makeBatch,
-  PAD,
-  Seq2Seq,
-} from "../tasks/nmt_model.ts";
-import { BatchIterator } from "../tasks/nmt_task.ts";
+} from "../tasks/nmt/data.ts";
+import { type EnglishTagger, loadEnglishTagger, Truecaser, UPOS } from "../tasks/nmt/tagger.ts";
+import { disposeBatch, EOS, makeBatch, PAD, Seq2Seq } from "../tasks/nmt/model.ts";
+import { beamDecode, corpusBleu, greedyDecode } from "../tasks/nmt/decode.ts";
+import { BatchIterator } from "../tasks/nmt/task.ts";
 import { setup } from "./helpers.ts";
 
 // ------------------------------------------------------------------ BPE

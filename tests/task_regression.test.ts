@@ -12,23 +12,19 @@ import { runEpisode, runSteps } from "../rl/runner.ts";
 import { thresholdRule } from "../rl/schedules.ts";
 import { memberSeed } from "../rl/task.ts";
 import { Generator } from "../gpu/random.ts";
-import { concatRegression, makeRegressionData, noiseFloor } from "../tasks/data/regression.ts";
-import { Rng } from "../tasks/data/rng.ts";
-import { RULE_FEATURES } from "../tasks/l1_task.ts";
+import { concatRegression, makeRegressionData, noiseFloor } from "../tasks/l1/data/regression.ts";
+import { Rng } from "../tasks/l1/data/rng.ts";
+import { RULE_FEATURES } from "../tasks/l1/task.ts";
+import { denseGridSearch, logSpace, mean, selectBest, std } from "../tasks/l1/methods.ts";
 import {
   type ControllerTrainOptions,
-  denseGridSearch,
-  loadControllerCheckpoint,
-  logSpace,
-  mean,
-  selectBest,
-  std,
   trainController,
   type TrainedController,
-} from "../tasks/methods.ts";
-import { regressionProblem } from "../tasks/problems.ts";
-import { quadraticFeatures, RegressionTask } from "../tasks/regression.ts";
-import { RULES, thresholdGrid } from "../tasks/schedules.ts";
+} from "../tasks/l1/training.ts";
+import { loadControllerCheckpoint } from "../tasks/l1/training_checkpoint.ts";
+import { regressionProblem } from "../tasks/l1/problems.ts";
+import { quadraticFeatures, RegressionTask } from "../tasks/l1/regression.ts";
+import { RULES, thresholdGrid } from "../tasks/l1/schedules.ts";
 import { assertClose, setup } from "./helpers.ts";
 
 await setup();

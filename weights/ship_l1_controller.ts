@@ -19,10 +19,10 @@ import {
   type ShippedInfo,
   shippedPath,
   trainFromConfig,
-} from "../tasks/l1_run.ts";
-import type { SharedConfig } from "../tasks/l1_config.ts";
-import type { L1Problem } from "../tasks/problems.ts";
-import { autoLossMethod, mean } from "../tasks/methods.ts";
+} from "../tasks/l1/run.ts";
+import type { SharedConfig } from "../tasks/l1/config.ts";
+import type { L1Problem } from "../tasks/l1/problems.ts";
+import { autoLossMethod, mean } from "../tasks/l1/methods.ts";
 
 const [task, ...rest] = Deno.args;
 if (task !== "regression" && task !== "mlp") throw new Error("usage: regression|mlp [--set k=v]");

@@ -9,6 +9,8 @@
  * @module
  */
 
+import { UserError } from "../../util/errors.ts";
+
 /** A parsed IDX array of unsigned bytes. */
 export interface IdxArray {
   /** Dimensions from the header (e.g. `[60000, 28, 28]` for MNIST training images). */
@@ -31,9 +33,7 @@ const TYPE_NAMES: Record<number, string> = {
 const MAX_DATA_BYTES = 2 ** 31;
 
 /** An error about an IDX file: the message starts with the file's name. */
-export class IdxFormatError extends Error {
-  /** Marks the error as meant for the user (the CLI prints it without a stack). */
-  readonly userFacing = true;
+export class IdxFormatError extends UserError {
   /** The file (or label) the bytes came from. */
   readonly source: string;
 

@@ -8,6 +8,7 @@
  */
 
 import { expectDims, IdxFormatError, readIdx } from "./idx.ts";
+import { UserError } from "../../util/errors.ts";
 
 /** The pixel range images are scaled to: `[0, 1]` (x / 255) or `[-1, 1]` (x / 127.5 - 1). */
 export type PixelRange = readonly [0, 1] | readonly [-1, 1];
@@ -159,10 +160,7 @@ async function loadMnistFiles(
 }
 
 /** A dataset's files cannot be found or fetched; the message says how to install them. */
-export class DatasetMissingError extends Error {
-  /** Marks the error as meant for the user (the CLI prints it without a stack). */
-  readonly userFacing = true;
-
+export class DatasetMissingError extends UserError {
   /** Creates the error; `message` names the files and the fix. */
   constructor(message: string) {
     super(message);

@@ -1,0 +1,203 @@
+/**
+ * The regression and MLP tasks on the command line ({@link REGRESSION_TASK}, {@link MLP_TASK},
+ * registered in tasks/mod.ts), written once over `L1Problem`:
+ *
+ * - `train <task>`: REINFORCE on the controller partitions; writes controller.json, per-round
+ *   metrics, a reward curve and a summary into the run directory, and a checkpoint after every
+ *   round: `train <task> --resume RUNDIR` continues an interrupted run (Ctrl-C, crash) from its
+ *   last completed round and ends exactly as the uninterrupted run would have.
+ * - `compare`: tasks/l1/compare.ts; `eval` and `transfer mlp`: tasks/l1/evaluate.ts; shared pieces
+ *   (paper tables, specs, controller training from a config): tasks/l1/run.ts.
+ * @module
+ */
+
+import { onInterrupt } from "../../run/signals.ts";
+import { init } from "../../gpu/backend.ts";
+import { ConfigError, loadYamlFile, resolveConfig, type Schema } from "../../run/config.ts";
+import { formatDuration } from "../../run/progress.ts";
+import { RunDir } from "../../run/run_dir.ts";
+import type { SharedConfig } from "./config.ts";
+import type { RoundLog, TrainedController } from "./training.ts";
+import { type ControllerTrainCheckpoint, loadControllerCheckpoint } from "./training_checkpoint.ts";
+import type { CommonOptions, Task, TaskHandler } from "../registry.ts";
+import { l1Workload } from "./profile.ts";
+import {
+  fmt,
+  loadTaskConfig,
+  machine,
+  MLP_SPEC,
+  openRun,
+  REGRESSION_SPEC,
+  type TaskSpec,
+  trainFromConfig,
+  trainingShape,
+  writeController,
+  writeLearningReport,
+} from "./run.ts";
+import { compareCommand, connectWorkers } from "./compare.ts";
+import { evalCommand, transferCommand } from "./evaluate.ts";
+import { sweepCommand } from "./sweep.ts";
+
+/** The checkpoint `train <task>` rewrites after every round. */
+const TRAIN_CHECKPOINT = "checkpoint.safetensors";
+
+/**
+ * Reopens the run of `train <task> --resume DIR` with its saved config.yaml, as run/session.ts
+ * does: a resumed run continues exactly the run it was, so `--config`, `--set` and `--seed` are
+ * refused.
+ */
+async function resumeRun<C>(
+  opts: CommonOptions,
+  schema: Schema,
+): Promise<{ run: RunDir; cfg: C }> {
+  if (opts.config.length || opts.set.length || opts.seed !== undefined) {
+    throw new ConfigError(
+      "--resume continues a run with its saved config.yaml; drop --config/--set/--seed " +
+        "(or start a new run)",
+    );
+  }
+  const run = await RunDir.open(opts.resume!);
+  const cfg = resolveConfig(schema, [await loadYamlFile(run.file("config.yaml"))]) as C;
+  return { run, cfg };
+}
+
+/**
+ * Makes metrics.jsonl agree with a checkpoint's history before a resumed run appends to it:
+ * drops the round records of rounds the checkpoint does not hold (they are run again) and adds
+ * the ones it holds but the file lacks (a crash between the checkpoint and the append).
+ */
+async function syncRoundMetrics(run: RunDir, history: readonly RoundLog[]): Promise<void> {
+  const rows = await run.readMetrics();
+  const isRound = (r: Record<string, unknown>) => r.kind === "round";
+  const kept = rows.filter((r) => !isRound(r) || (r.round as number) < history.length);
+  const logged = new Set(kept.filter(isRound).map((r) => r.round));
+  const added = history.filter((h) => !logged.has(h.round)).map((h) => ({ kind: "round", ...h }));
+  if (kept.length === rows.length && added.length === 0) return;
+  const lines = [...kept, ...added].map((r) => JSON.stringify(r) + "\n");
+  await run.writeFile("metrics.jsonl", lines.join(""));
+}
+
+/**
+ * `train <task>`: a new run, or with `--resume DIR` the continuation of an interrupted one from
+ * the checkpoint of its last completed round (a resumed run that had finished only rewrites its
+ * final files).
+ */
+async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: CommonOptions) {
+  let cfg: C;
+  let run: RunDir;
+  let resume: ControllerTrainCheckpoint | undefined;
+  let preset: string = opts.preset;
+  if (opts.resume) {
+    ({ cfg, run } = await resumeRun<C>(opts, spec.schema));
+    await init();
+    const path = run.file(TRAIN_CHECKPOINT);
+    if (await Deno.stat(path).then(() => true, () => false)) {
+      resume = await loadControllerCheckpoint(path);
+      preset = resume.tensors.metadata.preset ?? preset;
+      console.log(`resuming ${run.path} after round ${resume.round} of ${cfg.controller.rounds}`);
+    } else {
+      console.log(`resuming ${run.path}: no round was completed, starting over`);
+    }
+    await syncRoundMetrics(run, resume?.history ?? []);
+  } else {
+    cfg = await loadTaskConfig<C>(spec.schema, opts);
+    if (opts.seed !== undefined) cfg.seed = opts.seed;
+    await init();
+    run = await openRun(opts, cfg);
+  }
+  const problem = spec.problem(cfg);
+  // Ctrl-C exits at once: the round in progress is lost, the checkpoint (written atomically after
+  // every round) holds the completed ones.
+  let done = resume?.round ?? 0;
+  const removeInterrupt = onInterrupt(() => {
+    console.error(
+      `\ninterrupted: ${run.file(TRAIN_CHECKPOINT)} holds ${done} of ${cfg.controller.rounds} ` +
+        `rounds; continue with: train ${spec.name} --resume ${run.path}`,
+    );
+  });
+  let trained: TrainedController;
+  const learner = await connectWorkers(opts, spec.name, cfg, run.path);
+  try {
+    trained = await trainFromConfig(problem, cfg, console.log, {
+      run,
+      checkpoint: { path: run.file(TRAIN_CHECKPOINT), metadata: { preset } },
+      resume,
+      remote: learner?.rounds,
+      onRound: (round) => {
+        done = round + 1;
+      },
+    });
+  } finally {
+    removeInterrupt();
+    await learner?.close();
+  }
+  if (learner) console.log(`workers: ${JSON.stringify(learner.stats)}`);
+  await writeController(run, trained.file);
+  const learning = await writeLearningReport(
+    run,
+    trained.history,
+    `${spec.name}: controller training`,
+  );
+  const summary = {
+    task: spec.name,
+    preset,
+    rounds: trained.history.length,
+    episodes: trained.history.length * cfg.controller.population,
+    keptReward: trained.file.provenance.reward,
+    seconds: trained.seconds,
+    history: trained.history,
+    machine: await machine(),
+  };
+  const md = [
+    `# train ${spec.name} (${preset})`,
+    "",
+    `${summary.episodes} episodes of ${cfg.controller.steps} steps (${
+      trainingShape(cfg, summary.rounds)
+    }) in ` +
+    `${formatDuration(trained.seconds)}; kept controller reward ${
+      fmt(summary.keptReward ?? NaN, 2)
+    }.`,
+    "",
+    `Controller: ${run.file("controller.json")}`,
+    "",
+    "Learning (reward.svg, learning_*.svg):",
+    "",
+    learning,
+  ].join("\n");
+  await run.writeSummary(summary, md);
+  console.log(md);
+  console.log(`run directory: ${run.path}`);
+}
+
+/** The `train`, `compare` and `eval` handlers of a task. */
+function handlers<C extends SharedConfig>(
+  spec: TaskSpec<C>,
+): { train: TaskHandler; compare: TaskHandler; eval: TaskHandler } {
+  return {
+    train: (o) => trainCommand(spec, o),
+    compare: (o) => o.args[0] === "sweep" ? sweepCommand(spec, o) : compareCommand(spec, o),
+    eval: (o) => evalCommand(spec, o),
+  };
+}
+
+/** `transfer mlp [RUNDIR]` (Table 2). */
+function transferMlp(o: CommonOptions): Promise<number | void> {
+  return transferCommand(o);
+}
+
+/** The `regression` task (registered in tasks/mod.ts). */
+export const REGRESSION_TASK: Task = {
+  name: "regression",
+  description: "quadratic regression with an L1 term (paper section 5.1.1)",
+  ...handlers(REGRESSION_SPEC),
+  profile: (o) => l1Workload(REGRESSION_SPEC, o),
+};
+
+/** The `mlp` task (registered in tasks/mod.ts). */
+export const MLP_TASK: Task = {
+  name: "mlp",
+  description: "MLP classification with an L1 term (paper sections 5.1.1 and 5.3.2)",
+  ...handlers(MLP_SPEC),
+  transfer: transferMlp,
+  profile: (o) => l1Workload(MLP_SPEC, o),
+};

@@ -1,0 +1,174 @@
+/**
+ * `eval` and `transfer` of the regression and MLP tasks (registered through
+ * tasks/l1/commands.ts): `eval` guides fresh models with a saved controller; `transfer mlp` is
+ * Table 2.
+ * @module
+ */
+
+import { UserError } from "../../util/errors.ts";
+import { init } from "../../gpu/backend.ts";
+import type { ControllerFile } from "../../rl/controller_file.ts";
+import { formatDuration } from "../../run/progress.ts";
+import { TRANSFER_SPECS } from "./data/classification.ts";
+import { MLP_SCHEMA, type MlpConfig, type SharedConfig } from "./config.ts";
+import {
+  autoLossMethod,
+  denseGridSearch,
+  logSpace,
+  mean,
+  type MethodOptions,
+  std,
+  withoutL1,
+} from "./methods.ts";
+import type { CommonOptions } from "../registry.ts";
+import {
+  fmt,
+  loadTaskConfig,
+  machine,
+  type MethodSummary,
+  methodTable,
+  mlpFromConfig,
+  openRun,
+  PAPER_TABLE1,
+  PAPER_TABLE2,
+  readControllerFile,
+  resolveController,
+  type ShippedInfo,
+  summarize,
+  type TaskSpec,
+  trainFromConfig,
+  writeController,
+} from "./run.ts";
+
+/**
+ * `eval <task> [RUNDIR]`: the controller saved in RUNDIR (default: the shipped one, when it was
+ * trained for this config) guides fresh models on the task data; with the shipped controller and
+ * its stated evaluation settings, prints the stated number beside the measured one.
+ */
+export async function evalCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: CommonOptions) {
+  const dir = opts.args[0];
+  if (opts.resume) throw new UserError(`eval ${spec.name} cannot be resumed; run it again`);
+  const cfg = await loadTaskConfig<C>(spec.schema, opts);
+  if (opts.seed !== undefined) cfg.seed = opts.seed;
+  await init();
+  let file: ControllerFile;
+  if (dir) file = await readControllerFile(`${dir}/controller.json`);
+  else {
+    const r = await resolveController(spec.name, cfg);
+    if (!r.file) {
+      console.error(
+        `error: no controller to evaluate (${r.why}); usage: eval ${spec.name} [RUNDIR] ` +
+          "(a run directory with controller.json)",
+      );
+      return 2;
+    }
+    file = r.file;
+    console.log(`controller: ${r.source} (${r.why})`);
+  }
+  const problem = spec.problem(cfg);
+  const r = await autoLossMethod(problem, {
+    trials: cfg.compare.trials,
+    steps: cfg.train.steps,
+    seed: cfg.seed,
+    controller: file,
+    greedy: cfg.controller.greedy,
+  });
+  const digits = spec.name === "regression" ? 3 : 4;
+  const s = summarize(r.values, PAPER_TABLE1[spec.name].AutoLoss);
+  console.log(methodTable(problem.metricLabel, [["AutoLoss", s]], digits));
+  console.log(`L1 share of steps: ${fmt(r.detail.l1Fraction as number, 3)}`);
+  const stated = (file.provenance.shipped as ShippedInfo | undefined)?.stated;
+  if (
+    stated && stated.trials === cfg.compare.trials && stated.steps === cfg.train.steps &&
+    stated.seed === cfg.seed
+  ) {
+    console.log(
+      `stated in ${spec.name}_controller.json: ${fmt(stated.mean, digits + 1)}, ` +
+        `measured ${fmt(s.mean, digits + 1)}`,
+    );
+  }
+}
+
+/** `transfer mlp [RUNDIR]`: Table 2. */
+export async function transferCommand(opts: CommonOptions) {
+  const cfg = await loadTaskConfig<MlpConfig>(MLP_SCHEMA, opts);
+  if (opts.seed !== undefined) cfg.seed = opts.seed;
+  await init();
+  const began = performance.now();
+  const run = await openRun(opts, cfg);
+  const log = (s: string) => console.log(s);
+  let file: ControllerFile;
+  const given = opts.args[0] ? null : await resolveController("mlp", cfg);
+  if (opts.args[0]) file = await readControllerFile(`${opts.args[0]}/controller.json`);
+  else if (given?.file) {
+    file = given.file;
+    log(`controller: ${given.source} (${given.why})`);
+  } else {
+    log(`controller: trained (${given?.why})`);
+    const trained = await trainFromConfig(mlpFromConfig(cfg, 0), cfg, log, { run });
+    file = trained.file;
+  }
+  await writeController(run, file);
+  const o: MethodOptions = {
+    trials: cfg.compare.trials,
+    steps: cfg.train.steps,
+    seed: cfg.seed,
+    curvePoints: cfg.compare.curvePoints,
+    log,
+  };
+  const gridSteps = cfg.compare.gridSteps > 0 ? cfg.compare.gridSteps : cfg.train.steps;
+  const lambdas = logSpace(cfg.compare.dgsMin, cfg.compare.dgsMax, cfg.compare.dgsCount);
+  const table: Record<string, MethodSummary[]> = { "W/O L1": [], DGS: [], AutoLoss: [] };
+  for (const [k, index] of cfg.transfer.datasets.entries()) {
+    const problem = mlpFromConfig(cfg, index);
+    log(`data set #${index} (${TRANSFER_SPECS[index].name})`);
+    const rs = [
+      await withoutL1(problem, o),
+      await denseGridSearch(problem, lambdas, { ...o, gridSteps }),
+      await autoLossMethod(problem, { ...o, controller: file, greedy: cfg.controller.greedy }),
+    ];
+    for (const r of rs) {
+      table[r.name].push({ ...summarize(r.values, PAPER_TABLE2[r.name]?.[k]), detail: r.detail });
+      log(`  ${r.name}: ${fmt(mean(r.values), 4)} ± ${fmt(std(r.values), 4)}`);
+    }
+  }
+  const sets = cfg.transfer.datasets;
+  const md = [
+    `# transfer mlp (preset ${opts.preset}, seed ${cfg.seed})`,
+    "",
+    `Table 2: test error, ${cfg.compare.trials} trials; the controller was trained on data set #0 ` +
+    "(the authors' distribution). Paper numbers in parentheses.",
+    "",
+    `| Method | ${sets.map((i) => `#${i} (${TRANSFER_SPECS[i].name})`).join(" | ")} |`,
+    `|---|${sets.map(() => "---|").join("")}`,
+    ...Object.entries(table).map(([name, rows]) =>
+      `| ${name} | ${
+        rows.map((s) =>
+          `${fmt(s.mean, 4)} ± ${fmt(s.std, 4)}${
+            s.paper === undefined ? "" : ` (${fmt(s.paper, 4)})`
+          }`
+        ).join(" | ")
+      } |`
+    ),
+  ];
+  const methods = Object.fromEntries(
+    Object.entries(table).flatMap(([name, rows]) =>
+      rows.map((s, k) => [`${name} #${sets[k]}`, s] as const)
+    ),
+  );
+  const seconds = (performance.now() - began) / 1000;
+  md.push("", `Total ${formatDuration(seconds)}.`);
+  await run.writeSummary(
+    {
+      task: "mlp",
+      preset: opts.preset,
+      metric: "test error",
+      methods,
+      seconds,
+      machine: await machine(),
+    },
+    md.join("\n"),
+  );
+  console.log(md.join("\n"));
+  console.log(`\nrun directory: ${run.path}`);
+}
