@@ -34,6 +34,7 @@ export {
   type ProfileEntry,
   requestedBackend,
   type Storage,
+  type WriteHook,
 } from "./gpu/backend.ts";
 export {
   type BinaryOp,

@@ -13,7 +13,32 @@
  * @module
  */
 
-import type { DType, KernelSpec } from "./kernel.ts";
+import { type DType, type KernelSpec, writtenBuffers } from "./kernel.ts";
+
+/** See {@link Backend.setWriteHook}: a storage and the byte range `[from, to)` about to change. */
+export type WriteHook = (storage: Storage, from: number, to: number) => void;
+
+/**
+ * Calls `hook` with each region `spec`'s kernel writes: the bound region of each written buffer,
+ * narrowed to the span the optimizer kernels (adam, sgd, clipScale) update and to a map's block.
+ */
+export function reportWrites(hook: WriteHook, spec: KernelSpec, buffers: readonly BufferRef[]) {
+  for (const i of writtenBuffers(spec, buffers.length)) {
+    const b = buffers[i];
+    let from = b.offset, to = b.offset + 4 * b.numel;
+    if (spec.kind === "adam" || spec.kind === "sgd") {
+      from = b.offset + 4 * spec.span.start;
+      to = from + 4 * spec.span.n;
+    } else if (spec.kind === "clipScale") {
+      from = b.offset + 4 * spec.start;
+      to = from + 4 * spec.n;
+    } else if (spec.kind === "map" && spec.outOffset !== undefined) {
+      from = b.offset + 4 * spec.outOffset;
+      to = from + 4 * spec.shape.reduce((a, d) => a * d, 1);
+    }
+    hook(b.storage, from, to);
+  }
+}
 
 /** A region of backend memory. Tensors hold these; their contents are the backend's business. */
 export interface Storage {
@@ -108,6 +133,8 @@ export interface ProfileEntry {
 export interface Backend {
   /** What and why. */
   readonly info: BackendInfo;
+  /** Most storage buffers one kernel may bind (WebGPU: the device's per-stage limit). */
+  readonly maxBindings: number;
   /** Allocates `bytes` of backend memory (refs = 1; contents undefined). */
   alloc(bytes: number): Storage;
   /** Writes host data into a storage at a byte offset (ordered with the recorded work). */
@@ -150,11 +177,12 @@ export interface Backend {
   /** Stops profiling; returns the entries, slowest first. */
   profile(on: false): Promise<ProfileEntry[]>;
   /**
-   * Registers the function called with every storage about to be written (by `write`, as the
-   * destination of `copy`, or as a buffer a kernel writes), before the write: the tensor layer
-   * computes pending fused tensors that read it there, so they see the old contents.
+   * Registers the function called with every storage region about to be written (by `write`, as
+   * the destination of `copy`, or as a buffer region a kernel writes; byte range `[from, to)`),
+   * before the write: the tensor layer computes pending fused tensors that read it there, so they
+   * see the old contents.
    */
-  setWriteHook(hook: ((storage: Storage) => void) | null): void;
+  setWriteHook(hook: WriteHook | null): void;
   /** Releases threads and devices (the process can exit); the backend is unusable afterwards. */
   close(): void;
 }

@@ -31,9 +31,12 @@ import {
   numel,
   type PackPart,
 } from "../gpu/kernel.ts";
-import { type Leaf, type PendingMap, Tensor } from "./tensor.ts";
+import { type Leaf, type PendingMap, runLeafMap, Tensor } from "./tensor.ts";
 
-/** Most distinct inputs of a fused kernel (WebGPU binds each as a storage buffer). */
+/**
+ * Most distinct input buffers of a fused kernel (WebGPU binds each as a storage buffer; a map
+ * binds a buffer read at several offsets once, a reduction's prologue once per input).
+ */
 export const MAX_LEAVES = 6;
 
 /** Most nodes of a fused expression. */
@@ -161,6 +164,16 @@ function claimInline(t: Tensor, p: PendingMap): boolean {
   return !t.markInlined() || isCheap(p);
 }
 
+/**
+ * The buffers `leaves` bind: one per leaf, or with `byRef` one per distinct buffer region (a map
+ * binds a region read at several offsets once, see `runLeafMap`).
+ */
+function bindings(leaves: readonly Leaf[], byRef: boolean): number {
+  if (!byRef) return leaves.length;
+  return new Set(leaves.map((l) => `${l.ref.storage.id}:${l.ref.offset}:${l.ref.numel}:${l.dtype}`))
+    .size;
+}
+
 function leafKey(l: Leaf): string {
   return `${l.ref.storage.id}:${l.ref.offset}:${l.ref.numel}:${l.dtype}:${l.offset}:${l.strides}`;
 }
@@ -177,6 +190,7 @@ function plan(
   op: string,
   avoid?: BufferRef,
   fuse = true,
+  byRef = false,
 ): { expr: Expr; leaves: Leaf[] } {
   const leaves: Leaf[] = [];
   const index = new Map<string, number>();
@@ -191,7 +205,7 @@ function plan(
     return { op: "in", i };
   };
   const inlined: Tensor[] = [];
-  const ins = operands.map((o): Expr => {
+  const operandExpr = (o: Operand): Expr => {
     const t = o.tensor;
     const p = t?.pendingMap;
     const dims = fuse && t && p && !o.offset ? dimMap(t.shape, o.strides, shape) : null;
@@ -208,14 +222,30 @@ function plan(
     }
     const ref = t ? t.refFor(op) : o.ref!;
     return add({ ref, dtype: o.dtype, strides: o.strides, offset: o.offset ?? 0 });
+  };
+  // One operand tensor read the same way twice (`x.mul(x)`) is one subexpression, not a second
+  // reader that would have to compute it.
+  const same = new Map<Tensor, { o: Operand; e: Expr }[]>();
+  const ins = operands.map((o): Expr => {
+    const t = o.tensor;
+    const prev = t &&
+      same.get(t)?.find((x) =>
+        x.o.dtype === o.dtype && (x.o.offset ?? 0) === (o.offset ?? 0) &&
+        x.o.strides.length === o.strides.length && x.o.strides.every((v, d) => v === o.strides[d])
+      );
+    if (prev) return prev.e;
+    const e = operandExpr(o);
+    if (t) same.set(t, [...(same.get(t) ?? []), { o, e }]);
+    return e;
   });
   const expr = build(ins);
   if (
-    fuse && inlined.length && (leaves.length > MAX_LEAVES || exprNodes(expr).length > MAX_NODES)
+    fuse && inlined.length &&
+    (bindings(leaves, byRef) > MAX_LEAVES || exprNodes(expr).length > MAX_NODES)
   ) {
     // Too big to fuse: compute the pending operands and read them as plain inputs.
     for (const t of inlined) t.realize();
-    return plan(build, shape, operands, op, avoid, false);
+    return plan(build, shape, operands, op, avoid, false, byRef);
   }
   return { expr, leaves };
 }
@@ -244,7 +274,7 @@ export function lazyMap(
   outDtype: DType,
   op: string,
 ): Tensor {
-  const p = plan(build, shape, operands, op, undefined, fusion);
+  const p = plan(build, shape, operands, op, undefined, fusion, true);
   return Tensor.pending(shape, outDtype, p, op);
 }
 
@@ -271,18 +301,8 @@ export function runInPlace(
   }
   if (n === 0) return;
   const out = dst.refFor(op);
-  const { expr, leaves } = plan(build, shape, operands, op, out, fusion);
-  backend().run(
-    {
-      kind: "map",
-      expr,
-      shape: [...shape],
-      inputs: leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset })),
-      out: dst.dtype,
-      ...(outOffset ? { outOffset } : {}),
-    },
-    [...leaves.map((l) => l.ref), out],
-  );
+  const { expr, leaves } = plan(build, shape, operands, op, out, fusion, true);
+  runLeafMap(expr, shape, leaves, out, dst.dtype, outOffset ?? 0);
 }
 
 /** One block of {@link packInto}: `t`'s elements (row-major) written from element `outOffset`. */
@@ -296,13 +316,17 @@ export interface PackBlock {
 /** Most maps in one `pack` kernel. */
 export const MAX_PACK_PARTS = 16;
 
+/** Most input buffers of one `pack` kernel (fewer where the backend binds fewer). */
+export const MAX_PACK_BUFFERS = 15;
+
 /**
  * Writes every block into `out` (a storage no pending tensor reads, e.g. fresh) in as few kernels
- * as the binding limit allows: one `pack` kernel per run of blocks binding at most
- * {@link MAX_LEAVES} buffers. A pending block runs its own map into its place (when it may be
+ * as the binding limit allows: one `pack` kernel per run of at most {@link MAX_PACK_PARTS} blocks
+ * binding at most {@link MAX_PACK_BUFFERS} buffers. A pending block runs its own map into its place (when it may be
  * inlined; it stays pending for later readers), a computed one is copied.
  */
 export function packInto(blocks: readonly PackBlock[], out: BufferRef, dtype: DType): void {
+  const maxBuffers = Math.min(MAX_PACK_BUFFERS, backend().maxBindings - 1);
   let parts: PackPart[] = [];
   let refs: BufferRef[] = [];
   let types: DType[] = [];
@@ -342,7 +366,7 @@ export function packInto(blocks: readonly PackBlock[], out: BufferRef, dtype: DT
     const expr = leaves === p?.leaves ? p.expr : E.in(0);
     const keys = leaves.map((l) => `${l.ref.storage.id}:${l.ref.offset}:${l.ref.numel}:${l.dtype}`);
     const fresh = new Set(keys.filter((k) => !index.has(k))).size;
-    if (parts.length >= MAX_PACK_PARTS || refs.length + fresh > MAX_LEAVES) flush();
+    if (parts.length >= MAX_PACK_PARTS || refs.length + fresh > maxBuffers) flush();
     const bind = leaves.map((l, k) => {
       let b = index.get(keys[k]);
       if (b === undefined) {

@@ -106,6 +106,56 @@ export function keep<T extends Tensor>(t: T): T {
   return t;
 }
 
+/**
+ * Runs `out[outOffset + i] = expr(leaves...)` over `shape` as one kernel: a map, or, when some
+ * leaves read the same buffer (slices of one tensor at different offsets), a one-part pack that
+ * binds that buffer once.
+ */
+export function runLeafMap(
+  expr: Expr,
+  shape: readonly number[],
+  leaves: readonly Leaf[],
+  out: BufferRef,
+  outDtype: DType,
+  outOffset = 0,
+): void {
+  const refs: BufferRef[] = [];
+  const types: DType[] = [];
+  const index = new Map<string, number>();
+  const bind = leaves.map((l) => {
+    const key = `${l.ref.storage.id}:${l.ref.offset}:${l.ref.numel}:${l.dtype}`;
+    let b = index.get(key);
+    if (b === undefined) {
+      b = refs.length;
+      refs.push(l.ref);
+      types.push(l.dtype);
+      index.set(key, b);
+    }
+    return b;
+  });
+  const inputs = leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset }));
+  if (refs.length === leaves.length) {
+    backend().run(
+      {
+        kind: "map",
+        expr,
+        shape: [...shape],
+        inputs,
+        out: outDtype,
+        ...(outOffset ? { outOffset } : {}),
+      },
+      [...refs, out],
+    );
+  } else {
+    backend().run({
+      kind: "pack",
+      out: outDtype,
+      buffers: types,
+      parts: [{ expr, shape: [...shape], inputs, bind, outOffset }],
+    }, [...refs, out]);
+  }
+}
+
 /** A typed host array for a dtype. */
 export type HostArray = Float32Array | Int32Array | Uint32Array;
 
@@ -142,13 +192,22 @@ export function realizeAllPending(): void {
 }
 
 /**
- * Computes every pending tensor that reads `storage`, so that a write to it cannot change their
- * values. The backend calls this before each write (`Backend.setWriteHook`).
+ * Computes every pending tensor that reads bytes `[from, to)` of `storage` (default: any of it),
+ * so that a write there cannot change their values. The backend calls this before each write
+ * (`Backend.setWriteHook`); readers of other regions of the storage (parameters of another group
+ * in one flat buffer) stay pending.
  */
-export function realizeReaders(storage: Storage): void {
+export function realizeReaders(storage: Storage, from = 0, to = Infinity): void {
   const set = readers.get(storage);
   if (!set) return;
-  for (const t of [...set]) t.realize();
+  for (const t of [...set]) {
+    const p = t.pendingMap;
+    const hit = !p ||
+      p.leaves.some((l) =>
+        l.ref.storage === storage && l.ref.offset < to && l.ref.offset + 4 * l.ref.numel > from
+      );
+    if (hit) t.realize();
+  }
 }
 
 let hooked: unknown = null;
@@ -266,15 +325,12 @@ export class Tensor {
     const be = backend();
     const storage = be.alloc(this.size * 4);
     if (this.size > 0) {
-      be.run(
-        {
-          kind: "map",
-          expr: p.expr,
-          shape: [...this.shape],
-          inputs: p.leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset })),
-          out: this.dtype,
-        },
-        [...p.leaves.map((l) => l.ref), { storage, offset: 0, numel: this.size }],
+      runLeafMap(
+        p.expr,
+        this.shape,
+        p.leaves,
+        { storage, offset: 0, numel: this.size },
+        this.dtype,
       );
     }
     this.#storage = storage;

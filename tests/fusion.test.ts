@@ -9,10 +9,10 @@
 import assert from "node:assert/strict";
 import { backend } from "../gpu/backend.ts";
 import { E, type PackPart } from "../gpu/kernel.ts";
-import { MAX_LEAVES, setFusion } from "../tensor/lazy.ts";
+import { MAX_LEAVES, MAX_PACK_BUFFERS, setFusion } from "../tensor/lazy.ts";
 import * as ops from "../tensor/ops.ts";
 import { tensor } from "../tensor/functional.ts";
-import { noGrad, readMany, type Tensor, tidy } from "../tensor/tensor.ts";
+import { noGrad, readMany, Tensor, tidy } from "../tensor/tensor.ts";
 import { assertClose, randomData, rng, setup } from "./helpers.ts";
 
 await setup();
@@ -295,8 +295,8 @@ Deno.test("pack: one kernel runs several maps, each into its block, equal to the
   for (const t of [a, b, i, packed, alone]) t.dispose();
 });
 
-Deno.test("pack: a concat binding more than MAX_LEAVES buffers splits into kernels; pad is one kernel", async () => {
-  const n = MAX_LEAVES + 2;
+Deno.test("pack: a concat binding more than MAX_PACK_BUFFERS buffers splits into kernels; pad is one kernel", async () => {
+  const n = MAX_PACK_BUFFERS + 3;
   const data = Array.from({ length: n }, (_, k) => randomData(k + 1, 70 + k));
   const xs = data.map((d) => tensor(d, [d.length]));
   const be = backend();
@@ -313,4 +313,25 @@ Deno.test("pack: a concat binding more than MAX_LEAVES buffers splits into kerne
   assert.deepEqual(Array.from(pv.subarray(8)), [0, 0, 0]);
   assertClose(Array.from(pv.subarray(2, 8)), Array.from(xv, Math.tanh), 1e-5);
   for (const t of [...xs, c, x, p]) t.dispose();
+});
+
+Deno.test("fusion: a write to one region of a buffer computes only the pending tensors that read it", async () => {
+  const be = backend();
+  const data = randomData(128, 90);
+  const whole = tensor(data, [128]);
+  const s = whole.storageFor("test");
+  be.retain(s);
+  const lo = new Tensor(s, [64], "f32", 0, "lo");
+  be.retain(s);
+  const hi = new Tensor(s, [64], "f32", 256, "hi");
+  const expLo = ops.unary("exp", lo);
+  const expHi = ops.unary("exp", hi);
+  ops.fill_(hi, 0); // writes bytes [256, 512) only
+  assert.ok(expLo.pendingMap !== null, "a reader of the other region stays pending");
+  assert.equal(expHi.pendingMap, null, "a reader of the written region is computed first");
+  const [a, b, w] = await readMany([expLo, expHi, whole]);
+  assertClose(Array.from(a), Array.from(data.subarray(0, 64), Math.exp), 1e-5);
+  assertClose(Array.from(b), Array.from(data.subarray(64), Math.exp), 1e-5);
+  assert.deepEqual(Array.from(w.subarray(64)), new Array(64).fill(0));
+  for (const t of [whole, lo, hi, expLo, expHi]) t.dispose();
 });

@@ -282,11 +282,11 @@ Deno.test(`lstm: forward dispatches per time step = ${LSTM_DISPATCHES_PER_STEP}`
   // The scan masks padded steps inside its step kernel.
   assert.equal(count(5, [5, 1]) - count(4, [4, 1]), LSTM_DISPATCHES_PER_STEP);
   // The composition it replaces: 7 per step; a padded step adds the two state `where`s and the
-  // output mask: 3 more (5 before the cheap-recompute rule of tensor/lazy.ts).
+  // output mask: 2 more (5 before the recompute and fusion rules of tensor/lazy.ts).
   const was = setLstmScan(false);
   try {
     assert.equal(count(5) - count(4), 7);
-    assert.equal(count(5, [5, 1]) - count(4, [4, 1]), 10);
+    assert.equal(count(5, [5, 1]) - count(4, [4, 1]), 9);
   } finally {
     setLstmScan(was);
   }

@@ -291,9 +291,32 @@ Deno.test("checkpoint and resume continue with identical next-step losses", asyn
     };
     const expected = await trace(a);
     const b = tinyTask(opts);
-    b.loadCheckpoint(await loadCheckpoint(`${dir}/c.safetensors`));
+    const ckpt = await loadCheckpoint(`${dir}/c.safetensors`);
+    b.loadCheckpoint(ckpt);
     assert.equal(b.t, 5);
     assert.deepEqual(await trace(b), expected);
+    // A checkpoint of the earlier format (the state vector as five named tensors) loads the same.
+    const vec = ckpt.tensors.get("task.state.vector")!.data;
+    const tensors = new Map(ckpt.tensors);
+    tensors.delete("task.state.vector");
+    const parts: [string, number, number][] = [
+      ["losses", 0, 5],
+      ["ema", 5, 8],
+      ["grads", 8, 10],
+      ["lazyLoss", 10, 12],
+      ["flags", 12, 16],
+    ];
+    for (const [name, lo, hi] of parts) {
+      tensors.set(`task.state.${name}`, {
+        dtype: "F32",
+        shape: [hi - lo],
+        data: vec.slice(lo, hi),
+      });
+    }
+    const c = tinyTask(opts);
+    c.loadCheckpoint({ metadata: ckpt.metadata, tensors });
+    assert.deepEqual(await trace(c), expected);
+    c.dispose();
     a.dispose();
     b.dispose();
     sched.dispose();

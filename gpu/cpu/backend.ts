@@ -17,7 +17,13 @@ import type {
   ProfileEntry,
   Storage,
 } from "../backend.ts";
-import { BackendChoiceError, GatedRegionError, OFFSET_ALIGN } from "../backend.ts";
+import {
+  BackendChoiceError,
+  GatedRegionError,
+  OFFSET_ALIGN,
+  reportWrites,
+  type WriteHook,
+} from "../backend.ts";
 import {
   type DType,
   kernelFlops,
@@ -25,7 +31,6 @@ import {
   kernelName,
   kernelShape,
   type KernelSpec,
-  writtenBuffers,
 } from "../kernel.ts";
 import { envGet } from "../backend.ts";
 import { compileKernel, type CpuKernel } from "./codegen.ts";
@@ -84,6 +89,8 @@ function cpuModel(): string {
 export class CpuBackend implements Backend {
   /** What runs and why. */
   readonly info: BackendInfo;
+  /** Buffers a kernel may bind (no hardware limit; as many as a pack uses). */
+  readonly maxBindings = 64;
   /** Counters. */
   readonly stats: BackendStats = {
     liveStorages: 0,
@@ -101,7 +108,7 @@ export class CpuBackend implements Backend {
   #offsets = new Int32Array(8);
   #profile: Map<string, ProfileEntry> | null = null;
   #closed = false;
-  #writeHook: ((storage: Storage) => void) | null = null;
+  #writeHook: WriteHook | null = null;
   /** The open gated region: whether its flag is on, and the storages its kernels bound. */
   #region: { on: boolean; used: Set<Storage> } | null = null;
   readonly #gemm: GemmFn;
@@ -164,12 +171,12 @@ export class CpuBackend implements Backend {
     return s;
   }
 
-  setWriteHook(hook: ((storage: Storage) => void) | null): void {
+  setWriteHook(hook: WriteHook | null): void {
     this.#writeHook = hook;
   }
 
   write(storage: Storage, data: ArrayBufferView, offset = 0): void {
-    this.#writeHook?.(storage);
+    this.#writeHook?.(storage, offset, offset + data.byteLength);
     if (this.#region?.used.has(storage)) {
       throw new GatedRegionError(
         "a host write into a storage that kernels of the open gated region bind: the write " +
@@ -306,7 +313,7 @@ export class CpuBackend implements Backend {
   run(spec: KernelSpec, buffers: readonly BufferRef[], gate?: Gate): void {
     this.#check();
     const hook = this.#writeHook;
-    if (hook) { for (const i of writtenBuffers(spec, buffers.length)) hook(buffers[i].storage); }
+    if (hook) reportWrites(hook, spec, buffers);
     const c = this.#compiled(spec);
     const region = this.#region;
     if (region) {
@@ -432,7 +439,7 @@ export class CpuBackend implements Backend {
   copy(src: Storage, srcOffset: number, dst: Storage, dstOffset: number, bytes: number): void {
     this.#check();
     this.#notInRegion("a copy (copyBufferToBuffer)");
-    this.#writeHook?.(dst);
+    this.#writeHook?.(dst, dstOffset, dstOffset + bytes);
     const s = src as CpuStorage;
     const d = dst as CpuStorage;
     if (srcOffset + bytes > s.bytes || dstOffset + bytes > d.bytes) {

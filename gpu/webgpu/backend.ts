@@ -21,7 +21,7 @@ import type {
   ProfileEntry,
   Storage,
 } from "../backend.ts";
-import { GatedRegionError, OFFSET_ALIGN } from "../backend.ts";
+import { GatedRegionError, OFFSET_ALIGN, reportWrites, type WriteHook } from "../backend.ts";
 import {
   type DType,
   kernelFlops,
@@ -29,7 +29,6 @@ import {
   kernelName,
   kernelShape,
   type KernelSpec,
-  writtenBuffers,
 } from "../kernel.ts";
 import { adapterInfo, checkDeviceLost, getAdapter, getDevice } from "./device.ts";
 import { hasPendingTunes, installAutotune, runPendingTunes } from "./autotune.ts";
@@ -149,6 +148,8 @@ interface Profiling {
 export class WebGPUBackend implements Backend {
   /** The device in use. */
   readonly device: GPUDevice;
+  /** The device's storage buffers per shader stage. */
+  readonly maxBindings: number;
   /** What runs and why. */
   readonly info: BackendInfo;
   /** Counters. */
@@ -175,7 +176,7 @@ export class WebGPUBackend implements Backend {
   #error: Error | null = null;
   #profiling: Profiling | null = null;
   #timestamps: boolean;
-  #writeHook: ((storage: Storage) => void) | null = null;
+  #writeHook: WriteHook | null = null;
   #region: Region | null = null;
   /** Constant workgroup-count buffers of gated regions, by their counts. */
   #gateCounts = new Map<string, GpuStorage>();
@@ -185,6 +186,7 @@ export class WebGPUBackend implements Backend {
   private constructor(device: GPUDevice, info: BackendInfo) {
     this.device = device;
     this.info = info;
+    this.maxBindings = device.limits.maxStorageBuffersPerShaderStage;
     this.#timestamps = device.features.has("timestamp-query");
     // A lost device must turn pending reads into errors, never into a hang.
     this.#lost = device.lost.then((info) => {
@@ -244,12 +246,12 @@ export class WebGPUBackend implements Backend {
     return storage;
   }
 
-  setWriteHook(hook: ((storage: Storage) => void) | null): void {
+  setWriteHook(hook: WriteHook | null): void {
     this.#writeHook = hook;
   }
 
   write(storage: Storage, data: ArrayBufferView, offset = 0): void {
-    this.#writeHook?.(storage);
+    this.#writeHook?.(storage, offset, offset + data.byteLength);
     const s = storage as GpuStorage;
     if (offset + data.byteLength > s.bytes) {
       throw new RangeError(
@@ -416,7 +418,7 @@ export class WebGPUBackend implements Backend {
   run(spec: KernelSpec, buffers: readonly BufferRef[], gate?: Gate): void {
     this.#checkErrors();
     const hook = this.#writeHook;
-    if (hook) { for (const i of writtenBuffers(spec, buffers.length)) hook(buffers[i].storage); }
+    if (hook) reportWrites(hook, spec, buffers);
     const c = this.#compiled(spec);
     if (gate) {
       checkGateable(spec);
@@ -617,7 +619,7 @@ export class WebGPUBackend implements Backend {
   copy(src: Storage, srcOffset: number, dst: Storage, dstOffset: number, bytes: number): void {
     this.#checkErrors();
     this.#notInRegion("a copy (copyBufferToBuffer)");
-    this.#writeHook?.(dst);
+    this.#writeHook?.(dst, dstOffset, dstOffset + bytes);
     this.#endPass();
     const s = src as GpuStorage;
     const d = dst as GpuStorage;

@@ -65,7 +65,7 @@ import { BatchIterator, type BatchIteratorState } from "../../nn/data/batches.ts
 import { Generator } from "../../gpu/random.ts";
 import { bceWithLogits } from "../../nn/losses.ts";
 import { Adam, gradNorm, type StateSharing } from "../../nn/optim.ts";
-import type { Checkpoint } from "../../nn/checkpoint.ts";
+import type { Checkpoint, CheckpointTensor } from "../../nn/checkpoint.ts";
 import { featureSet } from "../../rl/features.ts";
 import type { Action, ScheduleTask } from "../../rl/task.ts";
 import { compare, full, randn, tensor, zeros } from "../../tensor/functional.ts";
@@ -123,9 +123,20 @@ export interface GanTaskMeta {
   seed: number;
 }
 
-const LOSS_SLOTS = ["gen_cost", "d_real", "d_fake", "acc_real", "acc_fake"] as const;
-
-const FLAG_SLOTS = ["run", "last", "g_count", "nonfinite"] as const;
+/**
+ * The per-step GPU state, one [16] vector (rewritten by one kernel each step): element ranges of
+ * the latest losses (gen_cost, d_real, d_fake, acc_real, acc_fake), their EMAs (the first
+ * three), the lazy gradient norms and per-action losses ([G, D] each) and the flags (run, last,
+ * g_count, nonfinite).
+ */
+const STATE = { losses: 0, ema: 5, grads: 8, lazyLoss: 10, flags: 12, size: 16 } as const;
+const STATE_PARTS: readonly [keyof typeof STATE, number][] = [
+  ["losses", 5],
+  ["ema", 3],
+  ["grads", 2],
+  ["lazyLoss", 2],
+  ["flags", 4],
+];
 
 /** The GAN ScheduleTask (see the module doc). */
 export class GanTask implements ScheduleTask {
@@ -153,13 +164,9 @@ export class GanTask implements ScheduleTask {
   #zeros: Tensor;
   #actionConst: Tensor[];
   // GPU state (kept).
-  #losses!: Tensor; // [5] LOSS_SLOTS (latest)
-  #ema!: Tensor; // [3] EMA of gen_cost, d_real, d_fake
-  #grads!: Tensor; // [2] grad_g, grad_d (lazy)
-  #lazyLoss!: Tensor; // [2] loss.G, loss.D (lazy, per action)
+  #state!: Tensor; // [16] STATE: losses, EMAs, lazy grads and losses, flags
   #is!: Tensor; // [2] IS mean, std
   #isHist!: Tensor; // [6] val, ema0, ema1, ema2, prev0, prev1
-  #flags!: Tensor; // [4] FLAG_SLOTS
   #features: Tensor | null = null;
 
   /** Builds the task and resets it with seed 0. */
@@ -227,13 +234,11 @@ export class GanTask implements ScheduleTask {
     this.#noise = new Generator((this.#seed ^ 0x6a09e667) >>> 0);
     this.#t = 0;
     this.#isCount = 0;
-    this.#losses = keep(zeros([LOSS_SLOTS.length]));
-    this.#ema = keep(zeros([3]));
-    this.#grads = keep(zeros([2]));
-    this.#lazyLoss = keep(zeros([2]));
+    const init = new Float32Array(STATE.size);
+    init[STATE.flags + 1] = -1; // no last action yet
+    this.#state = keep(tensor(init, [STATE.size]));
     this.#is = keep(zeros([2]));
     this.#isHist = keep(zeros([6]));
-    this.#flags = keep(tensor([0, -1, 0, 0], [FLAG_SLOTS.length]));
     this.#invalidate();
   }
 
@@ -243,16 +248,7 @@ export class GanTask implements ScheduleTask {
   }
 
   #stateTensors(): Tensor[] {
-    return [
-      this.#losses,
-      this.#ema,
-      this.#grads,
-      this.#lazyLoss,
-      this.#is,
-      this.#isHist,
-      this.#flags,
-    ]
-      .filter((t) => t);
+    return [this.#state, this.#is, this.#isHist].filter((t) => t);
   }
 
   #disposeModel(): void {
@@ -278,7 +274,7 @@ export class GanTask implements ScheduleTask {
    * The D branch: D update on l_D; returns the measured vector [gen_cost, d_real, d_fake,
    * acc_real, acc_fake], l_D and the normalized D gradient norm.
    */
-  #dBranch(real: Tensor): { m: Tensor; loss: Tensor; grad: Tensor } {
+  #dBranch(real: Tensor): { m: Tensor; grad: Tensor } {
     const { model, opts } = this;
     const b = opts.batchSize;
     const fake = noGrad(() => model.gen.forward(this.#z(0)));
@@ -308,11 +304,11 @@ export class GanTask implements ScheduleTask {
         this.#accuracy(lf.detach(), false),
       ], 0)
     );
-    return { m, loss: loss.detach().reshape([1]), grad: grad.reshape([1]) };
+    return { m, grad: grad.reshape([1]) };
   }
 
   /** The G branch: G update on l_G (D's weight gradients skipped); same outputs as the D branch. */
-  #gBranch(real: Tensor): { m: Tensor; loss: Tensor; grad: Tensor } {
+  #gBranch(real: Tensor): { m: Tensor; grad: Tensor } {
     const { model } = this;
     const dParams = model.disc.parameters();
     model.flat.zeroGrad();
@@ -338,7 +334,7 @@ export class GanTask implements ScheduleTask {
         this.#accuracy(fake, false),
       ], 0);
     });
-    return { m, loss: loss.detach().reshape([1]), grad: grad.reshape([1]) };
+    return { m, grad: grad.reshape([1]) };
   }
 
   #groupSize(group: "G" | "D"): number {
@@ -357,14 +353,14 @@ export class GanTask implements ScheduleTask {
       batch.y.dispose();
       const real = batch.x;
       let action: Tensor;
-      let out: { m: Tensor; loss: Tensor; grad: Tensor; isD: Tensor };
+      let out: { m: Tensor; grad: Tensor; isD: Tensor };
       if (actions instanceof Tensor) {
         action = actions.reshape([1]);
         const isD = action.cast("f32");
         const d = whenGpu(isD, () => this.#dBranch(real));
         const g = whenGpu(isD.neg().add(1), () => this.#gBranch(real));
         const pick = (x: Tensor, y: Tensor) => ops.where(isD, x, y);
-        out = { m: pick(d.m, g.m), loss: pick(d.loss, g.loss), grad: pick(d.grad, g.grad), isD };
+        out = { m: pick(d.m, g.m), grad: pick(d.grad, g.grad), isD };
       } else {
         if (actions.length !== 1 || (actions[0] !== G_ACTION && actions[0] !== D_ACTION)) {
           throw new Error(`GanTask.step: expected one action 0 (G) or 1 (D), got [${actions}]`);
@@ -381,44 +377,50 @@ export class GanTask implements ScheduleTask {
     if (this.opts.isEvery > 0 && this.#t % this.opts.isEvery === 0) this.evaluateIs();
   }
 
-  /** Folds one step's measurements into the GPU state (inside the step's tidy scope). */
-  #record(action: Tensor, o: { m: Tensor; loss: Tensor; grad: Tensor; isD: Tensor }): void {
+  /** Elements `[at, at + n)` of the state vector (a pending view in the caller's scope). */
+  #slot(at: number, n = 1): Tensor {
+    return ops.slice(this.#state, [at], [at + n]);
+  }
+
+  /**
+   * Folds one step's measurements into the GPU state (inside the step's tidy scope): the next
+   * state vector is one concat of elementwise expressions of the old one, so one kernel.
+   */
+  #record(action: Tensor, o: { m: Tensor; grad: Tensor; isD: Tensor }): void {
     const beta = this.opts.stateDecay;
-    const swap = (old: Tensor, next: Tensor): Tensor => {
-      old.dispose();
-      return keep(next);
-    };
     noGrad(() => {
       const first = this.#t === 0;
-      const lossPart = ops.slice(o.m, [0], [3]);
-      this.#losses = swap(this.#losses, ops.assign_(ops.empty([LOSS_SLOTS.length]), o.m));
-      this.#ema = swap(
-        this.#ema,
-        first
-          ? ops.assign_(ops.empty([3]), lossPart)
-          : this.#ema.mul(beta).add(lossPart.mul(1 - beta)),
-      );
-      // Lazy history: the entry of the action taken ([G, D] order) is replaced.
+      const s = (at: number, n = 1) => this.#slot(at, n);
+      const m = (i: number, n = 1) => ops.slice(o.m, [i], [i + n]);
+      const lossPart = m(0, 3);
       const isG = o.isD.neg().add(1);
-      const mask = ops.concat([isG, o.isD], 0);
-      this.#grads = swap(this.#grads, ops.where(mask, o.grad.expand([2]), this.#grads));
-      this.#lazyLoss = swap(this.#lazyLoss, ops.where(mask, o.loss.expand([2]), this.#lazyLoss));
+      // Lazy history: the entry of the action taken ([G, D] order) is replaced; the step's loss
+      // is l_G = gen_cost on G steps, l_D = (d_real + d_fake) / 2 on D steps.
+      const lazy = (at: number, vG: Tensor, vD: Tensor) => [
+        ops.where(isG, vG, s(at)),
+        ops.where(o.isD, vD, s(at + 1)),
+      ];
       // Collapse and NaN detection: run length, last action, G count, non-finite steps.
-      const f = this.#flags;
-      const slot = (i: number) => ops.slice(f, [i], [i + 1]);
+      const f = STATE.flags;
       const a = action.cast("f32");
-      const same = compare("eq", a, slot(1));
-      const checked = o.m.sum().add(o.grad.sum()).reshape([1]);
-      const bad = ops.unary("isnan", checked).add(ops.unary("isinf", checked));
-      this.#flags = swap(
-        f,
-        ops.concat([
-          slot(0).mul(same).add(1),
-          a,
-          slot(2).add(isG),
-          slot(3).add(ops.scalarOp("step", bad, 0)),
-        ], 0),
+      const same = compare("eq", a, s(f + 1));
+      const nonFinite = (x: Tensor) => ops.unary("isnan", x).add(ops.unary("isinf", x));
+      const bad = [m(1), m(2), m(3), m(4), o.grad].reduce(
+        (acc, x) => acc.add(nonFinite(x)),
+        nonFinite(m(0)),
       );
+      const next = ops.concat([
+        o.m,
+        first ? lossPart : s(STATE.ema, 3).mul(beta).add(lossPart.mul(1 - beta)),
+        ...lazy(STATE.grads, o.grad, o.grad),
+        ...lazy(STATE.lazyLoss, m(0), m(1).add(m(2)).mul(0.5)),
+        s(f).mul(same).add(1),
+        a,
+        s(f + 2).add(isG),
+        s(f + 3).add(ops.scalarOp("step", bad, 0)),
+      ], 0);
+      this.#state.dispose();
+      this.#state = keep(next);
     });
   }
 
@@ -504,8 +506,8 @@ export class GanTask implements ScheduleTask {
     const k = this.featureNames.length;
     if (this.opts.features === "authors") {
       if (this.#t === 0) return zeros([1, k]);
-      const e = (i: number) => ops.slice(this.#ema, [i], [i + 1]);
-      const g = (i: number) => ops.slice(this.#grads, [i], [i + 1]);
+      const e = (i: number) => this.#slot(STATE.ema + i);
+      const g = (i: number) => this.#slot(STATE.grads + i);
       return featureSet("authors-gan", { isOffset: this.opts.isOffset }).compute({
         gradG: g(0),
         gradD: g(1),
@@ -516,19 +518,19 @@ export class GanTask implements ScheduleTask {
       });
     }
     const progress = tensor(new Float32Array([this.#t / Math.max(this.opts.totalSteps, 1)]), [1]);
-    const gG = ops.slice(this.#grads, [0], [1]);
-    const gD = ops.slice(this.#grads, [1], [2]);
-    const lG = ops.slice(this.#lazyLoss, [0], [1]);
-    const lD = ops.slice(this.#lazyLoss, [1], [2]);
+    const gG = this.#slot(STATE.grads);
+    const gD = this.#slot(STATE.grads + 1);
+    const lG = this.#slot(STATE.lazyLoss);
+    const lD = this.#slot(STATE.lazyLoss + 1);
     const both = ops.scalarOp("step", gG, 0).mul(ops.scalarOp("step", gD, 0));
     const logRatio = ops.where(both, gG.div(ops.where(both, gD, full([1], 1))).log(), full([1], 0));
     const lossOk = ops.scalarOp("step", lD, 0);
     const lossRatio = ops.where(lossOk, lG.div(ops.where(lossOk, lD, full([1], 1))), full([1], 0));
-    const acc = ops.slice(this.#losses, [3], [5]).mean().reshape([1]);
+    const acc = this.#slot(STATE.losses + 3).add(this.#slot(STATE.losses + 4)).mul(0.5);
     return ops.concat([
       progress,
-      this.#grads,
-      this.#lazyLoss,
+      this.#slot(STATE.grads, 2),
+      this.#slot(STATE.lazyLoss, 2),
       ops.slice(this.#isHist, [0], [4]),
       logRatio,
       lossRatio,
@@ -544,16 +546,16 @@ export class GanTask implements ScheduleTask {
    */
   metrics(): Record<string, Tensor> {
     return noGrad(() => {
-      const l = (i: number) => ops.slice(this.#losses, [i], [i + 1]);
-      const f = (i: number) => ops.slice(this.#flags, [i], [i + 1]);
+      const l = (i: number) => this.#slot(STATE.losses + i);
+      const f = (i: number) => this.#slot(STATE.flags + i);
       return {
         gen_cost: l(0),
         disc_cost: l(1).add(l(2)).mul(0.5),
         d_real: l(1),
         d_fake: l(2),
         d_accuracy: l(3).add(l(4)).mul(0.5),
-        grad_g: ops.slice(this.#grads, [0], [1]),
-        grad_d: ops.slice(this.#grads, [1], [2]),
+        grad_g: this.#slot(STATE.grads),
+        grad_d: this.#slot(STATE.grads + 1),
         is: ops.slice(this.#is, [0], [1]),
         is_std: ops.slice(this.#is, [1], [2]),
         // Uploaded, not baked: a per-step constant in a kernel would compile one per step.
@@ -570,12 +572,14 @@ export class GanTask implements ScheduleTask {
    * {@link decodeStatus}.
    */
   status(): Tensor {
-    return noGrad(() => ops.concat([this.#losses, this.#is, this.#flags], 0));
+    return noGrad(() =>
+      ops.concat([this.#slot(STATE.losses, 5), this.#is, this.#slot(STATE.flags, 4)], 0)
+    );
   }
 
   /** The length of the current run of one action, [1] (a view in the caller's scope). */
   runLength(): Tensor {
-    return ops.slice(this.#flags, [0], [1]);
+    return this.#slot(STATE.flags);
   }
 
   // ---------------------------------------------------------------- checkpoints
@@ -597,13 +601,9 @@ export class GanTask implements ScheduleTask {
     const opt = this.optimizer.state(`${prefix}optim.`);
     Object.assign(tensors, opt.tensors);
     const state: Record<string, Tensor> = {
-      losses: this.#losses,
-      ema: this.#ema,
-      grads: this.#grads,
-      lazyLoss: this.#lazyLoss,
+      vector: this.#state,
       is: this.#is,
       isHist: this.#isHist,
-      flags: this.#flags,
     };
     for (const [n, t] of Object.entries(state)) tensors[`${prefix}state.${n}`] = t;
     const meta: GanTaskMeta = {
@@ -630,9 +630,10 @@ export class GanTask implements ScheduleTask {
     const { tensors } = this.checkpointState(prefix);
     const problems: string[] = [];
     const writes: [Tensor, Float32Array | Int32Array][] = [];
+    const legacy = legacyStateVector(ckpt, prefix);
     for (const [n, t] of Object.entries(tensors)) {
       if (n.startsWith(`${prefix}optim.`)) continue;
-      const src = ckpt.tensors.get(n);
+      const src = ckpt.tensors.get(n) ?? (n === `${prefix}state.vector` ? legacy : undefined);
       if (!src) problems.push(`missing '${n}'`);
       else if (src.data.length !== t.size) {
         problems.push(`'${n}' has ${src.data.length} values, the model ${t.size}`);
@@ -659,4 +660,19 @@ export class GanTask implements ScheduleTask {
     this.#zeros.dispose();
     for (const t of this.#actionConst) t.dispose();
   }
+}
+
+/**
+ * The state vector of a checkpoint written before the state was one vector (separate
+ * `state.losses`, `state.ema`, `state.grads`, `state.lazyLoss`, `state.flags` entries), or
+ * undefined when any is missing.
+ */
+function legacyStateVector(ckpt: Checkpoint, prefix: string): CheckpointTensor | undefined {
+  const data = new Float32Array(STATE.size);
+  for (const [name, n] of STATE_PARTS) {
+    const src = ckpt.tensors.get(`${prefix}state.${name}`);
+    if (!src || src.data.length !== n) return undefined;
+    data.set(src.data, STATE[name]);
+  }
+  return { dtype: "F32", shape: [STATE.size], data };
 }
