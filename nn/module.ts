@@ -9,7 +9,7 @@
 
 import { backend, OFFSET_ALIGN } from "../gpu/backend.ts";
 import { fill_ } from "../tensor/ops.ts";
-import { keep, Tensor } from "../tensor/tensor.ts";
+import { keep, markZero, Tensor } from "../tensor/tensor.ts";
 
 /** Base class of layers and models. Subclasses register parameters and children in the constructor. */
 export class Module {
@@ -237,6 +237,7 @@ export class FlatParams {
   /** Zeroes the gradients (one kernel). */
   zeroGrad(): void {
     fill_(this.grad, 0);
+    markZero(this.grad);
   }
 
   /** Releases the flat buffers and the parameter views. */

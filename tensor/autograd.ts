@@ -9,22 +9,51 @@
 import { E } from "../gpu/kernel.ts";
 import { lazyMap } from "./lazy.ts";
 import * as ops from "./ops.ts";
-import { keep, type Node, noGrad, type Tensor, tidy } from "./tensor.ts";
+import { isKnownZero, keep, type Node, noGrad, type Tensor, tidy } from "./tensor.ts";
 
 /**
  * A gradient rule: given dL/dout, the node and the output, return dL/dinput for each input.
  * `needs[i]` says whether input i requires a gradient; rules may skip (return null for) the rest.
  */
-export type GradRule = (g: Tensor, node: Node, out: Tensor, needs: boolean[]) => (Tensor | null)[];
+/**
+ * A gradient rule: the gradients of `node`'s inputs given `g`, the gradient of its output `out`.
+ * `into[k]`, when set, is input k's gradient buffer, known to hold zeros: a rule may write input
+ * k's gradient straight into it and return null for it (the matmul rule does, saving a kernel
+ * that would add a temporary into the buffer).
+ */
+export type GradRule = (
+  g: Tensor,
+  node: Node,
+  out: Tensor,
+  needs: boolean[],
+  into: readonly (Tensor | null)[],
+) => (Tensor | null)[];
 
-/** Sums `g` over broadcast dims so that it has `shape` (the adjoint of broadcasting). */
-export function unbroadcast(g: Tensor, shape: readonly number[]): Tensor {
-  if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
+/** The axes of `g` that broadcasting to `g`'s shape added to `shape`. */
+function broadcastAxes(g: Tensor, shape: readonly number[]): number[] {
   const lead = g.ndim - shape.length;
   const axes: number[] = [];
   for (let i = 0; i < g.ndim; i++) {
     if (i < lead || (shape[i - lead] === 1 && g.shape[i] !== 1)) axes.push(i);
   }
+  return axes;
+}
+
+/**
+ * {@link unbroadcast} of `g` to `shape`, summed straight into `dst` (a zeroed gradient buffer,
+ * see {@link GradRule}) when there is something to sum: then null.
+ */
+function unbroadcastInto(g: Tensor, shape: readonly number[], dst: Tensor | null): Tensor | null {
+  const axes = broadcastAxes(g, shape);
+  if (!dst || axes.length === 0 || g.size === 0) return unbroadcast(g, shape);
+  ops.sumInto_(dst, g, axes);
+  return null;
+}
+
+/** Sums `g` over broadcast dims so that it has `shape` (the adjoint of broadcasting). */
+export function unbroadcast(g: Tensor, shape: readonly number[]): Tensor {
+  if (g.shape.length === shape.length && g.shape.every((d, i) => d === shape[i])) return g;
+  const axes = broadcastAxes(g, shape);
   const s = ops.sum(g, axes, true);
   const r = ops.reshape(s, shape);
   s.dispose();
@@ -85,36 +114,44 @@ export const GRAD_RULES: Record<string, GradRule> = {
   },
   step: zeroGrad(1),
   // binary
-  add: (g, n) => [unbroadcast(g, n.inputs[0].shape), unbroadcast(g, n.inputs[1].shape)],
-  sub: (g, n) => [unbroadcast(g, n.inputs[0].shape), unbroadcast(scale(g, -1), n.inputs[1].shape)],
+  add: (g, n, _out, needs, into) => [
+    needs[0] ? unbroadcastInto(g, n.inputs[0].shape, into[0]) : null,
+    needs[1] ? unbroadcastInto(g, n.inputs[1].shape, into[1]) : null,
+  ],
+  sub: (g, n, _out, needs, into) => [
+    needs[0] ? unbroadcastInto(g, n.inputs[0].shape, into[0]) : null,
+    needs[1] ? unbroadcastInto(scale(g, -1), n.inputs[1].shape, into[1]) : null,
+  ],
   mul: (g, n, _out, needs) => [
     needs[0] ? unbroadcast(mul(g, n.inputs[1]), n.inputs[0].shape) : null,
     needs[1] ? unbroadcast(mul(g, n.inputs[0]), n.inputs[1].shape) : null,
   ],
-  div: (g, n, out) => [
-    unbroadcast(ops.binary("div", g, n.inputs[1]), n.inputs[0].shape),
-    unbroadcast(scale(ops.binary("div", mul(g, out), n.inputs[1]), -1), n.inputs[1].shape),
+  div: (g, n, out, needs) => [
+    needs[0] ? unbroadcast(ops.binary("div", g, n.inputs[1]), n.inputs[0].shape) : null,
+    needs[1]
+      ? unbroadcast(scale(ops.binary("div", mul(g, out), n.inputs[1]), -1), n.inputs[1].shape)
+      : null,
   ],
-  pow: (g, n, out) => {
+  pow: (g, n, out, needs) => {
     const [x, y] = n.inputs;
     const dx = mul(mul(g, y), ops.binary("pow", x, ops.scalarOp("add_scalar", y, -1)));
     const dy = mul(mul(g, out), ops.unary("log", x));
-    return [unbroadcast(dx, x.shape), unbroadcast(dy, y.shape)];
+    return [needs[0] ? unbroadcast(dx, x.shape) : null, needs[1] ? unbroadcast(dy, y.shape) : null];
   },
-  maximum: (g, n) => {
+  maximum: (g, n, _out, needs) => {
     const m = ops.binary("ge", n.inputs[0], n.inputs[1]);
     const notM = ops.scalarOp("add_scalar", scale(m, -1), 1);
     return [
-      unbroadcast(mul(g, m), n.inputs[0].shape),
-      unbroadcast(mul(g, notM), n.inputs[1].shape),
+      needs[0] ? unbroadcast(mul(g, m), n.inputs[0].shape) : null,
+      needs[1] ? unbroadcast(mul(g, notM), n.inputs[1].shape) : null,
     ];
   },
-  minimum: (g, n) => {
+  minimum: (g, n, _out, needs) => {
     const m = ops.binary("le", n.inputs[0], n.inputs[1]);
     const notM = ops.scalarOp("add_scalar", scale(m, -1), 1);
     return [
-      unbroadcast(mul(g, m), n.inputs[0].shape),
-      unbroadcast(mul(g, notM), n.inputs[1].shape),
+      needs[0] ? unbroadcast(mul(g, m), n.inputs[0].shape) : null,
+      needs[1] ? unbroadcast(mul(g, notM), n.inputs[1].shape) : null,
     ];
   },
   eq: zeroGrad(2),
@@ -123,13 +160,13 @@ export const GRAD_RULES: Record<string, GradRule> = {
   le: zeroGrad(2),
   gt: zeroGrad(2),
   ge: zeroGrad(2),
-  where: (g, n) => {
+  where: (g, n, _out, needs) => {
     const [c, a, b] = n.inputs;
     const zero = ops.scalarOp("mul_scalar", g, 0);
     return [
       null,
-      unbroadcast(ops.where(c, g, zero), a.shape),
-      unbroadcast(ops.where(c, zero, g), b.shape),
+      needs[1] ? unbroadcast(ops.where(c, g, zero), a.shape) : null,
+      needs[2] ? unbroadcast(ops.where(c, zero, g), b.shape) : null,
     ];
   },
   // reductions
@@ -149,20 +186,32 @@ export const GRAD_RULES: Record<string, GradRule> = {
     return [mul(mask, ops.binary("div", ops.reshape(g, keptShape), count))];
   },
   // matmul
-  matmul: (g, n, _out, needs) => {
+  matmul: (g, n, _out, needs, into) => {
     const [a, b] = n.inputs;
     const { transA, transB } = n.params as { transA: boolean; transB: boolean };
+    // Each gradient is a product; it is written straight into a zeroed gradient buffer when it
+    // has the input's shape (no batch broadcasting to sum away).
+    const product = (k: number, x: Tensor, y: Tensor, tx: boolean, ty: boolean) => {
+      const dst = into[k], inp = n.inputs[k];
+      const mat = (t: Tensor) => t.shape[t.ndim - 2] * t.shape[t.ndim - 1];
+      const full = inp.ndim >= 2 && g.ndim >= 2 && (g.size / mat(g)) * mat(inp) === inp.size;
+      if (dst && full && x.ndim >= 2 && y.ndim >= 2) {
+        ops.matmulInto_(dst, x, y, tx, ty);
+        return null;
+      }
+      return unbroadcast(ops.matmul(x, y, tx, ty), n.inputs[k].shape);
+    };
     const da = !needs[0]
       ? null
       : transA
-      ? ops.matmul(b, g, transB, true)
-      : ops.matmul(g, b, false, !transB);
+      ? product(0, b, g, transB, true)
+      : product(0, g, b, false, !transB);
     const db = !needs[1]
       ? null
       : transB
-      ? ops.matmul(g, a, true, transA)
-      : ops.matmul(a, g, !transA, false);
-    return [da && unbroadcast(da, a.shape), db && unbroadcast(db, b.shape)];
+      ? product(1, g, a, true, transA)
+      : product(1, a, g, !transA, false);
+    return [da, db];
   },
   // movement
   reshape: (g, n) => [ops.reshape(g, n.params.from as number[])],
@@ -233,6 +282,22 @@ function topoSort(root: Tensor): Tensor[] {
 }
 
 /**
+ * The gradient buffer of `x`, when `x` is a leaf (or a reshape of one) whose gradient buffer is
+ * known to hold zeros (just zeroed, nothing written since): a view of `x`'s shape, created in the
+ * rule's scope. Null otherwise.
+ */
+function zeroedGradOf(x: Tensor): Tensor | null {
+  const leaf = !x.node
+    ? x
+    : x.node.op === "reshape" && !x.node.inputs[0].node
+    ? x.node.inputs[0]
+    : null;
+  const gb = leaf?.requiresGrad ? leaf.grad : null;
+  if (!gb || !isKnownZero(gb) || gb.size !== x.size) return null;
+  return gb.view(x.shape, "grad");
+}
+
+/**
  * Back-propagates from `root` (a one-element tensor, or any tensor with `grad` of its shape) and
  * accumulates into `.grad` of every leaf with `requiresGrad`. Intermediate gradients are
  * disposed as soon as they are used, so memory stays flat across steps.
@@ -287,7 +352,7 @@ export function backward(root: Tensor, grad?: Tensor): void {
       const rule = GRAD_RULES[t.node.op];
       if (!rule) throw new Error(`backward: no gradient rule for primitive '${t.node.op}'`);
       const needs = node.inputs.map((inp) => inp.requiresGrad);
-      const inGrads = tidy(() => rule(g, node, t, needs));
+      const inGrads = tidy(() => rule(g, node, t, needs, node.inputs.map(zeroedGradOf)));
       const used = new Set<Tensor>();
       t.node.inputs.forEach((inp, k) => {
         let gi = inGrads[k];

@@ -11,6 +11,7 @@ import {
   contiguousStrides,
   type DType,
   E,
+  type KernelSpec,
   numel,
   type UnaryOp,
 } from "../gpu/kernel.ts";
@@ -256,6 +257,22 @@ function runReduce(op: "sum" | "max" | "argmax", x: Tensor, axes: number[], out:
   );
 }
 
+/**
+ * `dst = sum of x over axes` written into `dst` in place (the kept dims' element count; no
+ * autograd): a bias gradient summed straight into its gradient buffer.
+ */
+export function sumInto_(dst: Tensor, x: Tensor, axes: readonly number[]): Tensor {
+  requireF32("sumInto_", x, dst);
+  const ax = reduceAxes("sumInto_", x, [...axes]);
+  if (numel(reducedShape(x.shape, ax, true)) !== dst.size || x.size === 0) {
+    throw new Error(
+      `sumInto_: the sum of ${x.describe()} over [${ax}] does not fill ${dst.describe()}`,
+    );
+  }
+  runReduce("sum", x, ax, dst);
+  return dst;
+}
+
 /** Sum over `axis` (all axes when omitted). */
 export function sum(x: Tensor, axis?: number | number[], keepdim = false): Tensor {
   requireF32("sum", x);
@@ -301,6 +318,44 @@ export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Te
   if (b.ndim === 1) {
     return reshapeOut(matmul(a, reshape(b, [b.shape[0], 1]), transA, false), -1);
   }
+  const { spec, shape } = matmulSpec(a, b, transA, transB);
+  const out = empty(shape, "f32", "matmul");
+  if (out.size > 0) {
+    backend().run(spec, [a.refFor("matmul"), b.refFor("matmul"), out.refFor("matmul")]);
+  }
+  return record(out, "matmul", [a, b], { transA, transB });
+}
+
+/**
+ * `dst = op(a) @ op(b)` written into `dst` in place (any shape with the product's element count;
+ * no autograd): a gradient computed straight into its parameter's gradient buffer.
+ */
+export function matmulInto_(
+  dst: Tensor,
+  a: Tensor,
+  b: Tensor,
+  transA = false,
+  transB = false,
+): Tensor {
+  requireF32("matmulInto_", a, b, dst);
+  if (a.ndim < 2 || b.ndim < 2) throw new Error("matmulInto_: operands must have at least 2 dims");
+  const { spec, shape } = matmulSpec(a, b, transA, transB);
+  if (numel(shape) !== dst.size) {
+    throw new Error(`matmulInto_: the [${shape}] product does not fill ${dst.describe()}`);
+  }
+  if (dst.size > 0) {
+    backend().run(spec, [a.refFor("matmul"), b.refFor("matmul"), dst.refFor("matmul")]);
+  }
+  return dst;
+}
+
+/** The kernel spec and output shape of `op(a) @ op(b)` (both at least 2-D). */
+function matmulSpec(
+  a: Tensor,
+  b: Tensor,
+  transA: boolean,
+  transB: boolean,
+): { spec: KernelSpec; shape: number[] } {
   const [ar, ac] = a.shape.slice(-2);
   const [br, bc] = b.shape.slice(-2);
   const m = transA ? ac : ar;
@@ -324,9 +379,8 @@ export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Te
         "one side must have none",
     );
   }
-  const out = empty([...batchShape, m, n], "f32", "matmul");
-  if (out.size > 0) {
-    backend().run({
+  return {
+    spec: {
       kind: "matmul",
       batch,
       m,
@@ -336,9 +390,9 @@ export function matmul(a: Tensor, b: Tensor, transA = false, transB = false): Te
       transB,
       batchStrideA: aBatch === 1 ? 0 : m * k,
       batchStrideB: bBatch === 1 ? 0 : k * n,
-    }, [a.refFor("matmul"), b.refFor("matmul"), out.refFor("matmul")]);
-  }
-  return record(out, "matmul", [a, b], { transA, transB });
+    },
+    shape: [...batchShape, m, n],
+  };
 }
 
 function reshapeOut(t: Tensor, dropAxis: number): Tensor {

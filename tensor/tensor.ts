@@ -198,6 +198,18 @@ export function realizeAllPending(): void {
  * in one flat buffer) stay pending.
  */
 export function realizeReaders(storage: Storage, from = 0, to = Infinity): void {
+  const zero = zeroRegions.get(storage);
+  if (zero) {
+    // What the write does not cover stays known zero.
+    const left = zero.flatMap((z) =>
+      z.to <= from || z.from >= to ? [z] : [
+        ...(z.from < from ? [{ ...z, to: from }] : []),
+        ...(to < z.to ? [{ ...z, from: to }] : []),
+      ]
+    );
+    if (left.length) zeroRegions.set(storage, left);
+    else zeroRegions.delete(storage);
+  }
   const set = readers.get(storage);
   if (!set) return;
   for (const t of [...set]) {
@@ -208,6 +220,43 @@ export function realizeReaders(storage: Storage, from = 0, to = Infinity): void 
       );
     if (hit) t.realize();
   }
+}
+
+/**
+ * Byte ranges of storages known to hold zeros (see {@link markZero}), per storage, with the
+ * tensor that was marked (its disposal drops the record, so a pooled storage reused by another
+ * tensor never inherits it).
+ */
+const zeroRegions = new Map<Storage, { t: Tensor; from: number; to: number }[]>();
+
+/**
+ * Records that `t` (computed) holds zeros now; {@link isKnownZero} says so until anything writes
+ * to its memory (the backend's write hook forgets the range) or `t` is disposed. Lets the first
+ * gradient of a parameter after `zeroGrad` be written into its gradient buffer instead of added.
+ */
+export function markZero(t: Tensor): void {
+  hookBackend();
+  const s = t.storageFor("markZero");
+  const list = zeroRegions.get(s) ?? [];
+  list.push({ t, from: t.offset, to: t.offset + 4 * t.size });
+  zeroRegions.set(s, list);
+}
+
+/** Whether all of `t`'s memory is known to hold zeros (see {@link markZero}). */
+export function isKnownZero(t: Tensor): boolean {
+  if (t.isDisposed || t.pendingMap) return false;
+  const list = zeroRegions.get(t.storageFor("isKnownZero"));
+  const from = t.offset, to = t.offset + 4 * t.size;
+  return !!list?.some((z) => z.from <= from && to <= z.to);
+}
+
+/** Drops the zero records made by marking `t` (on its disposal). */
+function forgetZero(t: Tensor, storage: Storage): void {
+  const list = zeroRegions.get(storage);
+  if (!list) return;
+  const left = list.filter((z) => z.t !== t);
+  if (left.length) zeroRegions.set(storage, left);
+  else zeroRegions.delete(storage);
 }
 
 let hooked: unknown = null;
@@ -398,7 +447,10 @@ export class Tensor {
     if (this.#disposed) return;
     this.#disposed = true;
     this.#dropLeaves();
-    if (this.#storage) backend().release(this.#storage);
+    if (this.#storage) {
+      forgetZero(this, this.#storage);
+      backend().release(this.#storage);
+    }
     this.#storage = null;
     this.node = null;
   }

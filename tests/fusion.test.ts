@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { backend } from "../gpu/backend.ts";
 import { E, type PackPart } from "../gpu/kernel.ts";
+import { FlatParams } from "../nn/module.ts";
 import { MAX_LEAVES, MAX_PACK_BUFFERS, setFusion } from "../tensor/lazy.ts";
 import * as ops from "../tensor/ops.ts";
 import { tensor } from "../tensor/functional.ts";
@@ -334,4 +335,47 @@ Deno.test("fusion: a write to one region of a buffer computes only the pending t
   assertClose(Array.from(b), Array.from(data.subarray(64), Math.exp), 1e-5);
   assert.deepEqual(Array.from(w.subarray(64)), new Array(64).fill(0));
   for (const t of [whole, lo, hi, expLo, expHi]) t.dispose();
+});
+
+Deno.test("backward: gradients written straight into zeroed gradient buffers equal the added ones", async () => {
+  // W is read by two products, b by a broadcast add, V through a reshape (as a conv weight): the
+  // first gradient of each is written into its zeroed buffer, later ones are added.
+  const x = tensor(randomData(12, 101), [4, 3]);
+  const r = [102, 103, 104].map((s) => tensor(randomData(20, s), [4, 5]));
+  const params: [string, Tensor][] = [
+    ["W", tensor(randomData(15, 105), [3, 5])],
+    ["b", tensor(randomData(5, 106), [5])],
+    ["V", tensor(randomData(15, 107), [15])],
+  ];
+  for (const [, t] of params) t.requiresGrad = true;
+  const flat = new FlatParams(params);
+  const [W, b, V] = flat.params;
+  const backwardOnce = () =>
+    tidy(() => {
+      const y = ops.matmul(x, W);
+      y.add(b).mul(r[0]).sum().add(y.mul(r[1]).sum())
+        .add(ops.matmul(x, V.reshape([3, 5])).mul(r[2]).sum()).backward();
+    });
+  const grads = async () => Array.from(await flat.grad.data());
+  const be = backend();
+  flat.zeroGrad();
+  let d0 = be.stats.dispatches;
+  backwardOnce();
+  const written = be.stats.dispatches - d0;
+  const g1 = await grads();
+  // The same gradients added into zeros that are not known to be zero (filled by hand).
+  ops.fill_(flat.grad, 0);
+  d0 = be.stats.dispatches;
+  backwardOnce();
+  const added = be.stats.dispatches - d0;
+  const g2 = await grads();
+  assert.ok(g1.some((v) => v !== 0), "gradients were computed");
+  if (exact) assert.deepEqual(g1, g2);
+  else assertClose(g1, g2, 1e-5, 1e-5);
+  assert.ok(written < added, `${written} kernels written vs ${added} added`);
+  // After the first write the buffer is no longer zero: a second backward adds.
+  backwardOnce();
+  assertClose(await grads(), g1.map((v) => 2 * v), 1e-5, 1e-5);
+  flat.dispose();
+  for (const t of [x, ...r]) t.dispose();
 });
