@@ -93,11 +93,32 @@ export async function resolveTaskConfig<S extends Schema>(
 }
 
 /**
+ * Reopens the run directory of `--resume DIR` with its saved config.yaml (validated against the
+ * schema): the one resume rule of every command. A resumed run continues exactly the run it was,
+ * so `--config`, `--set` and `--seed` are refused with the fix.
+ */
+export async function reopenRun<S extends Schema>(
+  opts: Pick<SessionOptions, "resume" | "config" | "set" | "seed">,
+  schema: S,
+): Promise<{ cfg: ConfigOf<S>; dir: RunDir }> {
+  if (!opts.resume) throw new ConfigError("reopenRun: no --resume directory given");
+  if (opts.config.length || opts.set.length || opts.seed !== undefined) {
+    throw new ConfigError(
+      "--resume continues a run with its saved config.yaml; drop --config/--set/--seed " +
+        "(or start a new run)",
+    );
+  }
+  const dir = await RunDir.open(opts.resume);
+  const cfg = resolveConfig(schema, [await loadYamlFile(dir.file("config.yaml"))]);
+  return { cfg, dir };
+}
+
+/**
  * Resolves the config and opens the run directory for a task command.
  *
- * With `--resume DIR`, the config comes from `DIR/config.yaml` (validated against the schema) and
- * `--config`/`--set`/`--preset` are refused: a resumed run continues exactly the run it was.
- * The schema must have a top-level `seed` field when `--seed` is used.
+ * With `--resume DIR`, {@link reopenRun}'s rule: the config comes from `DIR/config.yaml` and
+ * `--config`/`--set`/`--seed` are refused. The schema must have a top-level `seed` field when
+ * `--seed` is used.
  */
 export async function openSession<S extends Schema>(
   opts: SessionOptions,
@@ -105,14 +126,7 @@ export async function openSession<S extends Schema>(
   task: string = opts.task,
 ): Promise<Session<S>> {
   if (opts.resume) {
-    if (opts.config.length || opts.set.length) {
-      throw new ConfigError(
-        "--resume continues a run with its saved config.yaml; drop --config/--set (or start a new run)",
-      );
-    }
-    const dir = await RunDir.open(opts.resume);
-    const saved = await loadYamlFile(dir.file("config.yaml"));
-    const cfg = resolveConfig(schema, [saved]);
+    const { cfg, dir } = await reopenRun(opts, schema);
     await recordBackend(dir, await init());
     return { cfg, dir, resumed: true };
   }

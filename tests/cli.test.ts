@@ -212,3 +212,21 @@ Deno.test("deno.lock holds no TF.js: Deno installs every package of the lockfile
     [],
   );
 });
+
+Deno.test("cli: every command's --resume refuses --seed/--set/--config by one rule", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    for (const args of [["train", "regression"], ["compare", "gan"], ["compare", "nmt"]]) {
+      for (const extra of [["--seed", "3"], ["--set", "seed=3"]]) {
+        const r = await run(...args, "--resume", dir, ...extra);
+        assert.equal(r.code, 2, `${args.join(" ")} ${extra.join(" ")}: ${r.err}`);
+        assert.match(
+          r.err,
+          /--resume continues a run with its saved config\.yaml; drop --config\/--set\/--seed/,
+        );
+      }
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

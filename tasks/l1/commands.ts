@@ -13,9 +13,10 @@
 
 import { onInterrupt } from "../../run/signals.ts";
 import { init } from "../../gpu/backend.ts";
-import { ConfigError, loadYamlFile, resolveConfig, type Schema } from "../../run/config.ts";
+import type { Schema } from "../../run/config.ts";
 import { formatDuration } from "../../run/progress.ts";
-import { RunDir } from "../../run/run_dir.ts";
+import { reopenRun } from "../../run/session.ts";
+import type { RunDir } from "../../run/run_dir.ts";
 import type { SharedConfig } from "./config.ts";
 import type { RoundLog, TrainedController } from "./training.ts";
 import { type ControllerTrainCheckpoint, loadControllerCheckpoint } from "./training_checkpoint.ts";
@@ -41,24 +42,13 @@ import { sweepCommand } from "./sweep.ts";
 /** The checkpoint `train <task>` rewrites after every round. */
 const TRAIN_CHECKPOINT = "checkpoint.safetensors";
 
-/**
- * Reopens the run of `train <task> --resume DIR` with its saved config.yaml, as run/session.ts
- * does: a resumed run continues exactly the run it was, so `--config`, `--set` and `--seed` are
- * refused.
- */
+/** Reopens the run of `train <task> --resume DIR` by run/session.ts's one resume rule. */
 async function resumeRun<C>(
   opts: CommonOptions,
   schema: Schema,
 ): Promise<{ run: RunDir; cfg: C }> {
-  if (opts.config.length || opts.set.length || opts.seed !== undefined) {
-    throw new ConfigError(
-      "--resume continues a run with its saved config.yaml; drop --config/--set/--seed " +
-        "(or start a new run)",
-    );
-  }
-  const run = await RunDir.open(opts.resume!);
-  const cfg = resolveConfig(schema, [await loadYamlFile(run.file("config.yaml"))]) as C;
-  return { run, cfg };
+  const { cfg, dir } = await reopenRun(opts, schema);
+  return { run: dir, cfg: cfg as C };
 }
 
 /**
