@@ -374,8 +374,13 @@ async function runTask(
   const opts: CommonOptions = { command, task: name, args, preset, config, set, out, resume };
   if (seed !== undefined) opts.seed = Number(seed);
   if (values.workers !== undefined) {
-    if (!["train", "compare"].includes(command) || !["regression", "mlp"].includes(name)) {
-      return fail(`--workers works with train and compare of regression|mlp only (so far)`);
+    const ok = command === "compare"
+      ? ["regression", "mlp", "gan"].includes(name)
+      : command === "train" && ["regression", "mlp"].includes(name);
+    if (!ok) {
+      return fail(
+        `--workers works with train regression|mlp and compare regression|mlp|gan only (so far)`,
+      );
     }
     opts.workers = natsFlags(values.workers, values);
     const m = values["job-members"];

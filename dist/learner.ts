@@ -16,6 +16,9 @@ import { DeliverPolicy, jetstream, type JetStreamManager } from "npm:@nats-io/je
 import type { MethodResult } from "../tasks/l1/methods.ts";
 import type { RemoteRoundRequest, RemoteRoundResult, RemoteRounds } from "../tasks/l1/training.ts";
 import type { MethodExec, MethodSpec } from "../tasks/l1/compare.ts";
+import type { GanConfig } from "../tasks/gan/config.ts";
+import type { GuidedRunExec } from "../tasks/gan/experiments.ts";
+import { contextRef, reviveOutcome } from "./gan.ts";
 import {
   type AnyJob,
   type AnyResult,
@@ -23,6 +26,7 @@ import {
   decodeArray,
   type EpisodeJob,
   type EpisodeResult,
+  type GanRunJob,
   JOB_FORMAT,
   jobId,
   resultProblems,
@@ -70,6 +74,8 @@ export interface Learner {
   rounds: RemoteRounds;
   /** Runs methods of `compare` on the workers (one run job each, all at once). */
   methods: MethodExec;
+  /** Runs guided runs of `compare gan` on the workers (one run job each, all at once). */
+  guided: GuidedRunExec;
   /** Counters so far. */
   stats: LearnerStats;
   /** Stops reading results and closes the connection. */
@@ -79,7 +85,7 @@ export interface Learner {
 /** What the learner puts into every job besides the round's request. */
 export interface LearnerOptions extends NatsOptions {
   /** Task registry name. */
-  task: "regression" | "mlp";
+  task: "regression" | "mlp" | "gan";
   /** The task's resolved config. */
   config: Record<string, unknown>;
   /** Identifies the run across resumes (e.g. its run directory); hashed into the run key. */
@@ -294,6 +300,7 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     }
     const bytes = new TextEncoder().encode(JSON.stringify(req.controller));
     const sha = await retrying("storing the controller", () => putArtifact(store, bytes), log);
+    if (o.task === "gan") throw new Error("the gan task has no rounds of episodes");
     const jobs = roundJobs(req, {
       run,
       task: o.task,
@@ -309,6 +316,7 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     const jobs: RunJob[] = [];
     for (const spec of specs) {
       const { controller, ...rest } = spec as MethodSpec & { controller?: unknown };
+      if (o.task === "gan") throw new Error("compare gan runs guided runs, not methods");
       const body: Omit<RunJob, "id"> = {
         format: RUN_JOB_FORMAT,
         version: WIRE_VERSION,
@@ -335,10 +343,50 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     return results.map((r) => r.result!);
   };
 
+  const storeBytes = (what: string, bytes: Uint8Array) =>
+    retrying(`storing the ${what}`, () => putArtifact(store, bytes), log);
+  const guided: GuidedRunExec = async (reqs, ctx) => {
+    const ref = await contextRef(config as unknown as GanConfig, ctx);
+    const classifierSha256 = ref.classifier ? await storeBytes("classifier", ref.classifier) : null;
+    const jobs: GanRunJob[] = [];
+    for (const r of reqs) {
+      const method = r.method.kind === "frozen"
+        ? {
+          kind: "frozen" as const,
+          name: r.method.name,
+          greedy: r.method.greedy,
+          controllerSha256: await storeBytes(
+            "controller",
+            new TextEncoder().encode(JSON.stringify(r.method.controller)),
+          ),
+        }
+        : r.method;
+      const body: Omit<GanRunJob, "id"> = {
+        format: RUN_JOB_FORMAT,
+        version: WIRE_VERSION,
+        run,
+        task: "gan",
+        config,
+        spec: JSON.parse(JSON.stringify({
+          method,
+          seed: r.seed >>> 0,
+          steps: r.steps,
+          arch: r.arch,
+          classifierSha256,
+          dataSha256: ref.dataSha256,
+        })),
+      };
+      jobs.push({ ...body, id: jobId(body) });
+    }
+    const results = await gather<RunResult>(jobs, `compare gan: ${jobs.length} runs`);
+    return results.map((r) => reviveOutcome(r.outcome!));
+  };
+
   return {
     run,
     rounds,
     methods,
+    guided,
     stats,
     async close() {
       messages.stop();

@@ -24,6 +24,7 @@ import {
 } from "./job.ts";
 import { encodeEpisode, problemOf, runMemberEpisode } from "./episode.ts";
 import { type MethodSpec, runMethod } from "../tasks/l1/compare.ts";
+import { runGanRunJob } from "./gan.ts";
 import {
   artifacts,
   connectNats,
@@ -147,7 +148,9 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
         stats.rejected++;
         continue;
       }
-      const what = job.format === RUN_JOB_FORMAT
+      const what = job.task === "gan"
+        ? `compare gan: ${job.spec.method.name} seed ${job.spec.seed}`
+        : job.format === RUN_JOB_FORMAT
         ? `compare ${job.task}: ${job.spec.method}`
         : `round ${job.round}, members ${job.member}..${job.member + job.members - 1}`;
       const tag = `job ${id.slice(0, 12)} (${what}, delivery ${m.info.deliveryCount})`;
@@ -163,7 +166,9 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
       try {
         m.working();
         // The controller file: a missing one is a job error, an unreachable server is not.
-        const sha = job.format === RUN_JOB_FORMAT
+        const sha = job.task === "gan"
+          ? (job.spec.method.kind === "frozen" ? job.spec.method.controllerSha256 : undefined)
+          : job.format === RUN_JOB_FORMAT
           ? job.spec.controllerSha256
           : job.controller.sha256;
         let file: ControllerFile | undefined;
@@ -183,7 +188,9 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
         let body: Record<string, unknown>;
         let error: string | null = null;
         try {
-          if (job.format === RUN_JOB_FORMAT) {
+          if (job.task === "gan") {
+            body = { outcome: await runGanRunJob(job, file, store, log) };
+          } else if (job.format === RUN_JOB_FORMAT) {
             body = { result: await runRunJob(job, file) };
           } else {
             const e = await runMemberEpisode(job, file!);

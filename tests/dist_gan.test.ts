@@ -1,0 +1,141 @@
+/**
+ * The GAN on NATS workers (dist/gan.ts, issue 16), against a real `nats-server` the tests start on
+ * 127.0.0.1 (skipped without it) and real workers (`cli.ts worker` subprocesses):
+ *
+ * - a tiny `compare gan` (fixed schedules and the online AutoLoss controller, 2 seeds) on 2
+ *   workers writes the single-process summary, number for number;
+ * - the same with a frozen controller (by hash in the object store) and a worker SIGKILLed while
+ *   it holds a job: the job is redelivered and the summary is still the single-process one.
+ */
+
+import assert from "node:assert/strict";
+import { MlpController } from "../rl/controller.ts";
+import { saveController } from "../rl/controller_file.ts";
+import { ganFeatureNames } from "../tasks/gan/actions.ts";
+import { setup } from "./helpers.ts";
+import { HAVE_SERVER, Proc, stopAll, withServer, worker } from "./dist_helpers.ts";
+
+if (!HAVE_SERVER) console.error("dist gan tests skipped: nats-server is not installed");
+const ignore = !HAVE_SERVER;
+
+/** A tiny `compare gan`: 4-channel DCGAN, batch 8, 20 steps, IS on 50 samples every 5 steps. */
+const TINY = [
+  "--backend",
+  "cpu",
+  ...[
+    "data.limit=256",
+    "model.zDim=8",
+    "model.gFilters=4",
+    "model.dFilters=4",
+    "optim.batchSize=8",
+    "optim.lr=0.005",
+    "is.every=5",
+    "is.samples=50",
+    "is.finalSamples=50",
+    "is.realSamples=50",
+    "compare.schedules=1:1,3:1",
+    "compare.steps=20",
+    "controller.ppo.segment=10",
+  ].flatMap((kv) => ["--set", kv]),
+];
+
+/** The summary without wall times (which differ from run to run). */
+async function summaryOf(dir: string): Promise<string> {
+  const s = JSON.parse(await Deno.readTextFile(`${dir}/summary.json`));
+  for (const r of s.runs) delete r.seconds;
+  return JSON.stringify(s);
+}
+
+async function compareBoth(
+  url: string,
+  tmp: string,
+  extra: string[],
+  procs: Proc[],
+): Promise<{ local: string; dist: string; learner: Proc }> {
+  const local = new Proc(["compare", "gan", ...TINY, ...extra, "--out", `${tmp}/l`]);
+  const learner = new Proc([
+    "compare",
+    "gan",
+    ...TINY,
+    ...extra,
+    "--out",
+    `${tmp}/d`,
+    "--workers",
+    url,
+    "--insecure",
+  ]);
+  procs.push(local, learner);
+  assert.equal((await local.done).code, 0, local.text());
+  assert.equal((await learner.done).code, 0, learner.text());
+  return { local: await summaryOf(`${tmp}/l`), dist: await summaryOf(`${tmp}/d`), learner };
+}
+
+Deno.test({
+  name: "dist gan: compare gan on 2 workers gives the single-process summary",
+  ignore,
+  fn: () =>
+    withServer(async (server, tmp) => {
+      const procs = [worker(server.url), worker(server.url)];
+      try {
+        const { local, dist, learner } = await compareBoth(
+          server.url,
+          tmp,
+          ["--set", "compare.seeds=2"],
+          procs,
+        );
+        assert.match(local, /GAN 1:1.*GAN 3:1.*AutoLoss/);
+        assert.equal(dist, local);
+        // 3 methods x 2 seeds, each one job.
+        const stats = JSON.parse((await learner.waitFor(/^workers: /)).slice(9));
+        assert.equal(stats.published, 6);
+        assert.equal(stats.results, 6);
+        for (const w of procs.slice(0, 2)) assert.match(w.text(), /finished job .*compare gan/);
+      } finally {
+        await stopAll(procs);
+      }
+    }),
+});
+
+Deno.test({
+  name: "dist gan: a frozen controller by hash, a worker SIGKILLed mid-job: the same summary",
+  ignore,
+  fn: () =>
+    withServer(async (server, tmp) => {
+      await setup();
+      const ctrl = new MlpController({
+        featureNames: ganFeatureNames("paper"),
+        actions: 2,
+        hidden: 8,
+        temperature: 1,
+        seed: 5,
+      });
+      try {
+        await saveController(`${tmp}/controller.json`, ctrl, {
+          actions: ["G", "D"],
+          provenance: { task: "gan", seed: 5, episodes: 0, reward: null },
+        });
+      } finally {
+        ctrl.dispose();
+      }
+      // The victim holds every job it takes for 60 s before publishing the result.
+      const victim = worker(server.url, { AUTOLOSS_WORKER_DELAY_MS: "60000" });
+      const procs = [victim];
+      try {
+        await victim.waitFor(/waiting for jobs/);
+        const extra = ["--set", `compare.controller=${tmp}/controller.json`];
+        const both = compareBoth(server.url, tmp, extra, procs);
+        const started = await victim.waitFor(/started job/);
+        const healthy = worker(server.url);
+        procs.push(healthy);
+        victim.kill("SIGKILL");
+        await victim.done;
+        const { local, dist } = await both;
+        assert.match(local, /AutoLoss/);
+        assert.equal(dist, local);
+        const id = /job (\w+)/.exec(started)![1];
+        assert.match(healthy.text(), new RegExp(`finished job ${id} .*delivery [2-9]`));
+      } finally {
+        await stopAll(procs);
+      }
+    }),
+});
