@@ -374,13 +374,8 @@ async function runTask(
   const opts: CommonOptions = { command, task: name, args, preset, config, set, out, resume };
   if (seed !== undefined) opts.seed = Number(seed);
   if (values.workers !== undefined) {
-    const ok = command === "compare"
-      ? ["regression", "mlp", "gan"].includes(name)
-      : command === "train" && ["regression", "mlp"].includes(name);
-    if (!ok) {
-      return fail(
-        `--workers works with train regression|mlp and compare regression|mlp|gan only (so far)`,
-      );
+    if (!["train", "compare"].includes(command) || !["regression", "mlp", "gan"].includes(name)) {
+      return fail(`--workers works with train and compare of regression|mlp|gan only (so far)`);
     }
     opts.workers = natsFlags(values.workers, values);
     const m = values["job-members"];

@@ -1,6 +1,6 @@
 /**
  * The GAN side of dist/: the runs of `compare gan --workers` (one {@link GanRunJob} per method
- * and seed) and what both sides need to agree on the context, the training images and the
+ * and seed), the episodes of `train gan --workers` (one {@link GanEpisodeJob} each), and what both sides need to agree on the context, the training images and the
  * scoring classifier, which are not in the config: the learner sends the classifier's weights by
  * hash (object store) and the SHA-256 of its training images; a worker loads the same classifier
  * from the store and its own copy of the data, and refuses the job when the data's hash differs
@@ -13,9 +13,13 @@ import { type ControllerFile, controllerFromJson } from "../rl/controller_file.t
 import type { PolicyController } from "../rl/controller.ts";
 import type { GanConfig } from "../tasks/gan/config.ts";
 import { guidedRun, type Method, type RunOutcome } from "../tasks/gan/experiments.ts";
-import { classifierPath, type GanContext, loadContext } from "../tasks/gan/run.ts";
-import { canonicalJson, type GanRunJob, sha256 } from "./job.ts";
-import { getArtifact, retrying } from "./nats.ts";
+import { playEpisode } from "../tasks/gan/episodic.ts";
+import { saveGanCheckpoint } from "../tasks/gan/driver.ts";
+import type { GanTask } from "../tasks/gan/task.ts";
+import { readMany } from "../tensor/tensor.ts";
+import { classifierPath, type GanContext, loadContext, makeTask } from "../tasks/gan/run.ts";
+import { canonicalJson, encodeArray, type GanEpisodeJob, type GanRunJob, sha256 } from "./job.ts";
+import { getArtifact, putArtifact, retrying } from "./nats.ts";
 
 /** What the learner sends about its context: the classifier's bytes and the data's hash. */
 export interface GanContextRef {
@@ -59,12 +63,12 @@ let cacheDir: string | null = null;
  * the store into a temporary file; refused when the data's hash is not the learner's.
  */
 async function contextOf(
-  job: GanRunJob,
+  cfg: GanConfig,
+  hashes: { classifierSha256: string | null; dataSha256: string },
   store: ObjectStore,
   log: (l: string) => void,
 ): Promise<GanContext> {
-  const cfg = job.config as unknown as GanConfig;
-  const sha = job.spec.classifierSha256;
+  const sha = hashes.classifierSha256;
   const key = canonicalJson({ data: cfg.data, classifier: sha });
   let p = contexts.get(key);
   if (!p) {
@@ -91,11 +95,11 @@ async function contextOf(
     contexts.set(key, p);
   }
   const c = await p;
-  if (c.dataSha256 !== job.spec.dataSha256) {
+  if (c.dataSha256 !== hashes.dataSha256) {
     throw new Error(
       `this worker's training images (${cfg.data.dataset}, limit ${cfg.data.limit}) are not the ` +
         `learner's (SHA-256 ${c.dataSha256.slice(0, 12)}, the learner's ` +
-        `${job.spec.dataSha256.slice(0, 12)}): install the same dataset package on both`,
+        `${hashes.dataSha256.slice(0, 12)}): install the same dataset package on both`,
     );
   }
   return c.ctx;
@@ -109,8 +113,8 @@ export async function runGanRunJob(
   log: (l: string) => void,
 ): Promise<RunOutcome> {
   const cfg = job.config as unknown as GanConfig;
-  const ctx = await contextOf(job, store, log);
   const s = job.spec;
+  const ctx = await contextOf(cfg, s, store, log);
   let frozen: PolicyController | null = null;
   try {
     let method: Method;
@@ -143,4 +147,74 @@ export function reviveOutcome(o: RunOutcome): RunOutcome {
     gShare: num(o.gShare),
     curve: o.curve.map((p) => ({ step: p.step, is: num(p.is) })),
   };
+}
+
+let episodeTask: { key: string; task: GanTask } | null = null;
+
+/**
+ * Plays one episode of `train gan`'s episodic REINFORCE controller (tasks/gan/episodic.ts
+ * `playEpisode`) as the learner would, and returns the result's body: the episode's numbers, its
+ * trajectory (features [T, 1, K], actions [T]) and, when asked, the GAN's final state by hash.
+ * The GAN task is built once per config and reset for every episode, as the learner's is.
+ */
+export async function runGanEpisodeJob(
+  job: GanEpisodeJob,
+  controller: ControllerFile,
+  store: ObjectStore,
+  log: (l: string) => void,
+): Promise<Record<string, unknown>> {
+  const cfg = job.config as unknown as GanConfig;
+  const ctx = await contextOf(cfg, job, store, log);
+  const key = canonicalJson([cfg, job.episodeSteps, job.classifierSha256, job.dataSha256]);
+  if (episodeTask?.key !== key) {
+    episodeTask?.task.dispose();
+    episodeTask = null;
+    episodeTask = { key, task: makeTask(cfg, ctx, { totalSteps: job.episodeSteps }) };
+  }
+  const task = episodeTask.task;
+  if (JSON.stringify(task.featureNames) !== JSON.stringify(job.featureSpec.names)) {
+    throw new Error(
+      `the job's features [${job.featureSpec.names}] are not the task's [${task.featureNames}]`,
+    );
+  }
+  const ctrl = controllerFromJson(controller, {
+    featureNames: task.featureNames,
+    actions: ["G", "D"],
+  });
+  try {
+    const p = await playEpisode(task, ctrl, job, job.seed);
+    try {
+      const k = task.featureNames.length;
+      const [f, a] = await readMany([p.buffer.features, p.buffer.actions]);
+      const episode: Record<string, unknown> = {
+        steps: p.steps,
+        bestIs: p.bestIs,
+        collapsed: p.collapsed,
+        loop: p.loop,
+      };
+      if (job.keepGan) {
+        cacheDir ??= await Deno.makeTempDir({ prefix: "autoloss-worker-" });
+        const path = `${cacheDir}/gan-${job.id}.safetensors`;
+        await saveGanCheckpoint(path, task, {}, { kind: "episode", episode: job.episode });
+        const bytes = await Deno.readFile(path);
+        await Deno.remove(path);
+        episode.ganSha256 = await retrying(
+          "storing the GAN",
+          () => putArtifact(store, bytes),
+          log,
+        );
+      }
+      return {
+        episode,
+        trajectory: {
+          features: encodeArray(Float32Array.from((f as Float32Array).subarray(0, p.steps * k))),
+          actions: encodeArray(Int32Array.from((a as Int32Array).subarray(0, p.steps))),
+        },
+      };
+    } finally {
+      p.buffer.dispose();
+    }
+  } finally {
+    ctrl.dispose();
+  }
 }

@@ -89,6 +89,40 @@ export interface EpisodeJob {
   logProbs: boolean;
 }
 
+/** One episode of `train gan`'s episodic REINFORCE controller for a worker. */
+export interface GanEpisodeJob {
+  /** {@link JOB_FORMAT}. */
+  format: typeof JOB_FORMAT;
+  /** {@link WIRE_VERSION}. */
+  version: number;
+  /** SHA-256 of the job without `id`. */
+  id: string;
+  /** The training run's key. */
+  run: string;
+  /** `gan`. */
+  task: "gan";
+  /** The resolved GAN config. */
+  config: Record<string, unknown>;
+  /** Episode index (the learner's count). */
+  episode: number;
+  /** The GAN's seed (u32). */
+  seed: number;
+  /** Steps of the episode at most. */
+  episodeSteps: number;
+  /** IS evaluations without a new best that end it (0: never). */
+  patience: number;
+  /** The controller file in the object store, by content hash. */
+  controller: { sha256: string };
+  /** The features the controller expects, in order. */
+  featureSpec: { names: string[] };
+  /** Store the GAN's final state and send its hash back. */
+  keepGan: boolean;
+  /** The scoring classifier's weights file in the object store (null: no IS). */
+  classifierSha256: string | null;
+  /** SHA-256 of the training images as the learner loaded them. */
+  dataSha256: string;
+}
+
 /** What a worker sends back for a job. */
 export interface EpisodeResult {
   /** {@link RESULT_FORMAT}. */
@@ -107,6 +141,15 @@ export interface EpisodeResult {
   metrics?: Record<string, number[]>;
   /** Trajectory, base64 little-endian: features f32 [T, M, K], actions i32 [T, M], rewards and logProbs f32 [T, M]. */
   trajectory?: { features: string; actions: string; rewards?: string; logProbs?: string };
+  /** A GAN episode (gan): what the update and the log need; the trajectory is [T, 1, K]. */
+  episode?: {
+    steps: number;
+    bestIs: number;
+    collapsed: boolean;
+    loop: Record<string, number>;
+    /** The GAN's final state (a GAN checkpoint) in the object store, when `keepGan`. */
+    ganSha256?: string;
+  };
   /** Seconds the episode took on the worker (building the task included). */
   seconds?: number;
 }
@@ -192,7 +235,7 @@ export interface RunResult {
 }
 
 /** Any job, any result. */
-export type AnyJob = EpisodeJob | RunJob | GanRunJob;
+export type AnyJob = EpisodeJob | RunJob | GanRunJob | GanEpisodeJob;
 /** Any result. */
 export type AnyResult = EpisodeResult | RunResult;
 
@@ -253,6 +296,9 @@ export function jobProblems(doc: unknown): string[] {
   if (j.format as string === RUN_JOB_FORMAT) {
     if (j.task as string === "gan") return ganRunJobProblems(doc as Partial<GanRunJob>);
     return runJobProblems(doc as Partial<RunJob>);
+  }
+  if (j.format === JOB_FORMAT && j.task as string === "gan") {
+    return ganEpisodeJobProblems(doc as Partial<GanEpisodeJob>);
   }
   const out: string[] = [];
   if (j.format !== JOB_FORMAT) {
@@ -344,18 +390,8 @@ const ARCH_KEYS: Record<keyof DcganArch, "number" | "boolean" | "activation"> = 
 };
 
 function ganRunJobProblems(j: Partial<GanRunJob>): string[] {
-  const out: string[] = [];
-  if (j.version !== WIRE_VERSION) {
-    out.push(`version ${j.version} is not supported (this worker speaks ${WIRE_VERSION})`);
-  }
-  if (typeof j.id !== "string" || !HEX64.test(j.id)) out.push("id must be a hex SHA-256");
-  if (typeof j.run !== "string" || !/^[0-9a-zA-Z_-]{1,64}$/.test(j.run)) {
-    out.push("run must be 1-64 letters, digits, '_' or '-'");
-  }
-  const c = j.config as Record<string, unknown> | undefined;
-  if (!c || typeof c !== "object" || !c.data || !c.is || !c.optim || !c.controller) {
-    out.push("config must be a resolved gan config (data, is, optim, controller, ...)");
-  }
+  const spec = (j.spec ?? {}) as Partial<GanRunJob["spec"]>;
+  const out = ganCommonProblems(j, spec);
   const s = j.spec as Partial<GanRunJob["spec"]> | undefined;
   if (!s || typeof s !== "object") return [...out, "spec must be an object"];
   const m = s.method as Record<string, unknown> | undefined;
@@ -390,11 +426,53 @@ function ganRunJobProblems(j: Partial<GanRunJob>): string[] {
       if (!ok) out.push(`spec.arch.${k} is not valid`);
     }
   }
-  if (s.classifierSha256 !== null && !HEX64.test(String(s.classifierSha256))) {
-    out.push("spec.classifierSha256 must be a hex SHA-256 or null");
-  }
-  if (!HEX64.test(String(s.dataSha256))) out.push("spec.dataSha256 must be a hex SHA-256");
   if (!out.length && jobId(j as GanRunJob) !== j.id) out.push("id is not the hash of the job");
+  return out;
+}
+
+/** The checks common to the GAN's jobs: header, config, classifier and data hashes. */
+function ganCommonProblems(
+  j: Partial<GanRunJob | GanEpisodeJob>,
+  hashes: { classifierSha256?: unknown; dataSha256?: unknown },
+): string[] {
+  const out: string[] = [];
+  if (j.version !== WIRE_VERSION) {
+    out.push(`version ${j.version} is not supported (this worker speaks ${WIRE_VERSION})`);
+  }
+  if (typeof j.id !== "string" || !HEX64.test(j.id)) out.push("id must be a hex SHA-256");
+  if (typeof j.run !== "string" || !/^[0-9a-zA-Z_-]{1,64}$/.test(j.run)) {
+    out.push("run must be 1-64 letters, digits, '_' or '-'");
+  }
+  const c = j.config as Record<string, unknown> | undefined;
+  if (!c || typeof c !== "object" || !c.data || !c.is || !c.optim || !c.controller) {
+    out.push("config must be a resolved gan config (data, is, optim, controller, ...)");
+  }
+  if (hashes.classifierSha256 !== null && !HEX64.test(String(hashes.classifierSha256))) {
+    out.push("classifierSha256 must be a hex SHA-256 or null");
+  }
+  if (!HEX64.test(String(hashes.dataSha256))) out.push("dataSha256 must be a hex SHA-256");
+  return out;
+}
+
+function ganEpisodeJobProblems(j: Partial<GanEpisodeJob>): string[] {
+  const out = ganCommonProblems(j, j);
+  if (!nat(j.episode)) out.push("episode must be >= 0");
+  if (!u32(j.seed)) out.push("seed must be a u32");
+  if (!nat(j.episodeSteps) || j.episodeSteps! < 1) {
+    out.push("episodeSteps must be a positive integer");
+  }
+  if (!nat(j.patience)) out.push("patience must be >= 0");
+  if (
+    !j.controller || typeof j.controller.sha256 !== "string" || !HEX64.test(j.controller.sha256)
+  ) {
+    out.push("controller.sha256 must be a hex SHA-256");
+  }
+  const names = j.featureSpec?.names;
+  if (!Array.isArray(names) || !names.length || !names.every((n) => typeof n === "string")) {
+    out.push("featureSpec.names must be a non-empty list of strings");
+  }
+  if (typeof j.keepGan !== "boolean") out.push("keepGan must be a boolean");
+  if (!out.length && jobId(j as GanEpisodeJob) !== j.id) out.push("id is not the hash of the job");
   return out;
 }
 
@@ -417,7 +495,11 @@ export function resultProblems(doc: unknown): string[] {
       out.push("result must be a method result or a run outcome");
     }
   } else if (r.error === undefined) {
-    if (!r.metrics || typeof r.metrics !== "object") out.push("metrics must be an object");
+    if (
+      (!r.metrics || typeof r.metrics !== "object") && (!r.episode || typeof r.episode !== "object")
+    ) {
+      out.push("metrics (or episode) must be an object");
+    }
     if (!r.trajectory || typeof r.trajectory.features !== "string") {
       out.push("trajectory must carry features and actions");
     }

@@ -18,6 +18,8 @@ import type { RemoteRoundRequest, RemoteRoundResult, RemoteRounds } from "../tas
 import type { MethodExec, MethodSpec } from "../tasks/l1/compare.ts";
 import type { GanConfig } from "../tasks/gan/config.ts";
 import type { GuidedRunExec } from "../tasks/gan/experiments.ts";
+import type { RemoteEpisode, RemoteEpisodes } from "../tasks/gan/episodic.ts";
+import type { LoopStats } from "../tasks/gan/driver.ts";
 import { contextRef, reviveOutcome } from "./gan.ts";
 import {
   type AnyJob,
@@ -26,6 +28,7 @@ import {
   decodeArray,
   type EpisodeJob,
   type EpisodeResult,
+  type GanEpisodeJob,
   type GanRunJob,
   JOB_FORMAT,
   jobId,
@@ -40,6 +43,7 @@ import {
   artifacts,
   connectNats,
   ensureStreams,
+  getArtifact,
   jobsSubject,
   type NatsOptions,
   putArtifact,
@@ -76,6 +80,8 @@ export interface Learner {
   methods: MethodExec;
   /** Runs guided runs of `compare gan` on the workers (one run job each, all at once). */
   guided: GuidedRunExec;
+  /** Plays episodes of `train gan` on the workers (one job each, all at once). */
+  episodes: RemoteEpisodes;
   /** Counters so far. */
   stats: LearnerStats;
   /** Stops reading results and closes the connection. */
@@ -382,11 +388,74 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     return results.map((r) => reviveOutcome(r.outcome!));
   };
 
+  const episodes: RemoteEpisodes = async (reqs, controller, eo, ctx) => {
+    const ref = await contextRef(config as unknown as GanConfig, ctx);
+    const classifierSha256 = ref.classifier ? await storeBytes("classifier", ref.classifier) : null;
+    const sha = await storeBytes(
+      "controller",
+      new TextEncoder().encode(JSON.stringify(controller)),
+    );
+    const names = [...controller.featureSpec.names];
+    const jobs: GanEpisodeJob[] = reqs.map((r) => {
+      const body: Omit<GanEpisodeJob, "id"> = {
+        format: JOB_FORMAT,
+        version: WIRE_VERSION,
+        run,
+        task: "gan",
+        config,
+        episode: r.episode,
+        seed: r.seed >>> 0,
+        episodeSteps: eo.episodeSteps,
+        patience: eo.patience,
+        controller: { sha256: sha },
+        featureSpec: { names },
+        keepGan: r.keepGan,
+        classifierSha256,
+        dataSha256: ref.dataSha256,
+      };
+      return { ...body, id: jobId(body) };
+    });
+    const span = reqs.length > 1
+      ? `episodes ${reqs[0].episode}..${reqs[reqs.length - 1].episode}`
+      : `episode ${reqs[0]?.episode}`;
+    const results = await gather<EpisodeResult>(jobs, span);
+    const out: RemoteEpisode[] = [];
+    for (const [i, r] of results.entries()) {
+      const e = r.episode;
+      const what = `episode ${reqs[i].episode} (job ${r.job.slice(0, 12)})`;
+      if (!e || !r.trajectory) throw new Error(`${what}: the result is not a GAN episode`);
+      const features = decodeArray(
+        r.trajectory.features,
+        Float32Array,
+        e.steps * names.length,
+        `${what}: features`,
+      );
+      const actions = decodeArray(r.trajectory.actions, Int32Array, e.steps, `${what}: actions`);
+      let gan: Uint8Array | undefined;
+      if (reqs[i].keepGan) {
+        const g = e.ganSha256;
+        if (!g) throw new Error(`${what}: the GAN's state is missing`);
+        gan = await retrying("fetching the GAN", () => getArtifact(store, g), log);
+      }
+      out.push({
+        steps: e.steps,
+        bestIs: e.bestIs,
+        collapsed: e.collapsed,
+        loop: e.loop as unknown as LoopStats,
+        features,
+        actions,
+        gan,
+      });
+    }
+    return out;
+  };
+
   return {
     run,
     rounds,
     methods,
     guided,
+    episodes,
     stats,
     async close() {
       messages.stop();

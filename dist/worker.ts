@@ -15,6 +15,7 @@ import { init } from "../gpu/backend.ts";
 import {
   type AnyJob,
   type AnyResult,
+  JOB_FORMAT,
   jobProblems,
   RESULT_FORMAT,
   RUN_JOB_FORMAT,
@@ -24,7 +25,7 @@ import {
 } from "./job.ts";
 import { encodeEpisode, problemOf, runMemberEpisode } from "./episode.ts";
 import { type MethodSpec, runMethod } from "../tasks/l1/compare.ts";
-import { runGanRunJob } from "./gan.ts";
+import { runGanEpisodeJob, runGanRunJob } from "./gan.ts";
 import {
   artifacts,
   connectNats,
@@ -148,7 +149,9 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
         stats.rejected++;
         continue;
       }
-      const what = job.task === "gan"
+      const what = job.task === "gan" && job.format === JOB_FORMAT
+        ? `train gan: episode ${job.episode}, seed ${job.seed}`
+        : job.task === "gan"
         ? `compare gan: ${job.spec.method.name} seed ${job.spec.seed}`
         : job.format === RUN_JOB_FORMAT
         ? `compare ${job.task}: ${job.spec.method}`
@@ -166,7 +169,9 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
       try {
         m.working();
         // The controller file: a missing one is a job error, an unreachable server is not.
-        const sha = job.task === "gan"
+        const sha = job.task === "gan" && job.format === JOB_FORMAT
+          ? job.controller.sha256
+          : job.task === "gan"
           ? (job.spec.method.kind === "frozen" ? job.spec.method.controllerSha256 : undefined)
           : job.format === RUN_JOB_FORMAT
           ? job.spec.controllerSha256
@@ -188,7 +193,9 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
         let body: Record<string, unknown>;
         let error: string | null = null;
         try {
-          if (job.task === "gan") {
+          if (job.task === "gan" && job.format === JOB_FORMAT) {
+            body = await runGanEpisodeJob(job, file!, store, log);
+          } else if (job.task === "gan") {
             body = { outcome: await runGanRunJob(job, file, store, log) };
           } else if (job.format === RUN_JOB_FORMAT) {
             body = { result: await runRunJob(job, file) };

@@ -26,6 +26,7 @@ import { formatIs, type GanStatus } from "./status.ts";
 import { GAN_SCHEMA, type GanConfig, scheduleList } from "./config.ts";
 import { ganSchedule, runFixed, runLearned } from "./driver.ts";
 import { OnlinePpo } from "./online_ppo.ts";
+import type { RemoteEpisodes } from "./episodic.ts";
 import { type DcganArch, describeArch, sampleArchs } from "./model.ts";
 import {
   archOf,
@@ -77,8 +78,10 @@ export type GuidedRunExec = (runs: GuidedRunRequest[], ctx: GanContext) => Promi
 
 /** The learner of `--workers` as the GAN commands use it. */
 export interface GanWorkers {
-  /** Guided runs on the workers. */
+  /** Guided runs on the workers (`compare gan`). */
   guided: GuidedRunExec;
+  /** Episodes of the episodic REINFORCE controller on the workers (`train gan`). */
+  episodes: RemoteEpisodes;
   /** Counters, printed at the end. */
   stats: unknown;
   /** Closes the connection. */
