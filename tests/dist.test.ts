@@ -331,7 +331,7 @@ Deno.test({
           version: WIRE_VERSION,
           id: "0".repeat(64),
           run,
-          task: "gan",
+          task: "nmt",
           steps: 0,
         };
         await js.publish(jobsSubject(run), JSON.stringify(bad));
@@ -348,7 +348,7 @@ Deno.test({
         assert.ok(m, "a result for the invalid job");
         const r = m.json<EpisodeResult>();
         assert.equal(r.job, bad.id);
-        assert.match(r.error!, /invalid job: .*task 'gan' cannot run on a worker/);
+        assert.match(r.error!, /invalid job: .*task 'nmt' cannot run on a worker/);
         assert.match(r.error!, /steps must be a positive integer/);
         assert.equal(r.metrics, undefined);
         assert.ok(!logs.some((l) => /started job/.test(l)), "never run");

@@ -139,3 +139,103 @@ Deno.test({
       }
     }),
 });
+
+/** A tiny episodic REINFORCE training: 5 episodes of 30 steps, 2 per update. */
+const TINY_TRAIN = [
+  "--backend",
+  "cpu",
+  ...[
+    "data.limit=256",
+    "model.zDim=8",
+    "model.gFilters=4",
+    "model.dFilters=4",
+    "optim.batchSize=8",
+    "optim.lr=0.005",
+    "is.every=5",
+    "is.samples=50",
+    "is.finalSamples=50",
+    "is.realSamples=50",
+    "controller.algorithm=reinforce",
+    "controller.reinforce.episodes=5",
+    "controller.reinforce.episodeSteps=30",
+    "controller.reinforce.patience=0",
+    "controller.reinforce.batch=2",
+  ].flatMap((kv) => ["--set", kv]),
+];
+
+/** What a training must reproduce: controller weights, episode rows, final IS, samples. */
+async function trainingOf(dir: string): Promise<string> {
+  const ctrl = JSON.parse(await Deno.readTextFile(`${dir}/controller.json`));
+  const rows = (await Deno.readTextFile(`${dir}/metrics.jsonl`)).trim().split("\n")
+    .map((l) => JSON.parse(l)).map(({ loop: _loop, ...r }) => r);
+  const summary = JSON.parse(await Deno.readTextFile(`${dir}/summary.json`));
+  const png = await Deno.readFile(`${dir}/samples.png`);
+  return JSON.stringify([
+    ctrl.weights,
+    ctrl.featureSpec,
+    rows,
+    summary.finalIs,
+    summary.best,
+    summary.steps,
+    Array.from(png),
+  ]);
+}
+
+Deno.test({
+  name: "dist gan: train gan (episodic REINFORCE, 2 episodes per update) on 2 workers: the same",
+  ignore,
+  fn: () =>
+    withServer(async (server, tmp) => {
+      const procs = [worker(server.url), worker(server.url)];
+      try {
+        const local = new Proc(["train", "gan", ...TINY_TRAIN, "--out", `${tmp}/l`]);
+        const learner = new Proc([
+          "train",
+          "gan",
+          ...TINY_TRAIN,
+          "--out",
+          `${tmp}/d`,
+          "--workers",
+          server.url,
+          "--insecure",
+        ]);
+        procs.push(local, learner);
+        assert.equal((await local.done).code, 0, local.text());
+        assert.equal((await learner.done).code, 0, learner.text());
+        const want = await trainingOf(`${tmp}/l`);
+        assert.equal(await trainingOf(`${tmp}/d`), want);
+        assert.match(learner.text(), /episodes 0\.\.1: published 2 jobs/);
+        assert.match(learner.text(), /episode 4: published 1 jobs/);
+        const stats = JSON.parse((await learner.waitFor(/^workers: /)).slice(9));
+        assert.equal(stats.results, 5);
+        for (const w of procs.slice(0, 2)) assert.match(w.text(), /finished job .*train gan/);
+      } finally {
+        await stopAll(procs);
+      }
+    }),
+});
+
+Deno.test("dist gan: train gan --workers refuses the online PPO and fixed controllers", async () => {
+  const { main } = await import("../cli.ts");
+  const tmp = await Deno.makeTempDir({ prefix: "autoloss-refuse-" });
+  try {
+    const err: string[] = [];
+    const io = { out: () => {}, err: (t: string) => err.push(t) };
+    const url = ["--workers", "nats://127.0.0.1:1", "--insecure", "--backend", "cpu"];
+    const ppo = await main(["train", "gan", "--out", `${tmp}/p`, ...url], io);
+    assert.equal(ppo, 1);
+    assert.match(
+      err.join("\n"),
+      /--workers runs the episodes of the episodic REINFORCE controller .*--set controller\.algorithm=reinforce.*controller\.algorithm=ppo trains online/,
+    );
+    err.length = 0;
+    const fixed = ["--set", "controller.algorithm=fixed"];
+    assert.equal(await main(["train", "gan", "--out", `${tmp}/f`, ...fixed, ...url], io), 1);
+    assert.match(err.join("\n"), /controller\.algorithm=fixed has no controller to train/);
+    err.length = 0;
+    assert.equal(await main(["baseline", "gan", ...url], io), 2);
+    assert.match(err.join("\n"), /--workers works with train and compare/);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});

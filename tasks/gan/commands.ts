@@ -55,6 +55,17 @@ async function train(opts: CommonOptions, forceFixed = false): Promise<number> {
   const log = (s: string) => console.log(s);
   log(`run directory: ${dir.path}${resumed ? " (resumed)" : ""}`);
   if (cfg.note) log(`preset note: ${cfg.note}`);
+  if (opts.workers && cfg.controller.algorithm !== "reinforce") {
+    throw new UserError(
+      `${opts.command} gan --workers runs the episodes of the episodic REINFORCE controller on ` +
+        `the workers (--set controller.algorithm=reinforce; --set controller.reinforce.batch=N ` +
+        `plays N episodes per update at once); controller.algorithm=` +
+        `${cfg.controller.algorithm} ` +
+        (cfg.controller.algorithm === "ppo"
+          ? `trains online, one GAN step after another: nothing to run in parallel`
+          : `has no controller to train`),
+    );
+  }
   if (cfg.controller.algorithm === "ppo") requireSegment(cfg, cfg.train.steps, "train.steps");
   const ctx = await loadContext(cfg, log);
   const length = cfg.controller.algorithm === "reinforce"
@@ -69,16 +80,6 @@ async function train(opts: CommonOptions, forceFixed = false): Promise<number> {
       } (${cfg.features.set} features)`,
   );
   try {
-    if (opts.workers && cfg.controller.algorithm !== "reinforce") {
-      throw new UserError(
-        `train gan --workers runs the episodic REINFORCE controller's episodes on the workers ` +
-          `(--set controller.algorithm=reinforce, and controller.reinforce.batch=N for N ` +
-          `episodes per update at once); controller.algorithm=${cfg.controller.algorithm} trains ` +
-          (cfg.controller.algorithm === "ppo"
-            ? `online, one GAN step after another, with nothing to run in parallel`
-            : `no controller`),
-      );
-    }
     if (cfg.controller.algorithm === "ppo") return await trainOnline(cfg, dir, resumed, ctx, log);
     if (cfg.controller.algorithm === "reinforce") {
       return await trainEpisodic(opts, cfg, dir, resumed, ctx, log);
