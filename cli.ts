@@ -374,8 +374,16 @@ async function runTask(
   const opts: CommonOptions = { command, task: name, args, preset, config, set, out, resume };
   if (seed !== undefined) opts.seed = Number(seed);
   if (values.workers !== undefined) {
-    if (!["train", "compare"].includes(command) || !["regression", "mlp", "gan"].includes(name)) {
-      return fail(`--workers works with train and compare of regression|mlp|gan only (so far)`);
+    if (command === "train" && name === "nmt") {
+      return fail(
+        "train nmt trains its PPO controller online, one batch after another: nothing to run " +
+          "on workers (compare nmt --workers runs the methods in parallel)",
+      );
+    }
+    if (!["train", "compare"].includes(command) || !WORKER_TASKS.includes(name)) {
+      return fail(
+        `--workers works with train regression|mlp|gan and compare regression|mlp|gan|nmt only`,
+      );
     }
     opts.workers = natsFlags(values.workers, values);
     const m = values["job-members"];
@@ -390,6 +398,9 @@ async function runTask(
   }
   return (await handler(opts)) ?? 0;
 }
+
+/** The tasks whose train or compare take `--workers`. */
+const WORKER_TASKS = ["regression", "mlp", "gan", "nmt"];
 
 const consoleIo: Io = { out: (t) => console.log(t), err: (t) => console.error(t) };
 

@@ -18,7 +18,11 @@
  * (a method and a seed: a fixed schedule, the online PPO controller, or a frozen controller by
  * hash), with the scoring classifier by hash and the hash of the training images, so a worker
  * whose data or classifier differ from the learner's refuses the job instead of returning other
- * numbers; its {@link RunResult} carries the run's outcome.
+ * numbers; its {@link RunResult} carries the run's outcome. A {@link GanEpisodeJob} is one
+ * episode of `train gan`'s episodic REINFORCE controller (the controller by hash, the GAN's seed);
+ * its {@link EpisodeResult} carries the trajectory [T, 1, K] and, for the last episode of an
+ * update, the GAN's final state by hash. An {@link NmtRunJob} is one method of `compare nmt`, with
+ * the dictionary file by hash and the hash of the encoded corpus the worker must rebuild.
  * @module
  */
 
@@ -27,6 +31,7 @@ import type { MethodSpec } from "../tasks/l1/compare.ts";
 import type { MethodResult } from "../tasks/l1/methods.ts";
 import type { RunOutcome } from "../tasks/gan/experiments.ts";
 import type { DcganArch } from "../tasks/gan/model.ts";
+import type { MethodResult as NmtMethodResult, NmtMethod } from "../tasks/nmt/train.ts";
 import { Buffer } from "node:buffer";
 
 /** `format` of an episode job. */
@@ -87,6 +92,31 @@ export interface EpisodeJob {
   args: Record<string, unknown> & { stepReward: Record<string, unknown> | null };
   /** Record log-probabilities (PPO). */
   logProbs: boolean;
+}
+
+/** One method of `compare nmt` for a worker. */
+export interface NmtRunJob {
+  /** {@link RUN_JOB_FORMAT}. */
+  format: typeof RUN_JOB_FORMAT;
+  /** {@link WIRE_VERSION}. */
+  version: number;
+  /** SHA-256 of the job without `id`. */
+  id: string;
+  /** The run's key. */
+  run: string;
+  /** `nmt`. */
+  task: "nmt";
+  /** The resolved NMT config (tasks/nmt/config.ts); `data.path` is the learner's. */
+  config: Record<string, unknown>;
+  /** The method. */
+  spec: {
+    /** Method key (tasks/nmt/train.ts `NMT_METHODS`). */
+    method: NmtMethod;
+    /** The dictionary file (`data.path`) in the object store, by content hash. */
+    dictionarySha256: string;
+    /** SHA-256 of the encoded corpus as the learner built it (vocabularies and ids). */
+    corpusSha256: string;
+  };
 }
 
 /** One episode of `train gan`'s episodic REINFORCE controller for a worker. */
@@ -173,7 +203,7 @@ export interface RunJob {
 }
 
 /** The tasks whose `compare` runs on workers. */
-export const RUN_TASKS = ["regression", "mlp", "gan"] as const;
+export const RUN_TASKS = ["regression", "mlp", "gan", "nmt"] as const;
 
 /** How a run of `compare gan` chooses its actions (tasks/gan/experiments.ts `Method`). */
 export type GanRunMethod =
@@ -230,12 +260,14 @@ export interface RunResult {
   result?: MethodResult;
   /** The run's outcome (gan). */
   outcome?: RunOutcome;
+  /** The method's result (nmt). */
+  nmt?: NmtMethodResult;
   /** Seconds the method took on the worker. */
   seconds?: number;
 }
 
 /** Any job, any result. */
-export type AnyJob = EpisodeJob | RunJob | GanRunJob | GanEpisodeJob;
+export type AnyJob = EpisodeJob | RunJob | GanRunJob | GanEpisodeJob | NmtRunJob;
 /** Any result. */
 export type AnyResult = EpisodeResult | RunResult;
 
@@ -295,6 +327,7 @@ export function jobProblems(doc: unknown): string[] {
   if (!j || typeof j !== "object" || Array.isArray(j)) return ["a job must be a JSON object"];
   if (j.format as string === RUN_JOB_FORMAT) {
     if (j.task as string === "gan") return ganRunJobProblems(doc as Partial<GanRunJob>);
+    if (j.task as string === "nmt") return nmtRunJobProblems(doc as Partial<NmtRunJob>);
     return runJobProblems(doc as Partial<RunJob>);
   }
   if (j.format === JOB_FORMAT && j.task as string === "gan") {
@@ -476,6 +509,34 @@ function ganEpisodeJobProblems(j: Partial<GanEpisodeJob>): string[] {
   return out;
 }
 
+const NMT_METHOD_KEYS = ["mt", "fixed", "finetune", "autoloss", "uw", "dwa"];
+
+function nmtRunJobProblems(j: Partial<NmtRunJob>): string[] {
+  const out: string[] = [];
+  if (j.version !== WIRE_VERSION) {
+    out.push(`version ${j.version} is not supported (this worker speaks ${WIRE_VERSION})`);
+  }
+  if (typeof j.id !== "string" || !HEX64.test(j.id)) out.push("id must be a hex SHA-256");
+  if (typeof j.run !== "string" || !/^[0-9a-zA-Z_-]{1,64}$/.test(j.run)) {
+    out.push("run must be 1-64 letters, digits, '_' or '-'");
+  }
+  const c = j.config as Record<string, unknown> | undefined;
+  if (!c || typeof c !== "object" || !c.data || !c.model || !c.train || !c.methods) {
+    out.push("config must be a resolved nmt config (data, model, train, methods, ...)");
+  }
+  const s = j.spec as Partial<NmtRunJob["spec"]> | undefined;
+  if (!s || typeof s !== "object") return [...out, "spec must be an object"];
+  if (!NMT_METHOD_KEYS.includes(s.method as string)) {
+    out.push(`spec.method '${s.method}' is unknown (${NMT_METHOD_KEYS.join(", ")})`);
+  }
+  if (!HEX64.test(String(s.dictionarySha256))) {
+    out.push("spec.dictionarySha256 must be a hex SHA-256");
+  }
+  if (!HEX64.test(String(s.corpusSha256))) out.push("spec.corpusSha256 must be a hex SHA-256");
+  if (!out.length && jobId(j as NmtRunJob) !== j.id) out.push("id is not the hash of the job");
+  return out;
+}
+
 /** The problems of a parsed result, empty when it is well-formed. */
 export function resultProblems(doc: unknown): string[] {
   const r = doc as Partial<EpisodeResult> | null;
@@ -487,7 +548,7 @@ export function resultProblems(doc: unknown): string[] {
   if (typeof r.job !== "string") out.push("job must be a string");
   if (run) {
     const x = (doc as RunResult).result;
-    const o = (doc as RunResult).outcome;
+    const o = (doc as RunResult).outcome ?? (doc as RunResult).nmt;
     if (
       r.error === undefined && (!x || !Array.isArray(x.values)) &&
       (!o || typeof o !== "object" || !Array.isArray(o.curve))

@@ -20,7 +20,9 @@ import type { GanConfig } from "../tasks/gan/config.ts";
 import type { GuidedRunExec } from "../tasks/gan/experiments.ts";
 import type { RemoteEpisode, RemoteEpisodes } from "../tasks/gan/episodic.ts";
 import type { LoopStats } from "../tasks/gan/driver.ts";
+import type { NmtMethodExec } from "../tasks/nmt/commands.ts";
 import { contextRef, reviveOutcome } from "./gan.ts";
+import { corpusSha256 } from "./nmt.ts";
 import {
   type AnyJob,
   type AnyResult,
@@ -32,6 +34,7 @@ import {
   type GanRunJob,
   JOB_FORMAT,
   jobId,
+  type NmtRunJob,
   resultProblems,
   RUN_JOB_FORMAT,
   type RunJob,
@@ -82,6 +85,8 @@ export interface Learner {
   guided: GuidedRunExec;
   /** Plays episodes of `train gan` on the workers (one job each, all at once). */
   episodes: RemoteEpisodes;
+  /** Runs methods of `compare nmt` on the workers (one run job each, all at once). */
+  nmtMethods: NmtMethodExec;
   /** Counters so far. */
   stats: LearnerStats;
   /** Stops reading results and closes the connection. */
@@ -91,7 +96,7 @@ export interface Learner {
 /** What the learner puts into every job besides the round's request. */
 export interface LearnerOptions extends NatsOptions {
   /** Task registry name. */
-  task: "regression" | "mlp" | "gan";
+  task: "regression" | "mlp" | "gan" | "nmt";
   /** The task's resolved config. */
   config: Record<string, unknown>;
   /** Identifies the run across resumes (e.g. its run directory); hashed into the run key. */
@@ -306,7 +311,9 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     }
     const bytes = new TextEncoder().encode(JSON.stringify(req.controller));
     const sha = await retrying("storing the controller", () => putArtifact(store, bytes), log);
-    if (o.task === "gan") throw new Error("the gan task has no rounds of episodes");
+    if (o.task === "gan" || o.task === "nmt") {
+      throw new Error(`the ${o.task} task has no rounds of episodes`);
+    }
     const jobs = roundJobs(req, {
       run,
       task: o.task,
@@ -322,7 +329,9 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     const jobs: RunJob[] = [];
     for (const spec of specs) {
       const { controller, ...rest } = spec as MethodSpec & { controller?: unknown };
-      if (o.task === "gan") throw new Error("compare gan runs guided runs, not methods");
+      if (o.task === "gan" || o.task === "nmt") {
+        throw new Error(`compare ${o.task} has its own run jobs`);
+      }
       const body: Omit<RunJob, "id"> = {
         format: RUN_JOB_FORMAT,
         version: WIRE_VERSION,
@@ -450,12 +459,34 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     return out;
   };
 
+  const nmtMethods: NmtMethodExec = async (list, cfg, data) => {
+    const dictionarySha256 = await storeBytes("dictionary", await Deno.readFile(cfg.data.path));
+    const corpus = corpusSha256(data.encoded);
+    const jobs: NmtRunJob[] = list.map((method) => {
+      const body: Omit<NmtRunJob, "id"> = {
+        format: RUN_JOB_FORMAT,
+        version: WIRE_VERSION,
+        run,
+        task: "nmt",
+        config,
+        spec: { method, dictionarySha256, corpusSha256: corpus },
+      };
+      return { ...body, id: jobId(body) };
+    });
+    const results = await gather<RunResult>(jobs, `compare nmt ${list.join(", ")}`);
+    return results.map((r, i) => {
+      if (!r.nmt) throw new Error(`compare nmt: the result of ${list[i]} is not an nmt result`);
+      return r.nmt;
+    });
+  };
+
   return {
     run,
     rounds,
     methods,
     guided,
     episodes,
+    nmtMethods,
     stats,
     async close() {
       messages.stop();

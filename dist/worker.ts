@@ -26,6 +26,7 @@ import {
 import { encodeEpisode, problemOf, runMemberEpisode } from "./episode.ts";
 import { type MethodSpec, runMethod } from "../tasks/l1/compare.ts";
 import { runGanEpisodeJob, runGanRunJob } from "./gan.ts";
+import { runNmtRunJob } from "./nmt.ts";
 import {
   artifacts,
   connectNats,
@@ -149,7 +150,9 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
         stats.rejected++;
         continue;
       }
-      const what = job.task === "gan" && job.format === JOB_FORMAT
+      const what = job.task === "nmt"
+        ? `compare nmt: ${job.spec.method}`
+        : job.task === "gan" && job.format === JOB_FORMAT
         ? `train gan: episode ${job.episode}, seed ${job.seed}`
         : job.task === "gan"
         ? `compare gan: ${job.spec.method.name} seed ${job.spec.seed}`
@@ -169,7 +172,9 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
       try {
         m.working();
         // The controller file: a missing one is a job error, an unreachable server is not.
-        const sha = job.task === "gan" && job.format === JOB_FORMAT
+        const sha = job.task === "nmt"
+          ? undefined
+          : job.task === "gan" && job.format === JOB_FORMAT
           ? job.controller.sha256
           : job.task === "gan"
           ? (job.spec.method.kind === "frozen" ? job.spec.method.controllerSha256 : undefined)
@@ -193,7 +198,9 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
         let body: Record<string, unknown>;
         let error: string | null = null;
         try {
-          if (job.task === "gan" && job.format === JOB_FORMAT) {
+          if (job.task === "nmt") {
+            body = { nmt: await runNmtRunJob(job, store, log) };
+          } else if (job.task === "gan" && job.format === JOB_FORMAT) {
             body = await runGanEpisodeJob(job, file!, store, log);
           } else if (job.task === "gan") {
             body = { outcome: await runGanRunJob(job, file, store, log) };

@@ -497,7 +497,10 @@ Deno.test("dist: the CLI's worker and --workers flags (no server needed)", async
   assert.match((await run("worker", "--nats", "x", "--max-jobs", "0")).err, /--max-jobs must be/);
   const nmt = await run("train", "nmt", "--workers", "nats://127.0.0.1:1");
   assert.equal(nmt.code, 2);
-  assert.match(nmt.err, /--workers works with train and compare of regression\|mlp\|gan only/);
+  assert.match(nmt.err, /train nmt trains its PPO controller online.*compare nmt --workers/);
+  const other = await run("train", "classifier", "--workers", "nats://127.0.0.1:1");
+  assert.equal(other.code, 2);
+  assert.match(other.err, /--workers works with train regression\|mlp\|gan and compare/);
   const lone = await run("train", "regression", "--job-members", "2");
   assert.match(lone.err, /--job-members needs --workers/);
   const bad = await run("train", "regression", "--workers", "nats://x:1", "--job-members", "0");
