@@ -72,11 +72,14 @@ const OPTIONS_HELP = `Options:
   --seed N              random seed (a non-negative integer)
   --backend NAME        webgpu, cpu or auto (default auto, or AUTOLOSS_BACKEND): auto runs
                         WebGPU on a hardware GPU and the CPU backend otherwise
-  --workers URL         train|compare regression|mlp: run the episodes of each round (and
-                        compare's methods) as jobs on the workers of the NATS server at URL
-                        (see the worker command)
-  --job-members M       with --workers: members of a round per job (default 1); more keeps
-                        the lockstep batching (faster per episode), fewer spreads wider
+  --workers URL         run jobs on the workers of the NATS server at URL (see the worker
+                        command): train regression|mlp (each round's episodes), compare
+                        regression|mlp (also Table 1's methods), compare gan (each method x
+                        seed run), train gan with controller.algorithm=reinforce (each
+                        update's episodes: controller.reinforce.batch), compare nmt (each
+                        method); refused by train gan's online PPO and train nmt (sequential)
+  --job-members M       with --workers, regression|mlp: members of a round per job (default
+                        1); more keeps the lockstep batching, fewer spreads wider
 ${NATS_HELP}
   -h, --help            show this help`;
 
@@ -392,6 +395,11 @@ async function runTask(
         return fail(`--job-members must be a positive integer, got '${m}'`);
       }
       opts.workers.membersPerJob = Number(m);
+    }
+    if (m !== undefined && !["regression", "mlp"].includes(name)) {
+      return fail(
+        `--job-members applies to regression|mlp only (a ${name} job is one run or episode)`,
+      );
     }
   } else if (values["job-members"] !== undefined) {
     return fail("--job-members needs --workers");

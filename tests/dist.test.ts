@@ -501,6 +501,9 @@ Deno.test("dist: the CLI's worker and --workers flags (no server needed)", async
   const other = await run("train", "classifier", "--workers", "nats://127.0.0.1:1");
   assert.equal(other.code, 2);
   assert.match(other.err, /--workers works with train regression\|mlp\|gan and compare/);
+  const ganMembers = await run("compare", "gan", "--workers", "nats://x:1", "--job-members", "2");
+  assert.equal(ganMembers.code, 2);
+  assert.match(ganMembers.err, /--job-members applies to regression\|mlp only/);
   const lone = await run("train", "regression", "--job-members", "2");
   assert.match(lone.err, /--job-members needs --workers/);
   const bad = await run("train", "regression", "--workers", "nats://x:1", "--job-members", "0");
