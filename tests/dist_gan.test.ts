@@ -239,3 +239,37 @@ Deno.test("dist gan: train gan --workers refuses the online PPO and fixed contro
     await Deno.remove(tmp, { recursive: true });
   }
 });
+
+Deno.test({
+  name:
+    "dist gan: train gan's learner SIGKILLed mid-update resumes and reuses the stream's results",
+  ignore,
+  fn: () =>
+    withServer(async (server, tmp) => {
+      // The first worker stops after the first update's 2 episodes and one of the second's; the
+      // learner then waits mid-update and is killed there.
+      const procs = [worker(server.url, {}, ["--max-jobs", "3"])];
+      const args = ["--workers", server.url, "--insecure"];
+      try {
+        const local = new Proc(["train", "gan", ...TINY_TRAIN, "--out", `${tmp}/l`]);
+        procs.push(local);
+        const first = new Proc(["train", "gan", ...TINY_TRAIN, "--out", `${tmp}/d`, ...args]);
+        procs.push(first);
+        await first.waitFor(/dist: episodes 2\.\.3: 1\/2 results/);
+        assert.equal((await procs[0].done).code, 0, procs[0].text());
+        first.kill("SIGKILL");
+        await first.done;
+        const second = worker(server.url);
+        procs.push(second);
+        const resumed = new Proc(["train", "gan", "--resume", `${tmp}/d`, ...args]);
+        procs.push(resumed);
+        assert.equal((await resumed.done).code, 0, resumed.text());
+        assert.match(resumed.text(), /resumed at episode 2/);
+        assert.match(resumed.text(), /episodes 2\.\.3: published 1 jobs, reused 1 results/);
+        assert.equal((await local.done).code, 0, local.text());
+        assert.equal(await trainingOf(`${tmp}/d`), await trainingOf(`${tmp}/l`));
+      } finally {
+        await stopAll(procs);
+      }
+    }),
+});
