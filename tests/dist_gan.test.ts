@@ -234,7 +234,7 @@ Deno.test("dist gan: train gan --workers refuses the online PPO and fixed contro
     assert.match(err.join("\n"), /controller\.algorithm=fixed has no controller to train/);
     err.length = 0;
     assert.equal(await main(["baseline", "gan", ...url], io), 2);
-    assert.match(err.join("\n"), /--workers works with train and compare/);
+    assert.match(err.join("\n"), /--workers works with train regression\|mlp\|gan and compare/);
   } finally {
     await Deno.remove(tmp, { recursive: true });
   }
