@@ -5,7 +5,13 @@
  * - a tiny `compare gan` (fixed schedules and the online AutoLoss controller, 2 seeds) on 2
  *   workers writes the single-process summary, number for number;
  * - the same with a frozen controller (by hash in the object store) and a worker SIGKILLed while
- *   it holds a job: the job is redelivered and the summary is still the single-process one.
+ *   it holds a job: the job is redelivered and the summary is still the single-process one;
+ * - a tiny `train gan` with the episodic REINFORCE controller (2 episodes per update) on 2
+ *   workers gives the single-process controller, episode rows, final IS and samples; its learner
+ *   SIGKILLed mid-update and resumed reuses the results in the stream; online PPO and fixed
+ *   schedules refuse `--workers`;
+ * - the GAN jobs are validated (fields, hashes, id) and a worker whose training images are not the
+ *   learner's answers with an error instead of running.
  */
 
 import assert from "node:assert/strict";
@@ -14,6 +20,30 @@ import { saveController } from "../rl/controller_file.ts";
 import { ganFeatureNames } from "../tasks/gan/actions.ts";
 import { setup } from "./helpers.ts";
 import { HAVE_SERVER, Proc, stopAll, withServer, worker } from "./dist_helpers.ts";
+import { jetstream } from "npm:@nats-io/jetstream@3.4.0";
+import {
+  type AnyJob,
+  type GanEpisodeJob,
+  type GanRunJob,
+  JOB_FORMAT,
+  jobId,
+  jobProblems,
+  type NmtRunJob,
+  RUN_JOB_FORMAT,
+  type RunResult,
+  WIRE_VERSION,
+} from "../dist/job.ts";
+import {
+  connectNats,
+  ensureStreams,
+  jobsSubject,
+  RESULTS_STREAM,
+  resultsSubject,
+} from "../dist/nats.ts";
+import { loadPreset } from "../run/session.ts";
+import { parseSet, resolveConfig } from "../run/config.ts";
+import { GAN_SCHEMA } from "../tasks/gan/config.ts";
+import { archOf } from "../tasks/gan/run.ts";
 
 if (!HAVE_SERVER) console.error("dist gan tests skipped: nats-server is not installed");
 const ignore = !HAVE_SERVER;
@@ -270,6 +300,140 @@ Deno.test({
         assert.equal(await trainingOf(`${tmp}/d`), await trainingOf(`${tmp}/l`));
       } finally {
         await stopAll(procs);
+      }
+    }),
+});
+
+/** A resolved tiny GAN config (the quick preset with TINY's overrides). */
+async function tinyGanConfig(): Promise<Record<string, unknown>> {
+  const sets = TINY.filter((_, i) => TINY[i - 1] === "--set");
+  const layers = [await loadPreset("gan", "quick"), ...sets.map((kv) => parseSet(kv))];
+  return resolveConfig(GAN_SCHEMA, layers) as unknown as Record<string, unknown>;
+}
+
+function withId<T extends AnyJob>(body: Omit<T, "id">): T {
+  return { ...body, id: jobId(body as unknown as AnyJob) } as T;
+}
+
+Deno.test("dist gan: gan and nmt jobs are validated: fields, hashes, the id", async () => {
+  const config = await tinyGanConfig();
+  const hex = "a".repeat(64);
+  const run = withId<GanRunJob>({
+    format: RUN_JOB_FORMAT,
+    version: WIRE_VERSION,
+    run: "r1",
+    task: "gan",
+    config,
+    spec: {
+      method: { kind: "fixed", name: "GAN 1:1", schedule: "1:1" },
+      seed: 1,
+      steps: 20,
+      arch: archOf(config as never),
+      classifierSha256: null,
+      dataSha256: hex,
+    },
+  });
+  assert.deepEqual(jobProblems(run), []);
+  const episode = withId<GanEpisodeJob>({
+    format: JOB_FORMAT,
+    version: WIRE_VERSION,
+    run: "r1",
+    task: "gan",
+    config,
+    episode: 0,
+    seed: 1,
+    episodeSteps: 30,
+    patience: 0,
+    controller: { sha256: hex },
+    featureSpec: { names: ganFeatureNames("paper") },
+    keepGan: true,
+    classifierSha256: hex,
+    dataSha256: hex,
+  });
+  assert.deepEqual(jobProblems(episode), []);
+  const nmt = withId<NmtRunJob>({
+    format: RUN_JOB_FORMAT,
+    version: WIRE_VERSION,
+    run: "r1",
+    task: "nmt",
+    config: { data: {}, model: {}, train: {}, methods: {} },
+    spec: { method: "autoloss", dictionarySha256: hex, corpusSha256: hex },
+  });
+  assert.deepEqual(jobProblems(nmt), []);
+  // Altered in transit: the id no longer matches.
+  assert.deepEqual(jobProblems({ ...run, spec: { ...run.spec, seed: 2 } }), [
+    "id is not the hash of the job",
+  ]);
+  const bad = jobProblems({
+    ...run,
+    spec: {
+      ...run.spec,
+      method: { kind: "frozen", name: "AutoLoss", greedy: "no" },
+      steps: 0,
+      arch: { ...run.spec.arch, gActivation: "tanh" },
+      dataSha256: "x",
+    },
+  }).join("; ");
+  assert.match(bad, /spec\.method\.controllerSha256 must be a hex SHA-256/);
+  assert.match(bad, /spec\.method\.greedy must be a boolean/);
+  assert.match(bad, /spec\.steps must be a positive integer/);
+  assert.match(bad, /spec\.arch\.gActivation is not valid/);
+  assert.match(bad, /dataSha256 must be a hex SHA-256/);
+  const badEpisode = jobProblems({
+    ...episode,
+    seed: -1,
+    keepGan: 1,
+    controller: {},
+    featureSpec: { names: [] },
+  }).join("; ");
+  assert.match(badEpisode, /seed must be a u32/);
+  assert.match(badEpisode, /keepGan must be a boolean/);
+  assert.match(badEpisode, /controller\.sha256 must be a hex SHA-256/);
+  assert.match(badEpisode, /featureSpec\.names must be a non-empty list/);
+  const badNmt = jobProblems({ ...nmt, spec: { method: "best", corpusSha256: 1 } }).join("; ");
+  assert.match(badNmt, /spec\.method 'best' is unknown/);
+  assert.match(badNmt, /spec\.dictionarySha256 must be a hex SHA-256/);
+});
+
+Deno.test({
+  name: "dist gan: a worker whose training images are not the learner's refuses the job",
+  ignore,
+  fn: () =>
+    withServer(async (server) => {
+      const nc = await connectNats({ url: server.url, insecure: true });
+      const procs = [worker(server.url)];
+      try {
+        await ensureStreams(nc);
+        const js = jetstream(nc);
+        const config = await tinyGanConfig();
+        const job = withId<GanRunJob>({
+          format: RUN_JOB_FORMAT,
+          version: WIRE_VERSION,
+          run: "otherdata",
+          task: "gan",
+          config,
+          spec: {
+            method: { kind: "fixed", name: "GAN 1:1", schedule: "1:1" },
+            seed: 1,
+            steps: 4,
+            arch: archOf(config as never),
+            classifierSha256: null,
+            dataSha256: "b".repeat(64),
+          },
+        });
+        await js.publish(jobsSubject("otherdata"), JSON.stringify(job));
+        const results = await js.consumers.get(RESULTS_STREAM, {
+          filter_subjects: resultsSubject("otherdata"),
+        });
+        const m = await results.next({ expires: 60_000 });
+        assert.ok(m, "a result for the job");
+        const r = m.json<RunResult>();
+        assert.equal(r.job, job.id);
+        assert.match(r.error!, /training images \(mnist, limit 256\) are not the learner's/);
+        assert.equal(r.outcome, undefined);
+      } finally {
+        await stopAll(procs);
+        await nc.close();
       }
     }),
 });
