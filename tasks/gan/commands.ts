@@ -44,7 +44,7 @@ import {
   requireSegment,
   RunBook,
 } from "./run.ts";
-import { compare, connectGanWorkers, evaluate, transfer } from "./experiments.ts";
+import { compare, connectGanWorkers, evaluate, type GanWorkers, transfer } from "./experiments.ts";
 import { ganWorkload } from "./profile.ts";
 
 // ---------------------------------------------------------------- train
@@ -411,7 +411,7 @@ async function trainEpisodic(
   }
   // --workers: the episodes of each update are jobs (their GANs trained there); the GAN of an
   // update's last episode comes back, for the pictures and the final IS.
-  const workers = await connectGanWorkers(opts, cfg, dir.path);
+  let workers: GanWorkers | null = null;
   const featureSize = task.featureNames.length;
   const hooks = {
     onStatus: (t: number, s: GanStatus) =>
@@ -424,6 +424,7 @@ async function trainEpisodic(
     shouldStop: book.shouldStop,
   };
   try {
+    workers = await connectGanWorkers(opts, cfg, dir.path);
     while (trainer.episodes < r.episodes && !book.shouldStop()) {
       const first = trainer.episodes;
       const n = Math.min(r.batch, r.episodes - first);
@@ -447,10 +448,13 @@ async function trainEpisodic(
           { episodeSteps: r.episodeSteps, patience: r.patience },
           ctx,
         );
-        const gan = got[n - 1].gan!;
-        await Deno.writeFile(dir.file("episode_gan.safetensors"), gan);
-        task.loadCheckpoint(await loadCheckpoint(dir.file("episode_gan.safetensors")));
-        await Deno.remove(dir.file("episode_gan.safetensors"));
+        const gan = await Deno.makeTempFile({ prefix: "autoloss-gan-", suffix: ".safetensors" });
+        try {
+          await Deno.writeFile(gan, got[n - 1].gan!);
+          task.loadCheckpoint(await loadCheckpoint(gan));
+        } finally {
+          await Deno.remove(gan).catch(() => {});
+        }
         logs = trainer.learn(got.map((e) => remotePlay(e, featureSize)));
         book.progress.update(trainer.episodes, { IS: formatIs(logs[n - 1].bestIs) });
       } else if (n === 1) logs = [await trainer.episode(seeds[0], hooks)];

@@ -287,10 +287,11 @@ export async function compare(opts: CommonOptions): Promise<number> {
   const runs: RunOutcome[] = [];
   // --workers: every run not finished before is a job, all published at once; the outcomes are
   // then taken in the local order (seeds, then methods), so the files are the local path's.
-  const workers = await connectGanWorkers(opts, cfg, dir.path);
+  let workers: GanWorkers | null = null;
   const finishedBefore = (m: Method, seed: number) =>
     finished.find((r) => r.method === m.name && r.seed === seed);
   try {
+    workers = await connectGanWorkers(opts, cfg, dir.path);
     const remote = new Map<string, RunOutcome>();
     if (workers) {
       const todo = Array.from({ length: c.seeds }, (_, s) => cfg.seed + s)
@@ -340,7 +341,7 @@ export async function compare(opts: CommonOptions): Promise<number> {
     ctx.classifier?.dispose();
     await workers?.close();
   }
-  if (workers) log(`workers: ${JSON.stringify(workers.stats)}`);
+  if (workers) log(`workers: ${JSON.stringify((workers as GanWorkers).stats)}`);
   const rows = methods.map((m) => {
     const rs = runs.filter((r) => r.method === m.name);
     const fin = meanStd(rs.map((r) => r.final).filter(Number.isFinite));

@@ -362,8 +362,9 @@ export function compareNmt(opts: CommonOptions): Promise<number> {
     const results: MethodResult[] = [];
     // --workers: the methods not finished before are jobs, all published at once; their results
     // are then taken in the local order, their validation rows written as the local run does.
-    const workers = await connectNmtWorkers(opts, cfg, dir.path);
+    let workers: NmtWorkers | null = null;
     try {
+      workers = await connectNmtWorkers(opts, cfg, dir.path);
       const ctx = methodContext(cfg, task, dir);
       const todo = NMT_METHODS.filter((m) =>
         cfg.methods[m] && !finished.some((r) => r.method === m)
@@ -401,7 +402,7 @@ export function compareNmt(opts: CommonOptions): Promise<number> {
       task.dispose();
       await workers?.close();
     }
-    if (workers) console.log(`workers: ${JSON.stringify(workers.stats)}`);
+    if (workers) console.log(`workers: ${JSON.stringify((workers as NmtWorkers).stats)}`);
     console.log(`\n${resultsTable(results)}\n\nwrote ${dir.file("summary.md")}`);
     return 0;
   });
