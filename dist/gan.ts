@@ -149,7 +149,7 @@ export function reviveOutcome(o: RunOutcome): RunOutcome {
   };
 }
 
-let episodeTask: { key: string; task: GanTask } | null = null;
+let episodeTask: { key: string; ctx: GanContext; task: GanTask } | null = null;
 
 /**
  * Plays one episode of `train gan`'s episodic REINFORCE controller (tasks/gan/episodic.ts
@@ -166,10 +166,11 @@ export async function runGanEpisodeJob(
   const cfg = job.config as unknown as GanConfig;
   const ctx = await contextOf(cfg, job, store, log);
   const key = canonicalJson([cfg, job.episodeSteps, job.classifierSha256, job.dataSha256]);
-  if (episodeTask?.key !== key) {
+  // A context evicted and loaded again is another object (its old classifier is freed).
+  if (episodeTask?.key !== key || episodeTask.ctx !== ctx) {
     episodeTask?.task.dispose();
     episodeTask = null;
-    episodeTask = { key, task: makeTask(cfg, ctx, { totalSteps: job.episodeSteps }) };
+    episodeTask = { key, ctx, task: makeTask(cfg, ctx, { totalSteps: job.episodeSteps }) };
   }
   const task = episodeTask.task;
   if (JSON.stringify(task.featureNames) !== JSON.stringify(job.featureSpec.names)) {
