@@ -397,6 +397,9 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     return results.map((r) => reviveOutcome(r.outcome!));
   };
 
+  // The GAN states of train gan's episodes: each update's is needed until the next update begins
+  // (a learner resumed mid-update fetches it again), then deleted from the object store.
+  let lastGan: string | null = null;
   const episodes: RemoteEpisodes = async (reqs, controller, eo, ctx) => {
     const ref = await contextRef(config as unknown as GanConfig, ctx);
     const classifierSha256 = ref.classifier ? await storeBytes("classifier", ref.classifier) : null;
@@ -445,6 +448,13 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
         const g = e.ganSha256;
         if (!g) throw new Error(`${what}: the GAN's state is missing`);
         gan = await retrying("fetching the GAN", () => getArtifact(store, g), log);
+        if (lastGan && lastGan !== g) {
+          const old = lastGan;
+          await store.delete(old).catch((err) =>
+            log(`dist: could not delete the GAN ${old.slice(0, 12)}: ${(err as Error).message}`)
+          );
+        }
+        lastGan = g;
       }
       out.push({
         steps: e.steps,

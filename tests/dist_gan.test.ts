@@ -34,6 +34,7 @@ import {
   WIRE_VERSION,
 } from "../dist/job.ts";
 import {
+  artifacts,
   connectNats,
   ensureStreams,
   jobsSubject,
@@ -239,6 +240,15 @@ Deno.test({
         const stats = JSON.parse((await learner.waitFor(/^workers: /)).slice(9));
         assert.equal(stats.results, 5);
         for (const w of procs.slice(0, 2)) assert.match(w.text(), /finished job .*train gan/);
+        // The object store keeps the 3 updates' controllers, the classifier and the last GAN
+        // only (each update's GAN is deleted when the next one arrives).
+        const nc = await connectNats({ url: server.url, insecure: true });
+        try {
+          const entries = await (await artifacts(nc)).list();
+          assert.equal(entries.length, 5, JSON.stringify(entries.map((e) => e.size)));
+        } finally {
+          await nc.close();
+        }
       } finally {
         await stopAll(procs);
       }
