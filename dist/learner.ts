@@ -5,6 +5,11 @@
  * (job) order, whatever order they arrive in, so the updates that follow (tasks/l1/training.ts) are
  * those of the single-process run.
  *
+ * The same learner runs the other job kinds: `compare`'s methods of regression|mlp (`methods`),
+ * `compare gan`'s runs (`guided`), `train gan`'s episodes of the episodic REINFORCE controller
+ * (`episodes`) and `compare nmt`'s methods (`nmtMethods`), each one job, all of a call at once, the
+ * results handed back in request order (dist/gan.ts, dist/nmt.ts).
+ *
  * The learner reads its run's results stream from the start: a learner resumed with `--resume`
  * finds the results of jobs it published before it was killed and publishes only the missing
  * ones. A second result for a job is dropped (counted in `duplicates`); a result for a job the

@@ -1,6 +1,7 @@
 /**
- * `cli.ts worker --nats URL`: pulls episode jobs from the `autoloss-workers` consumer one at a
- * time until stopped, runs each (dist/episode.ts) and publishes its result before acking it, so a
+ * `cli.ts worker --nats URL`: pulls jobs from the `autoloss-workers` consumer one at a time until
+ * stopped, runs each (episodes and methods of regression|mlp: dist/episode.ts; GAN runs and
+ * episodes: dist/gan.ts; NMT methods: dist/nmt.ts) and publishes its result before acking it, so a
  * worker killed at any point loses nothing: an unacked job is redelivered after the ack wait, and
  * a result published twice is dropped by its job id. A job that fails validation is answered with
  * an error result and never run. Ctrl-C (or SIGTERM) finishes the current job and exits; a second
