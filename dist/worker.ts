@@ -2,7 +2,8 @@
  * `cli.ts worker --nats URL`: pulls jobs from the `autoloss-workers` consumer one at a time until
  * stopped, runs each (episodes and methods of regression|mlp: dist/episode.ts; GAN runs and
  * episodes: dist/gan.ts; NMT methods: dist/nmt.ts) and publishes its result before acking it, so a
- * worker killed at any point loses nothing: an unacked job is redelivered after the ack wait, and
+ * worker killed at any point loses nothing: an unacked job is redelivered after the ack wait (a
+ * running job is kept alive by "in progress" heartbeats, so jobs may take longer than that), and
  * a result published twice is dropped by its job id. A job that fails validation is answered with
  * an error result and never run. Ctrl-C (or SIGTERM) finishes the current job and exits; a second
  * one releases the job to another worker at once (nak) and exits.
@@ -29,6 +30,7 @@ import { type MethodSpec, runMethod } from "../tasks/l1/compare.ts";
 import { runGanEpisodeJob, runGanRunJob } from "./gan.ts";
 import { runNmtRunJob } from "./nmt.ts";
 import {
+  ackWaitSeconds,
   artifacts,
   connectNats,
   ensureStreams,
@@ -170,6 +172,13 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
         log(`worker: released ${tag}`);
         Deno.exit(130);
       };
+      // While the job runs (a GAN or NMT run can take hours), tell the server every third of the
+      // ack wait that it is in progress: only a worker that stops (killed, cut off) loses its job.
+      const heartbeat = setInterval(() => {
+        try {
+          m.working();
+        } catch { /* not connected: the job is redelivered if this lasts */ }
+      }, Math.max(500, (ackWaitSeconds() * 1000) / 3));
       try {
         m.working();
         // The controller file: a missing one is a job error, an unreachable server is not.
@@ -230,6 +239,7 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
       } catch (err) {
         log(`worker: ${tag}: ${(err as Error).message}; it will be redelivered`);
       } finally {
+        clearInterval(heartbeat);
         release = null;
       }
     }

@@ -447,3 +447,41 @@ Deno.test({
       }
     }),
 });
+
+Deno.test({
+  name: "dist gan: a job longer than the ack wait stays with its live worker (heartbeats)",
+  ignore,
+  fn: () =>
+    withServer(async (server, tmp) => {
+      // The ack wait is 2 s (ENV); the slow worker holds its job 6 s before publishing.
+      const slow = worker(server.url, { AUTOLOSS_WORKER_DELAY_MS: "6000" });
+      const procs = [slow];
+      try {
+        await slow.waitFor(/waiting for jobs/);
+        const one = ["--set", "compare.schedules=1:1", "--set", "compare.autoloss=false"];
+        const learner = new Proc([
+          "compare",
+          "gan",
+          ...TINY,
+          ...one,
+          "--out",
+          `${tmp}/d`,
+          "--workers",
+          server.url,
+          "--insecure",
+        ]);
+        procs.push(learner);
+        const started = await slow.waitFor(/started job/);
+        const other = worker(server.url);
+        procs.push(other);
+        assert.equal((await learner.done).code, 0, learner.text());
+        const id = /job (\w+)/.exec(started)![1];
+        assert.match(slow.text(), new RegExp(`finished job ${id} .*delivery 1\\)`));
+        assert.doesNotMatch(other.text(), new RegExp(`started job ${id}`));
+        const stats = JSON.parse((await learner.waitFor(/^workers: /)).slice(9));
+        assert.equal(stats.duplicates, 0);
+      } finally {
+        await stopAll(procs);
+      }
+    }),
+});
