@@ -11,7 +11,8 @@
  *   SIGKILLed mid-update and resumed reuses the results in the stream; online PPO and fixed
  *   schedules refuse `--workers`;
  * - the GAN jobs are validated (fields, hashes, id) and a worker whose training images are not the
- *   learner's answers with an error instead of running.
+ *   learner's answers with an error instead of running;
+ * - a job longer than the ack wait stays with its live worker (heartbeats), not redelivered.
  */
 
 import assert from "node:assert/strict";
