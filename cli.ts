@@ -72,11 +72,14 @@ const OPTIONS_HELP = `Options:
   --seed N              random seed (a non-negative integer)
   --backend NAME        webgpu, cpu or auto (default auto, or AUTOLOSS_BACKEND): auto runs
                         WebGPU on a hardware GPU and the CPU backend otherwise
-  --workers URL         train|compare regression|mlp: run the episodes of each round (and
-                        compare's methods) as jobs on the workers of the NATS server at URL
-                        (see the worker command)
-  --job-members M       with --workers: members of a round per job (default 1); more keeps
-                        the lockstep batching (faster per episode), fewer spreads wider
+  --workers URL         run jobs on the workers of the NATS server at URL (see the worker
+                        command): train regression|mlp (each round's episodes), compare
+                        regression|mlp (also Table 1's methods), compare gan (each method x
+                        seed run), train gan with controller.algorithm=reinforce (each
+                        update's episodes: controller.reinforce.batch), compare nmt (each
+                        method); refused by train gan's online PPO and train nmt (sequential)
+  --job-members M       with --workers, regression|mlp: members of a round per job (default
+                        1); more keeps the lockstep batching, fewer spreads wider
 ${NATS_HELP}
   -h, --help            show this help`;
 
@@ -374,8 +377,16 @@ async function runTask(
   const opts: CommonOptions = { command, task: name, args, preset, config, set, out, resume };
   if (seed !== undefined) opts.seed = Number(seed);
   if (values.workers !== undefined) {
-    if (!["train", "compare"].includes(command) || !["regression", "mlp"].includes(name)) {
-      return fail(`--workers works with train and compare of regression|mlp only (so far)`);
+    if (command === "train" && name === "nmt") {
+      return fail(
+        "train nmt trains its PPO controller online, one batch after another: nothing to run " +
+          "on workers (compare nmt --workers runs the methods in parallel)",
+      );
+    }
+    if (!["train", "compare"].includes(command) || !WORKER_TASKS.includes(name)) {
+      return fail(
+        `--workers works with train regression|mlp|gan and compare regression|mlp|gan|nmt only`,
+      );
     }
     opts.workers = natsFlags(values.workers, values);
     const m = values["job-members"];
@@ -385,11 +396,19 @@ async function runTask(
       }
       opts.workers.membersPerJob = Number(m);
     }
+    if (m !== undefined && !["regression", "mlp"].includes(name)) {
+      return fail(
+        `--job-members applies to regression|mlp only (a ${name} job is one run or episode)`,
+      );
+    }
   } else if (values["job-members"] !== undefined) {
     return fail("--job-members needs --workers");
   }
   return (await handler(opts)) ?? 0;
 }
+
+/** The tasks whose train or compare take `--workers`. */
+const WORKER_TASKS = ["regression", "mlp", "gan", "nmt"];
 
 const consoleIo: Io = { out: (t) => console.log(t), err: (t) => console.error(t) };
 

@@ -14,13 +14,24 @@
  * little-endian arrays, or
  * an `error` (a job that failed validation is never run). A {@link RunJob} is one method of
  * `compare` (tasks/l1/compare.ts `MethodSpec`, a controller again by hash); its
- * {@link RunResult} carries the method's result.
+ * {@link RunResult} carries the method's result. A {@link GanRunJob} is one run of `compare gan`
+ * (a method and a seed: a fixed schedule, the online PPO controller, or a frozen controller by
+ * hash), with the scoring classifier by hash and the hash of the training images, so a worker
+ * whose data or classifier differ from the learner's refuses the job instead of returning other
+ * numbers; its {@link RunResult} carries the run's outcome. A {@link GanEpisodeJob} is one
+ * episode of `train gan`'s episodic REINFORCE controller (the controller by hash, the GAN's seed);
+ * its {@link EpisodeResult} carries the trajectory [T, 1, K] and, for the last episode of an
+ * update, the GAN's final state by hash. An {@link NmtRunJob} is one method of `compare nmt`, with
+ * the dictionary file by hash and the hash of the encoded corpus the worker must rebuild.
  * @module
  */
 
 import { createHash } from "node:crypto";
 import type { MethodSpec } from "../tasks/l1/compare.ts";
 import type { MethodResult } from "../tasks/l1/methods.ts";
+import type { RunOutcome } from "../tasks/gan/experiments.ts";
+import type { DcganArch } from "../tasks/gan/model.ts";
+import type { MethodResult as NmtMethodResult, NmtMethod } from "../tasks/nmt/train.ts";
 import { Buffer } from "node:buffer";
 
 /** `format` of an episode job. */
@@ -83,6 +94,65 @@ export interface EpisodeJob {
   logProbs: boolean;
 }
 
+/** One method of `compare nmt` for a worker. */
+export interface NmtRunJob {
+  /** {@link RUN_JOB_FORMAT}. */
+  format: typeof RUN_JOB_FORMAT;
+  /** {@link WIRE_VERSION}. */
+  version: number;
+  /** SHA-256 of the job without `id`. */
+  id: string;
+  /** The run's key. */
+  run: string;
+  /** `nmt`. */
+  task: "nmt";
+  /** The resolved NMT config (tasks/nmt/config.ts); `data.path` is the learner's. */
+  config: Record<string, unknown>;
+  /** The method. */
+  spec: {
+    /** Method key (tasks/nmt/train.ts `NMT_METHODS`). */
+    method: NmtMethod;
+    /** The dictionary file (`data.path`) in the object store, by content hash. */
+    dictionarySha256: string;
+    /** SHA-256 of the encoded corpus as the learner built it (vocabularies and ids). */
+    corpusSha256: string;
+  };
+}
+
+/** One episode of `train gan`'s episodic REINFORCE controller for a worker. */
+export interface GanEpisodeJob {
+  /** {@link JOB_FORMAT}. */
+  format: typeof JOB_FORMAT;
+  /** {@link WIRE_VERSION}. */
+  version: number;
+  /** SHA-256 of the job without `id`. */
+  id: string;
+  /** The training run's key. */
+  run: string;
+  /** `gan`. */
+  task: "gan";
+  /** The resolved GAN config. */
+  config: Record<string, unknown>;
+  /** Episode index (the learner's count). */
+  episode: number;
+  /** The GAN's seed (u32). */
+  seed: number;
+  /** Steps of the episode at most. */
+  episodeSteps: number;
+  /** IS evaluations without a new best that end it (0: never). */
+  patience: number;
+  /** The controller file in the object store, by content hash. */
+  controller: { sha256: string };
+  /** The features the controller expects, in order. */
+  featureSpec: { names: string[] };
+  /** Store the GAN's final state and send its hash back. */
+  keepGan: boolean;
+  /** The scoring classifier's weights file in the object store (null: no IS). */
+  classifierSha256: string | null;
+  /** SHA-256 of the training images as the learner loaded them. */
+  dataSha256: string;
+}
+
 /** What a worker sends back for a job. */
 export interface EpisodeResult {
   /** {@link RESULT_FORMAT}. */
@@ -101,6 +171,15 @@ export interface EpisodeResult {
   metrics?: Record<string, number[]>;
   /** Trajectory, base64 little-endian: features f32 [T, M, K], actions i32 [T, M], rewards and logProbs f32 [T, M]. */
   trajectory?: { features: string; actions: string; rewards?: string; logProbs?: string };
+  /** A GAN episode (gan): what the update and the log need; the trajectory is [T, 1, K]. */
+  episode?: {
+    steps: number;
+    bestIs: number;
+    collapsed: boolean;
+    loop: Record<string, number>;
+    /** The GAN's final state (a GAN checkpoint) in the object store, when `keepGan`. */
+    ganSha256?: string;
+  };
   /** Seconds the episode took on the worker (building the task included). */
   seconds?: number;
 }
@@ -123,6 +202,46 @@ export interface RunJob {
   spec: Omit<MethodSpec, "controller"> & { controllerSha256?: string };
 }
 
+/** The tasks whose `compare` runs on workers. */
+export const RUN_TASKS = ["regression", "mlp", "gan", "nmt"] as const;
+
+/** How a run of `compare gan` chooses its actions (tasks/gan/experiments.ts `Method`). */
+export type GanRunMethod =
+  | { kind: "fixed"; name: string; schedule: string }
+  | { kind: "online"; name: string }
+  | { kind: "frozen"; name: string; greedy: boolean; controllerSha256: string };
+
+/** One run of `compare gan` (a method and a seed) for a worker. */
+export interface GanRunJob {
+  /** {@link RUN_JOB_FORMAT}. */
+  format: typeof RUN_JOB_FORMAT;
+  /** {@link WIRE_VERSION}. */
+  version: number;
+  /** SHA-256 of the job without `id`. */
+  id: string;
+  /** The run's key. */
+  run: string;
+  /** `gan`. */
+  task: "gan";
+  /** The resolved GAN config (tasks/gan/config.ts). */
+  config: Record<string, unknown>;
+  /** The run. */
+  spec: {
+    /** The method; a frozen controller comes by hash. */
+    method: GanRunMethod;
+    /** The GAN's seed. */
+    seed: number;
+    /** Steps of the run. */
+    steps: number;
+    /** The DCGAN. */
+    arch: DcganArch;
+    /** The scoring classifier's weights file in the object store (null: no IS). */
+    classifierSha256: string | null;
+    /** SHA-256 of the training images as the learner loaded them (f32 bytes). */
+    dataSha256: string;
+  };
+}
+
 /** What a worker sends back for a run job. */
 export interface RunResult {
   /** {@link RUN_RESULT_FORMAT}. */
@@ -137,14 +256,18 @@ export interface RunResult {
   worker: string;
   /** Set when the job was rejected or failed. */
   error?: string;
-  /** The method's result. */
+  /** The method's result (regression, mlp). */
   result?: MethodResult;
+  /** The run's outcome (gan). */
+  outcome?: RunOutcome;
+  /** The method's result (nmt). */
+  nmt?: NmtMethodResult;
   /** Seconds the method took on the worker. */
   seconds?: number;
 }
 
 /** Any job, any result. */
-export type AnyJob = EpisodeJob | RunJob;
+export type AnyJob = EpisodeJob | RunJob | GanRunJob | GanEpisodeJob | NmtRunJob;
 /** Any result. */
 export type AnyResult = EpisodeResult | RunResult;
 
@@ -202,7 +325,14 @@ const nat = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v >=
 export function jobProblems(doc: unknown): string[] {
   const j = doc as Partial<EpisodeJob> | null;
   if (!j || typeof j !== "object" || Array.isArray(j)) return ["a job must be a JSON object"];
-  if (j.format as string === RUN_JOB_FORMAT) return runJobProblems(doc as Partial<RunJob>);
+  if (j.format as string === RUN_JOB_FORMAT) {
+    if (j.task as string === "gan") return ganRunJobProblems(doc as Partial<GanRunJob>);
+    if (j.task as string === "nmt") return nmtRunJobProblems(doc as Partial<NmtRunJob>);
+    return runJobProblems(doc as Partial<RunJob>);
+  }
+  if (j.format === JOB_FORMAT && j.task as string === "gan") {
+    return ganEpisodeJobProblems(doc as Partial<GanEpisodeJob>);
+  }
   const out: string[] = [];
   if (j.format !== JOB_FORMAT) {
     out.push(`format must be '${JOB_FORMAT}' or '${RUN_JOB_FORMAT}', got '${j.format}'`);
@@ -261,7 +391,7 @@ function runJobProblems(j: Partial<RunJob>): string[] {
   if (typeof j.id !== "string" || !HEX64.test(j.id)) out.push("id must be a hex SHA-256");
   if (typeof j.run !== "string" || !/^[0-9a-zA-Z_-]{1,64}$/.test(j.run)) out.push("run");
   if (!DIST_TASKS.includes(j.task as never)) {
-    out.push(`task '${j.task}' cannot run on a worker (tasks: ${DIST_TASKS.join(", ")})`);
+    out.push(`task '${j.task}' cannot run on a worker (tasks: ${RUN_TASKS.join(", ")})`);
   }
   if (!j.config || typeof j.config !== "object") out.push("config must be an object");
   const s = j.spec as Record<string, unknown> | undefined;
@@ -282,6 +412,131 @@ function runJobProblems(j: Partial<RunJob>): string[] {
   return out;
 }
 
+const ARCH_KEYS: Record<keyof DcganArch, "number" | "boolean" | "activation"> = {
+  zDim: "number",
+  gFilters: "number",
+  dFilters: "number",
+  gBatchNorm: "boolean",
+  dBatchNorm: "boolean",
+  gActivation: "activation",
+  dActivation: "activation",
+};
+
+function ganRunJobProblems(j: Partial<GanRunJob>): string[] {
+  const spec = (j.spec ?? {}) as Partial<GanRunJob["spec"]>;
+  const out = ganCommonProblems(j, spec);
+  const s = j.spec as Partial<GanRunJob["spec"]> | undefined;
+  if (!s || typeof s !== "object") return [...out, "spec must be an object"];
+  const m = s.method as Record<string, unknown> | undefined;
+  if (!m || typeof m !== "object") out.push("spec.method must be an object");
+  else {
+    if (typeof m.name !== "string" || !m.name) out.push("spec.method.name must be a string");
+    if (m.kind === "fixed") {
+      if (typeof m.schedule !== "string" || !/^\d+:\d+$/.test(m.schedule)) {
+        out.push("spec.method.schedule must be D:G counts such as '1:5'");
+      }
+    } else if (m.kind === "frozen") {
+      if (!HEX64.test(String(m.controllerSha256))) {
+        out.push("spec.method.controllerSha256 must be a hex SHA-256");
+      }
+      if (typeof m.greedy !== "boolean") out.push("spec.method.greedy must be a boolean");
+    } else if (m.kind !== "online") {
+      out.push(`spec.method.kind '${m.kind}' is unknown (fixed, online, frozen)`);
+    }
+  }
+  if (!u32(s.seed)) out.push("spec.seed must be a u32");
+  if (!nat(s.steps) || s.steps! < 1) out.push("spec.steps must be a positive integer");
+  const a = s.arch as Record<string, unknown> | undefined;
+  if (!a || typeof a !== "object") out.push("spec.arch must be an object");
+  else {
+    for (const [k, kind] of Object.entries(ARCH_KEYS)) {
+      const v = a[k];
+      const ok = kind === "number"
+        ? nat(v) && (v as number) >= 1
+        : kind === "boolean"
+        ? typeof v === "boolean"
+        : v === "relu" || v === "leaky_relu";
+      if (!ok) out.push(`spec.arch.${k} is not valid`);
+    }
+  }
+  if (!out.length && jobId(j as GanRunJob) !== j.id) out.push("id is not the hash of the job");
+  return out;
+}
+
+/** The checks common to the GAN's jobs: header, config, classifier and data hashes. */
+function ganCommonProblems(
+  j: Partial<GanRunJob | GanEpisodeJob>,
+  hashes: { classifierSha256?: unknown; dataSha256?: unknown },
+): string[] {
+  const out: string[] = [];
+  if (j.version !== WIRE_VERSION) {
+    out.push(`version ${j.version} is not supported (this worker speaks ${WIRE_VERSION})`);
+  }
+  if (typeof j.id !== "string" || !HEX64.test(j.id)) out.push("id must be a hex SHA-256");
+  if (typeof j.run !== "string" || !/^[0-9a-zA-Z_-]{1,64}$/.test(j.run)) {
+    out.push("run must be 1-64 letters, digits, '_' or '-'");
+  }
+  const c = j.config as Record<string, unknown> | undefined;
+  if (!c || typeof c !== "object" || !c.data || !c.is || !c.optim || !c.controller) {
+    out.push("config must be a resolved gan config (data, is, optim, controller, ...)");
+  }
+  if (hashes.classifierSha256 !== null && !HEX64.test(String(hashes.classifierSha256))) {
+    out.push("classifierSha256 must be a hex SHA-256 or null");
+  }
+  if (!HEX64.test(String(hashes.dataSha256))) out.push("dataSha256 must be a hex SHA-256");
+  return out;
+}
+
+function ganEpisodeJobProblems(j: Partial<GanEpisodeJob>): string[] {
+  const out = ganCommonProblems(j, j);
+  if (!nat(j.episode)) out.push("episode must be >= 0");
+  if (!u32(j.seed)) out.push("seed must be a u32");
+  if (!nat(j.episodeSteps) || j.episodeSteps! < 1) {
+    out.push("episodeSteps must be a positive integer");
+  }
+  if (!nat(j.patience)) out.push("patience must be >= 0");
+  if (
+    !j.controller || typeof j.controller.sha256 !== "string" || !HEX64.test(j.controller.sha256)
+  ) {
+    out.push("controller.sha256 must be a hex SHA-256");
+  }
+  const names = j.featureSpec?.names;
+  if (!Array.isArray(names) || !names.length || !names.every((n) => typeof n === "string")) {
+    out.push("featureSpec.names must be a non-empty list of strings");
+  }
+  if (typeof j.keepGan !== "boolean") out.push("keepGan must be a boolean");
+  if (!out.length && jobId(j as GanEpisodeJob) !== j.id) out.push("id is not the hash of the job");
+  return out;
+}
+
+const NMT_METHOD_KEYS = ["mt", "fixed", "finetune", "autoloss", "uw", "dwa"];
+
+function nmtRunJobProblems(j: Partial<NmtRunJob>): string[] {
+  const out: string[] = [];
+  if (j.version !== WIRE_VERSION) {
+    out.push(`version ${j.version} is not supported (this worker speaks ${WIRE_VERSION})`);
+  }
+  if (typeof j.id !== "string" || !HEX64.test(j.id)) out.push("id must be a hex SHA-256");
+  if (typeof j.run !== "string" || !/^[0-9a-zA-Z_-]{1,64}$/.test(j.run)) {
+    out.push("run must be 1-64 letters, digits, '_' or '-'");
+  }
+  const c = j.config as Record<string, unknown> | undefined;
+  if (!c || typeof c !== "object" || !c.data || !c.model || !c.train || !c.methods) {
+    out.push("config must be a resolved nmt config (data, model, train, methods, ...)");
+  }
+  const s = j.spec as Partial<NmtRunJob["spec"]> | undefined;
+  if (!s || typeof s !== "object") return [...out, "spec must be an object"];
+  if (!NMT_METHOD_KEYS.includes(s.method as string)) {
+    out.push(`spec.method '${s.method}' is unknown (${NMT_METHOD_KEYS.join(", ")})`);
+  }
+  if (!HEX64.test(String(s.dictionarySha256))) {
+    out.push("spec.dictionarySha256 must be a hex SHA-256");
+  }
+  if (!HEX64.test(String(s.corpusSha256))) out.push("spec.corpusSha256 must be a hex SHA-256");
+  if (!out.length && jobId(j as NmtRunJob) !== j.id) out.push("id is not the hash of the job");
+  return out;
+}
+
 /** The problems of a parsed result, empty when it is well-formed. */
 export function resultProblems(doc: unknown): string[] {
   const r = doc as Partial<EpisodeResult> | null;
@@ -293,11 +548,19 @@ export function resultProblems(doc: unknown): string[] {
   if (typeof r.job !== "string") out.push("job must be a string");
   if (run) {
     const x = (doc as RunResult).result;
-    if (r.error === undefined && (!x || !Array.isArray(x.values))) {
-      out.push("result must be a method result");
+    const o = (doc as RunResult).outcome ?? (doc as RunResult).nmt;
+    if (
+      r.error === undefined && (!x || !Array.isArray(x.values)) &&
+      (!o || typeof o !== "object" || !Array.isArray(o.curve))
+    ) {
+      out.push("result must be a method result or a run outcome");
     }
   } else if (r.error === undefined) {
-    if (!r.metrics || typeof r.metrics !== "object") out.push("metrics must be an object");
+    if (
+      (!r.metrics || typeof r.metrics !== "object") && (!r.episode || typeof r.episode !== "object")
+    ) {
+      out.push("metrics (or episode) must be an object");
+    }
     if (!r.trajectory || typeof r.trajectory.features !== "string") {
       out.push("trajectory must carry features and actions");
     }

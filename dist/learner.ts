@@ -5,6 +5,11 @@
  * (job) order, whatever order they arrive in, so the updates that follow (tasks/l1/training.ts) are
  * those of the single-process run.
  *
+ * The same learner runs the other job kinds: `compare`'s methods of regression|mlp (`methods`),
+ * `compare gan`'s runs (`guided`), `train gan`'s episodes of the episodic REINFORCE controller
+ * (`episodes`) and `compare nmt`'s methods (`nmtMethods`), each one job, all of a call at once, the
+ * results handed back in request order (dist/gan.ts, dist/nmt.ts).
+ *
  * The learner reads its run's results stream from the start: a learner resumed with `--resume`
  * finds the results of jobs it published before it was killed and publishes only the missing
  * ones. A second result for a job is dropped (counted in `duplicates`); a result for a job the
@@ -16,6 +21,13 @@ import { DeliverPolicy, jetstream, type JetStreamManager } from "npm:@nats-io/je
 import type { MethodResult } from "../tasks/l1/methods.ts";
 import type { RemoteRoundRequest, RemoteRoundResult, RemoteRounds } from "../tasks/l1/training.ts";
 import type { MethodExec, MethodSpec } from "../tasks/l1/compare.ts";
+import type { GanConfig } from "../tasks/gan/config.ts";
+import type { GuidedRunExec } from "../tasks/gan/experiments.ts";
+import type { RemoteEpisode, RemoteEpisodes } from "../tasks/gan/episodic.ts";
+import type { LoopStats } from "../tasks/gan/driver.ts";
+import type { NmtMethodExec } from "../tasks/nmt/commands.ts";
+import { contextRef, reviveOutcome } from "./gan.ts";
+import { corpusSha256 } from "./nmt.ts";
 import {
   type AnyJob,
   type AnyResult,
@@ -23,8 +35,11 @@ import {
   decodeArray,
   type EpisodeJob,
   type EpisodeResult,
+  type GanEpisodeJob,
+  type GanRunJob,
   JOB_FORMAT,
   jobId,
+  type NmtRunJob,
   resultProblems,
   RUN_JOB_FORMAT,
   type RunJob,
@@ -36,6 +51,7 @@ import {
   artifacts,
   connectNats,
   ensureStreams,
+  getArtifact,
   jobsSubject,
   type NatsOptions,
   putArtifact,
@@ -70,6 +86,12 @@ export interface Learner {
   rounds: RemoteRounds;
   /** Runs methods of `compare` on the workers (one run job each, all at once). */
   methods: MethodExec;
+  /** Runs guided runs of `compare gan` on the workers (one run job each, all at once). */
+  guided: GuidedRunExec;
+  /** Plays episodes of `train gan` on the workers (one job each, all at once). */
+  episodes: RemoteEpisodes;
+  /** Runs methods of `compare nmt` on the workers (one run job each, all at once). */
+  nmtMethods: NmtMethodExec;
   /** Counters so far. */
   stats: LearnerStats;
   /** Stops reading results and closes the connection. */
@@ -79,7 +101,7 @@ export interface Learner {
 /** What the learner puts into every job besides the round's request. */
 export interface LearnerOptions extends NatsOptions {
   /** Task registry name. */
-  task: "regression" | "mlp";
+  task: "regression" | "mlp" | "gan" | "nmt";
   /** The task's resolved config. */
   config: Record<string, unknown>;
   /** Identifies the run across resumes (e.g. its run directory); hashed into the run key. */
@@ -294,6 +316,9 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     }
     const bytes = new TextEncoder().encode(JSON.stringify(req.controller));
     const sha = await retrying("storing the controller", () => putArtifact(store, bytes), log);
+    if (o.task === "gan" || o.task === "nmt") {
+      throw new Error(`the ${o.task} task has no rounds of episodes`);
+    }
     const jobs = roundJobs(req, {
       run,
       task: o.task,
@@ -309,6 +334,9 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     const jobs: RunJob[] = [];
     for (const spec of specs) {
       const { controller, ...rest } = spec as MethodSpec & { controller?: unknown };
+      if (o.task === "gan" || o.task === "nmt") {
+        throw new Error(`compare ${o.task} has its own run jobs`);
+      }
       const body: Omit<RunJob, "id"> = {
         format: RUN_JOB_FORMAT,
         version: WIRE_VERSION,
@@ -335,10 +363,145 @@ export async function connectLearner(o: LearnerOptions): Promise<Learner> {
     return results.map((r) => r.result!);
   };
 
+  const storeBytes = (what: string, bytes: Uint8Array) =>
+    retrying(`storing the ${what}`, () => putArtifact(store, bytes), log);
+  const guided: GuidedRunExec = async (reqs, ctx) => {
+    const ref = await contextRef(config as unknown as GanConfig, ctx);
+    const classifierSha256 = ref.classifier ? await storeBytes("classifier", ref.classifier) : null;
+    const jobs: GanRunJob[] = [];
+    for (const r of reqs) {
+      const method = r.method.kind === "frozen"
+        ? {
+          kind: "frozen" as const,
+          name: r.method.name,
+          greedy: r.method.greedy,
+          controllerSha256: await storeBytes(
+            "controller",
+            new TextEncoder().encode(JSON.stringify(r.method.controller)),
+          ),
+        }
+        : r.method;
+      const body: Omit<GanRunJob, "id"> = {
+        format: RUN_JOB_FORMAT,
+        version: WIRE_VERSION,
+        run,
+        task: "gan",
+        config,
+        spec: JSON.parse(JSON.stringify({
+          method,
+          seed: r.seed >>> 0,
+          steps: r.steps,
+          arch: r.arch,
+          classifierSha256,
+          dataSha256: ref.dataSha256,
+        })),
+      };
+      jobs.push({ ...body, id: jobId(body) });
+    }
+    const results = await gather<RunResult>(jobs, `compare gan: ${jobs.length} runs`);
+    return results.map((r) => reviveOutcome(r.outcome!));
+  };
+
+  // The GAN states of train gan's episodes: each update's is needed until the next update begins
+  // (a learner resumed mid-update fetches it again), then deleted from the object store.
+  let lastGan: string | null = null;
+  const episodes: RemoteEpisodes = async (reqs, controller, eo, ctx) => {
+    const ref = await contextRef(config as unknown as GanConfig, ctx);
+    const classifierSha256 = ref.classifier ? await storeBytes("classifier", ref.classifier) : null;
+    const sha = await storeBytes(
+      "controller",
+      new TextEncoder().encode(JSON.stringify(controller)),
+    );
+    const names = [...controller.featureSpec.names];
+    const jobs: GanEpisodeJob[] = reqs.map((r) => {
+      const body: Omit<GanEpisodeJob, "id"> = {
+        format: JOB_FORMAT,
+        version: WIRE_VERSION,
+        run,
+        task: "gan",
+        config,
+        episode: r.episode,
+        seed: r.seed >>> 0,
+        episodeSteps: eo.episodeSteps,
+        patience: eo.patience,
+        controller: { sha256: sha },
+        featureSpec: { names },
+        keepGan: r.keepGan,
+        classifierSha256,
+        dataSha256: ref.dataSha256,
+      };
+      return { ...body, id: jobId(body) };
+    });
+    const span = reqs.length > 1
+      ? `episodes ${reqs[0].episode}..${reqs[reqs.length - 1].episode}`
+      : `episode ${reqs[0]?.episode}`;
+    const results = await gather<EpisodeResult>(jobs, span);
+    const out: RemoteEpisode[] = [];
+    for (const [i, r] of results.entries()) {
+      const e = r.episode;
+      const what = `episode ${reqs[i].episode} (job ${r.job.slice(0, 12)})`;
+      if (!e || !r.trajectory) throw new Error(`${what}: the result is not a GAN episode`);
+      const features = decodeArray(
+        r.trajectory.features,
+        Float32Array,
+        e.steps * names.length,
+        `${what}: features`,
+      );
+      const actions = decodeArray(r.trajectory.actions, Int32Array, e.steps, `${what}: actions`);
+      let gan: Uint8Array | undefined;
+      if (reqs[i].keepGan) {
+        const g = e.ganSha256;
+        if (!g) throw new Error(`${what}: the GAN's state is missing`);
+        gan = await retrying("fetching the GAN", () => getArtifact(store, g), log);
+        if (lastGan && lastGan !== g) {
+          const old = lastGan;
+          await store.delete(old).catch((err) =>
+            log(`dist: could not delete the GAN ${old.slice(0, 12)}: ${(err as Error).message}`)
+          );
+        }
+        lastGan = g;
+      }
+      out.push({
+        steps: e.steps,
+        bestIs: e.bestIs,
+        collapsed: e.collapsed,
+        loop: e.loop as unknown as LoopStats,
+        features,
+        actions,
+        gan,
+      });
+    }
+    return out;
+  };
+
+  const nmtMethods: NmtMethodExec = async (list, cfg, data) => {
+    const dictionarySha256 = await storeBytes("dictionary", await Deno.readFile(cfg.data.path));
+    const corpus = corpusSha256(data.encoded);
+    const jobs: NmtRunJob[] = list.map((method) => {
+      const body: Omit<NmtRunJob, "id"> = {
+        format: RUN_JOB_FORMAT,
+        version: WIRE_VERSION,
+        run,
+        task: "nmt",
+        config,
+        spec: { method, dictionarySha256, corpusSha256: corpus },
+      };
+      return { ...body, id: jobId(body) };
+    });
+    const results = await gather<RunResult>(jobs, `compare nmt ${list.join(", ")}`);
+    return results.map((r, i) => {
+      if (!r.nmt) throw new Error(`compare nmt: the result of ${list[i]} is not an nmt result`);
+      return r.nmt;
+    });
+  };
+
   return {
     run,
     rounds,
     methods,
+    guided,
+    episodes,
+    nmtMethods,
     stats,
     async close() {
       messages.stop();

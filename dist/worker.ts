@@ -1,7 +1,9 @@
 /**
- * `cli.ts worker --nats URL`: pulls episode jobs from the `autoloss-workers` consumer one at a
- * time until stopped, runs each (dist/episode.ts) and publishes its result before acking it, so a
- * worker killed at any point loses nothing: an unacked job is redelivered after the ack wait, and
+ * `cli.ts worker --nats URL`: pulls jobs from the `autoloss-workers` consumer one at a time until
+ * stopped, runs each (episodes and methods of regression|mlp: dist/episode.ts; GAN runs and
+ * episodes: dist/gan.ts; NMT methods: dist/nmt.ts) and publishes its result before acking it, so a
+ * worker killed at any point loses nothing: an unacked job is redelivered after the ack wait (a
+ * running job is kept alive by "in progress" heartbeats, so jobs may take longer than that), and
  * a result published twice is dropped by its job id. A job that fails validation is answered with
  * an error result and never run. Ctrl-C (or SIGTERM) finishes the current job and exits; a second
  * one releases the job to another worker at once (nak) and exits.
@@ -15,6 +17,7 @@ import { init } from "../gpu/backend.ts";
 import {
   type AnyJob,
   type AnyResult,
+  JOB_FORMAT,
   jobProblems,
   RESULT_FORMAT,
   RUN_JOB_FORMAT,
@@ -24,7 +27,10 @@ import {
 } from "./job.ts";
 import { encodeEpisode, problemOf, runMemberEpisode } from "./episode.ts";
 import { type MethodSpec, runMethod } from "../tasks/l1/compare.ts";
+import { runGanEpisodeJob, runGanRunJob } from "./gan.ts";
+import { runNmtRunJob } from "./nmt.ts";
 import {
+  ackWaitSeconds,
   artifacts,
   connectNats,
   ensureStreams,
@@ -147,7 +153,13 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
         stats.rejected++;
         continue;
       }
-      const what = job.format === RUN_JOB_FORMAT
+      const what = job.task === "nmt"
+        ? `compare nmt: ${job.spec.method}`
+        : job.task === "gan" && job.format === JOB_FORMAT
+        ? `train gan: episode ${job.episode}, seed ${job.seed}`
+        : job.task === "gan"
+        ? `compare gan: ${job.spec.method.name} seed ${job.spec.seed}`
+        : job.format === RUN_JOB_FORMAT
         ? `compare ${job.task}: ${job.spec.method}`
         : `round ${job.round}, members ${job.member}..${job.member + job.members - 1}`;
       const tag = `job ${id.slice(0, 12)} (${what}, delivery ${m.info.deliveryCount})`;
@@ -160,10 +172,23 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
         log(`worker: released ${tag}`);
         Deno.exit(130);
       };
+      // While the job runs (a GAN or NMT run can take hours), tell the server every third of the
+      // ack wait that it is in progress: only a worker that stops (killed, cut off) loses its job.
+      const heartbeat = setInterval(() => {
+        try {
+          m.working();
+        } catch { /* not connected: the job is redelivered if this lasts */ }
+      }, Math.max(500, (ackWaitSeconds() * 1000) / 3));
       try {
         m.working();
         // The controller file: a missing one is a job error, an unreachable server is not.
-        const sha = job.format === RUN_JOB_FORMAT
+        const sha = job.task === "nmt"
+          ? undefined
+          : job.task === "gan" && job.format === JOB_FORMAT
+          ? job.controller.sha256
+          : job.task === "gan"
+          ? (job.spec.method.kind === "frozen" ? job.spec.method.controllerSha256 : undefined)
+          : job.format === RUN_JOB_FORMAT
           ? job.spec.controllerSha256
           : job.controller.sha256;
         let file: ControllerFile | undefined;
@@ -183,7 +208,13 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
         let body: Record<string, unknown>;
         let error: string | null = null;
         try {
-          if (job.format === RUN_JOB_FORMAT) {
+          if (job.task === "nmt") {
+            body = { nmt: await runNmtRunJob(job, store, log) };
+          } else if (job.task === "gan" && job.format === JOB_FORMAT) {
+            body = await runGanEpisodeJob(job, file!, store, log);
+          } else if (job.task === "gan") {
+            body = { outcome: await runGanRunJob(job, file, store, log) };
+          } else if (job.format === RUN_JOB_FORMAT) {
             body = { result: await runRunJob(job, file) };
           } else {
             const e = await runMemberEpisode(job, file!);
@@ -208,6 +239,7 @@ export async function runWorker(opts: WorkerOptions): Promise<WorkerStats> {
       } catch (err) {
         log(`worker: ${tag}: ${(err as Error).message}; it will be redelivered`);
       } finally {
+        clearInterval(heartbeat);
         release = null;
       }
     }

@@ -13,7 +13,6 @@
  */
 
 import assert from "node:assert/strict";
-import { fileURLToPath } from "node:url";
 import { jetstream } from "npm:@nats-io/jetstream@3.4.0";
 import { createUser } from "npm:@nats-io/nkeys@2.0.3";
 import { type EpisodeResult, JOB_FORMAT, WIRE_VERSION } from "../dist/job.ts";
@@ -29,11 +28,8 @@ import {
 import { runWorker } from "../dist/worker.ts";
 import { main } from "../cli.ts";
 import { setup } from "./helpers.ts";
+import { HAVE_SERVER, Proc, stopAll, withServer, worker } from "./dist_helpers.ts";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const CLI = fileURLToPath(new URL("../cli.ts", import.meta.url));
-const HAVE_SERVER = await new Deno.Command("nats-server", { args: ["--version"] }).output()
-  .then((o) => o.success, () => false);
 if (!HAVE_SERVER) console.error("dist tests skipped: nats-server is not installed");
 const ignore = !HAVE_SERVER;
 
@@ -48,133 +44,6 @@ const TINY = [
   "--set",
   "controller.steps=40",
 ];
-const ENV = {
-  AUTOLOSS_BACKEND: "cpu",
-  AUTOLOSS_THREADS: "1",
-  AUTOLOSS_ACK_WAIT: "2",
-  NO_COLOR: "1",
-};
-
-/** A child process whose output lines can be awaited. */
-class Proc {
-  readonly lines: string[] = [];
-  readonly child: Deno.ChildProcess;
-  readonly done: Promise<Deno.CommandStatus>;
-  #waiters: { re: RegExp; resolve: (l: string) => void }[] = [];
-
-  constructor(args: string[], env: Record<string, string> = {}) {
-    this.child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", CLI, ...args],
-      cwd: ROOT,
-      env: { ...ENV, ...env },
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const pump = async (s: ReadableStream<Uint8Array>) => {
-      let rest = "";
-      for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
-        const parts = (rest + chunk).split("\n");
-        rest = parts.pop()!;
-        for (const l of parts) this.#line(l);
-      }
-      if (rest) this.#line(rest);
-    };
-    const pumps = Promise.all([pump(this.child.stdout), pump(this.child.stderr)]);
-    this.done = pumps.then(() => this.child.status);
-  }
-
-  #line(l: string) {
-    this.lines.push(l);
-    this.#waiters = this.#waiters.filter((w) => !(w.re.test(l) && (w.resolve(l), true)));
-  }
-
-  /** The first line (past or future) matching `re`; fails after `ms` or when the process ends. */
-  waitFor(re: RegExp, ms = 120_000): Promise<string> {
-    const seen = this.lines.find((l) => re.test(l));
-    if (seen) return Promise.resolve(seen);
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    return Promise.race([
-      new Promise<string>((resolve) => this.#waiters.push({ re, resolve })),
-      new Promise<string>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no line ${re} in:\n${this.text()}`)), ms);
-      }),
-      this.done.then((s) => {
-        const l = this.lines.find((x) => re.test(x));
-        if (l) return l;
-        throw new Error(`exited (${s.code}) without a line ${re}:\n${this.text()}`);
-      }),
-    ]).finally(() => clearTimeout(timer));
-  }
-
-  kill(signal: Deno.Signal = "SIGKILL") {
-    try {
-      this.child.kill(signal);
-    } catch { /* already gone */ }
-  }
-
-  text(): string {
-    return this.lines.join("\n");
-  }
-}
-
-/** A nats-server on a free 127.0.0.1 port with JetStream on file storage. */
-class Server {
-  readonly port: number;
-  readonly dir: string;
-  readonly extra: string[];
-  child: Deno.ChildProcess | null = null;
-
-  constructor(dir: string, extra: string[] = []) {
-    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-    this.port = (l.addr as Deno.NetAddr).port;
-    l.close();
-    this.dir = dir;
-    this.extra = extra;
-  }
-
-  get url(): string {
-    return `nats://127.0.0.1:${this.port}`;
-  }
-
-  async start(): Promise<void> {
-    this.child = new Deno.Command("nats-server", {
-      args: ["-a", "127.0.0.1", "-p", String(this.port), "-js", "-sd", this.dir, ...this.extra],
-      stdout: "null",
-      stderr: "null",
-    }).spawn();
-    for (let i = 0; i < 200; i++) {
-      try {
-        (await Deno.connect({ hostname: "127.0.0.1", port: this.port })).close();
-        return;
-      } catch {
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    throw new Error(`nats-server did not listen on ${this.port}`);
-  }
-
-  async stop(): Promise<void> {
-    if (!this.child) return;
-    try {
-      this.child.kill("SIGTERM");
-    } catch { /* gone */ }
-    await this.child.status;
-    this.child = null;
-  }
-}
-
-async function withServer(fn: (s: Server, tmp: string) => Promise<void>, extra: string[] = []) {
-  const tmp = await Deno.makeTempDir({ prefix: "autoloss-dist-" });
-  const server = new Server(`${tmp}/js`, extra);
-  try {
-    await server.start();
-    await fn(server, tmp);
-  } finally {
-    await server.stop();
-    await Deno.remove(tmp, { recursive: true }).catch(() => {});
-  }
-}
-
 /** The controller's weights and feature spec (provenance differs: dates). */
 async function controllerOf(dir: string): Promise<string> {
   const doc = JSON.parse(await Deno.readTextFile(`${dir}/controller.json`));
@@ -196,15 +65,6 @@ function singleProcess(): Promise<string> {
     }
   })();
   return reference;
-}
-
-function worker(url: string, env: Record<string, string> = {}, extra: string[] = []): Proc {
-  return new Proc(["worker", "--nats", url, "--insecure", "--backend", "cpu", ...extra], env);
-}
-
-async function stopAll(procs: Proc[]) {
-  for (const p of procs) p.kill("SIGKILL");
-  await Promise.all(procs.map((p) => p.done.catch(() => {})));
 }
 
 Deno.test({
@@ -471,7 +331,7 @@ Deno.test({
           version: WIRE_VERSION,
           id: "0".repeat(64),
           run,
-          task: "gan",
+          task: "nmt",
           steps: 0,
         };
         await js.publish(jobsSubject(run), JSON.stringify(bad));
@@ -488,7 +348,7 @@ Deno.test({
         assert.ok(m, "a result for the invalid job");
         const r = m.json<EpisodeResult>();
         assert.equal(r.job, bad.id);
-        assert.match(r.error!, /invalid job: .*task 'gan' cannot run on a worker/);
+        assert.match(r.error!, /invalid job: .*task 'nmt' cannot run on a worker/);
         assert.match(r.error!, /steps must be a positive integer/);
         assert.equal(r.metrics, undefined);
         assert.ok(!logs.some((l) => /started job/.test(l)), "never run");
@@ -635,9 +495,15 @@ Deno.test("dist: the CLI's worker and --workers flags (no server needed)", async
   assert.match(help.out, /--insecure/);
   assert.match((await run("worker")).err, /missing --nats URL/);
   assert.match((await run("worker", "--nats", "x", "--max-jobs", "0")).err, /--max-jobs must be/);
-  const gan = await run("train", "gan", "--workers", "nats://127.0.0.1:1");
-  assert.equal(gan.code, 2);
-  assert.match(gan.err, /--workers works with train and compare of regression\|mlp only/);
+  const nmt = await run("train", "nmt", "--workers", "nats://127.0.0.1:1");
+  assert.equal(nmt.code, 2);
+  assert.match(nmt.err, /train nmt trains its PPO controller online.*compare nmt --workers/);
+  const other = await run("train", "classifier", "--workers", "nats://127.0.0.1:1");
+  assert.equal(other.code, 2);
+  assert.match(other.err, /--workers works with train regression\|mlp\|gan and compare/);
+  const ganMembers = await run("compare", "gan", "--workers", "nats://x:1", "--job-members", "2");
+  assert.equal(ganMembers.code, 2);
+  assert.match(ganMembers.err, /--job-members applies to regression\|mlp only/);
   const lone = await run("train", "regression", "--job-members", "2");
   assert.match(lone.err, /--job-members needs --workers/);
   const bad = await run("train", "regression", "--workers", "nats://x:1", "--job-members", "0");

@@ -16,7 +16,8 @@
  */
 
 import { loadCheckpoint } from "../../nn/checkpoint.ts";
-import { saveController } from "../../rl/controller_file.ts";
+import { controllerToJson, saveController } from "../../rl/controller_file.ts";
+import { UserError } from "../../util/errors.ts";
 import { formatDuration } from "../../run/progress.ts";
 import type { RunDir } from "../../run/run_dir.ts";
 import { openSession } from "../../run/session.ts";
@@ -25,7 +26,8 @@ import type { GanTask } from "./task.ts";
 import { formatIs } from "./status.ts";
 import { GAN_SCHEMA, type GanConfig } from "./config.ts";
 import { ganSchedule, type LoopStats, mergeStats, runFixed, saveGanCheckpoint } from "./driver.ts";
-import { EpisodicReinforce } from "./episodic.ts";
+import { type EpisodeLog, type EpisodePlay, EpisodicReinforce, remotePlay } from "./episodic.ts";
+import type { GanStatus } from "./status.ts";
 import { OnlinePpo } from "./online_ppo.ts";
 import { describeArch } from "./model.ts";
 import {
@@ -42,7 +44,7 @@ import {
   requireSegment,
   RunBook,
 } from "./run.ts";
-import { compare, evaluate, transfer } from "./experiments.ts";
+import { compare, connectGanWorkers, evaluate, type GanWorkers, transfer } from "./experiments.ts";
 import { ganWorkload } from "./profile.ts";
 
 // ---------------------------------------------------------------- train
@@ -53,6 +55,17 @@ async function train(opts: CommonOptions, forceFixed = false): Promise<number> {
   const log = (s: string) => console.log(s);
   log(`run directory: ${dir.path}${resumed ? " (resumed)" : ""}`);
   if (cfg.note) log(`preset note: ${cfg.note}`);
+  if (opts.workers && cfg.controller.algorithm !== "reinforce") {
+    throw new UserError(
+      `${opts.command} gan --workers runs the episodes of the episodic REINFORCE controller on ` +
+        `the workers (--set controller.algorithm=reinforce; --set controller.reinforce.batch=N ` +
+        `plays N episodes per update at once); controller.algorithm=` +
+        `${cfg.controller.algorithm} ` +
+        (cfg.controller.algorithm === "ppo"
+          ? `trains online, one GAN step after another: nothing to run in parallel`
+          : `has no controller to train`),
+    );
+  }
   if (cfg.controller.algorithm === "ppo") requireSegment(cfg, cfg.train.steps, "train.steps");
   const ctx = await loadContext(cfg, log);
   const length = cfg.controller.algorithm === "reinforce"
@@ -69,7 +82,7 @@ async function train(opts: CommonOptions, forceFixed = false): Promise<number> {
   try {
     if (cfg.controller.algorithm === "ppo") return await trainOnline(cfg, dir, resumed, ctx, log);
     if (cfg.controller.algorithm === "reinforce") {
-      return await trainEpisodic(cfg, dir, resumed, ctx, log);
+      return await trainEpisodic(opts, cfg, dir, resumed, ctx, log);
     }
     return await trainFixed(cfg, dir, resumed, ctx, log);
   } finally {
@@ -358,6 +371,7 @@ async function trainFixed(
 }
 
 async function trainEpisodic(
+  opts: CommonOptions,
   cfg: GanConfig,
   dir: RunDir,
   resumed: boolean,
@@ -395,30 +409,79 @@ async function trainEpisodic(
       })),
     );
   }
+  // --workers: the episodes of each update are jobs (their GANs trained there); the GAN of an
+  // update's last episode comes back, for the pictures and the final IS.
+  let workers: GanWorkers | null = null;
+  const featureSize = task.featureNames.length;
+  const hooks = {
+    onStatus: (t: number, s: GanStatus) =>
+      book.progress.update(trainer.episodes, {
+        step: t,
+        D: s.discCost,
+        G: s.genCost,
+        IS: formatIs(s.is),
+      }),
+    shouldStop: book.shouldStop,
+  };
   try {
+    workers = await connectGanWorkers(opts, cfg, dir.path);
     while (trainer.episodes < r.episodes && !book.shouldStop()) {
-      const e = await trainer.episode(cfg.seed + trainer.episodes, {
-        onStatus: (t, s) =>
-          book.progress.update(trainer.episodes, {
-            step: t,
-            D: s.discCost,
-            G: s.genCost,
-            IS: formatIs(s.is),
-          }),
-        shouldStop: book.shouldStop,
-      });
-      if (e.stopped) break;
-      await book.log({ kind: "episode", ...e, loop: loopNote(e.loop) });
-      book.curve.push({ step: e.episode, is: e.bestIs });
+      const first = trainer.episodes;
+      const n = Math.min(r.batch, r.episodes - first);
+      const seeds = Array.from({ length: n }, (_, b) => cfg.seed + first + b);
+      let logs: EpisodeLog[];
+      if (workers) {
+        // No date in the provenance: the job ids stay the same, so a resumed learner finds them.
+        const file = await controllerToJson(trainer.controller, {
+          actions: ["G", "D"],
+          provenance: {
+            task: "gan",
+            seed: cfg.controller.seed,
+            episodes: first,
+            reward: null,
+            date: "in training",
+          },
+        });
+        const got = await workers.episodes(
+          seeds.map((seed, b) => ({ episode: first + b, seed, keepGan: b === n - 1 })),
+          file,
+          { episodeSteps: r.episodeSteps, patience: r.patience },
+          ctx,
+        );
+        const gan = await Deno.makeTempFile({ prefix: "autoloss-gan-", suffix: ".safetensors" });
+        try {
+          await Deno.writeFile(gan, got[n - 1].gan!);
+          task.loadCheckpoint(await loadCheckpoint(gan));
+        } finally {
+          await Deno.remove(gan).catch(() => {});
+        }
+        logs = trainer.learn(got.map((e) => remotePlay(e, featureSize)));
+        book.progress.update(trainer.episodes, { IS: formatIs(logs[n - 1].bestIs) });
+      } else if (n === 1) logs = [await trainer.episode(seeds[0], hooks)];
+      else {
+        const plays: EpisodePlay[] = [];
+        for (const seed of seeds) {
+          const p = await trainer.play(seed, hooks);
+          plays.push(p);
+          if (p.stopped) break;
+        }
+        logs = trainer.learn(plays);
+      }
+      if (logs.some((e) => e.stopped)) break;
+      for (const e of logs) {
+        await book.log({ kind: "episode", ...e, loop: loopNote(e.loop) });
+        book.curve.push({ step: e.episode, is: e.bestIs });
+      }
+      const e = logs[logs.length - 1];
       const provenance = {
         task: "gan",
         seed: cfg.controller.seed,
         episodes: trainer.episodes,
-        reward: e.reward,
+        reward: logs.find((l) => l.episode === trainer.best.episode)?.reward ?? e.reward,
         algorithm: "reinforce",
       };
       await trainer.save(ckpt);
-      if (trainer.best.episode === e.episode) {
+      if (logs.some((l) => l.episode === trainer.best.episode)) {
         await saveController(dir.file("controller.json"), trainer.controller, {
           actions: ["G", "D"],
           provenance,
@@ -448,6 +511,8 @@ async function trainEpisodic(
     book.close(trainer.episodes);
     trainer.dispose();
     task.dispose();
+    await workers?.close();
+    if (workers) log(`workers: ${JSON.stringify(workers.stats)}`);
   }
 }
 

@@ -213,7 +213,14 @@ export const GAN_SCHEMA = defineSchema({
         type: "object",
         doc: "episodic REINFORCE (authors' code)",
         fields: {
-          episodes: { type: "integer", min: 1, default: 400, doc: "episodes (one update each)" },
+          episodes: { type: "integer", min: 1, default: 400, doc: "episodes in all" },
+          batch: {
+            type: "integer",
+            min: 1,
+            default: 1,
+            doc:
+              "episodes per controller update, under one controller (--workers: one job each, at once); 1: the authors'",
+          },
           episodeSteps: {
             type: "integer",
             min: 1,

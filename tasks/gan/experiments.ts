@@ -14,7 +14,7 @@ import { UserError } from "../../util/errors.ts";
 import { join } from "node:path";
 import { init } from "../../gpu/backend.ts";
 import { Generator } from "../../gpu/random.ts";
-import { loadController } from "../../rl/controller_file.ts";
+import { type ControllerFile, loadController } from "../../rl/controller_file.ts";
 import type { PolicyController } from "../../rl/controller.ts";
 import { type Layer, loadYamlFile, parseSet, resolveConfig } from "../../run/config.ts";
 import { formatDuration, Progress } from "../../run/progress.ts";
@@ -26,6 +26,7 @@ import { formatIs, type GanStatus } from "./status.ts";
 import { GAN_SCHEMA, type GanConfig, scheduleList } from "./config.ts";
 import { ganSchedule, runFixed, runLearned } from "./driver.ts";
 import { OnlinePpo } from "./online_ppo.ts";
+import type { RemoteEpisodes } from "./episodic.ts";
 import { type DcganArch, describeArch, sampleArchs } from "./model.ts";
 import {
   archOf,
@@ -50,6 +51,61 @@ export type Method =
   | { kind: "fixed"; name: string; schedule: string }
   | { kind: "online"; name: string }
   | { kind: "frozen"; name: string; controller: PolicyController; greedy: boolean };
+
+/** A guided run's method as the workers take it: a frozen controller as its file. */
+export type RemoteMethod =
+  | { kind: "fixed"; name: string; schedule: string }
+  | { kind: "online"; name: string }
+  | { kind: "frozen"; name: string; greedy: boolean; controller: ControllerFile };
+
+/** One guided run for the workers (`--workers`). */
+export interface GuidedRunRequest {
+  /** The method. */
+  method: RemoteMethod;
+  /** The GAN's seed. */
+  seed: number;
+  /** Steps. */
+  steps: number;
+  /** The DCGAN. */
+  arch: DcganArch;
+}
+
+/**
+ * Runs guided runs on the workers (dist/learner.ts, one job each, all at once) in the context
+ * `ctx` (its data and classifier); the outcomes come back in request order.
+ */
+export type GuidedRunExec = (runs: GuidedRunRequest[], ctx: GanContext) => Promise<RunOutcome[]>;
+
+/** The learner of `--workers` as the GAN commands use it. */
+export interface GanWorkers {
+  /** Guided runs on the workers (`compare gan`). */
+  guided: GuidedRunExec;
+  /** Episodes of the episodic REINFORCE controller on the workers (`train gan`). */
+  episodes: RemoteEpisodes;
+  /** Counters, printed at the end. */
+  stats: unknown;
+  /** Closes the connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * With `--workers`, connects the learner side of dist/ for the run at `runPath` (the NATS client
+ * is loaded, and fetched, only then, through a computed specifier); null without it.
+ */
+export async function connectGanWorkers(
+  opts: CommonOptions,
+  cfg: GanConfig,
+  runPath: string,
+): Promise<GanWorkers | null> {
+  if (!opts.workers) return null;
+  const dist = new URL("../../dist/learner.ts", import.meta.url).href;
+  return await (await import(dist) as typeof import("../../dist/learner.ts")).connectLearner({
+    ...opts.workers,
+    task: "gan",
+    config: cfg as unknown as Record<string, unknown>,
+    runName: runPath.split(/[\\/]/).filter(Boolean).pop()!,
+  });
+}
 
 /** The outcome of one guided run. */
 export interface RunOutcome {
@@ -217,9 +273,11 @@ export async function compare(opts: CommonOptions): Promise<number> {
     schedule: s,
   }));
   let frozen: PolicyController | null = null;
+  let frozenFile: ControllerFile | null = null;
   if (c.autoloss) {
     if (c.controller) {
       frozen = await loadController(c.controller, { actions: ["G", "D"] });
+      frozenFile = JSON.parse(await Deno.readTextFile(c.controller)) as ControllerFile;
       methods.push({ kind: "frozen", name: "AutoLoss", controller: frozen, greedy: false });
     } else {
       requireSegment(cfg, c.steps, "compare.steps");
@@ -227,17 +285,41 @@ export async function compare(opts: CommonOptions): Promise<number> {
     }
   }
   const runs: RunOutcome[] = [];
+  // --workers: every run not finished before is a job, all published at once; the outcomes are
+  // then taken in the local order (seeds, then methods), so the files are the local path's.
+  let workers: GanWorkers | null = null;
+  const finishedBefore = (m: Method, seed: number) =>
+    finished.find((r) => r.method === m.name && r.seed === seed);
   try {
+    workers = await connectGanWorkers(opts, cfg, dir.path);
+    const remote = new Map<string, RunOutcome>();
+    if (workers) {
+      const todo = Array.from({ length: c.seeds }, (_, s) => cfg.seed + s)
+        .flatMap((seed) => methods.map((m) => ({ m, seed })))
+        .filter(({ m, seed }) => !finishedBefore(m, seed));
+      const outcomes = await workers.guided(
+        todo.map(({ m, seed }) => ({
+          method: m.kind === "frozen"
+            ? { kind: "frozen", name: m.name, greedy: m.greedy, controller: frozenFile! }
+            : m,
+          seed,
+          steps: c.steps,
+          arch: archOf(cfg),
+        })),
+        ctx,
+      );
+      todo.forEach(({ m, seed }, i) => remote.set(`${m.name}\n${seed}`, outcomes[i]));
+    }
     for (let s = 0; s < c.seeds; s++) {
       for (const m of methods) {
         const seed = cfg.seed + s;
-        const before = finished.find((r) => r.method === m.name && r.seed === seed);
+        const before = finishedBefore(m, seed);
         if (before) {
           runs.push(before);
           log(`${m.name} seed ${seed}: final IS ${fmt(before.final)} (finished before the resume)`);
           continue;
         }
-        const r = await guidedRun(
+        const r = remote.get(`${m.name}\n${seed}`) ?? await guidedRun(
           cfg,
           ctx,
           m,
@@ -257,7 +339,9 @@ export async function compare(opts: CommonOptions): Promise<number> {
   } finally {
     frozen?.dispose();
     ctx.classifier?.dispose();
+    await workers?.close();
   }
+  if (workers) log(`workers: ${JSON.stringify((workers as GanWorkers).stats)}`);
   const rows = methods.map((m) => {
     const rs = runs.filter((r) => r.method === m.name);
     const fin = meanStd(rs.map((r) => r.final).filter(Number.isFinite));

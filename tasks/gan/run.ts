@@ -18,6 +18,7 @@ import { linePlot, type Series } from "../../run/svg.ts";
 import { randn, tensor } from "../../tensor/functional.ts";
 import { readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
 import type { ClassifierDataset } from "../classifier/data.ts";
+import { weightsUrl } from "../classifier/model.ts";
 import {
   type InceptionScore,
   inceptionScore as hostInceptionScore,
@@ -78,6 +79,15 @@ async function loadImages(
   return dataset === "fashion" ? await loadFashionMnist(split, opts) : await loadMnist(split, opts);
 }
 
+/** The scoring classifier's weights file of `dataset` under `cfg` (its default when unset). */
+export function classifierPath(
+  cfg: GanConfig,
+  dataset: ClassifierDataset = cfg.data.dataset,
+): string {
+  return (dataset === cfg.data.dataset ? cfg.is.classifier : "") ||
+    (dataset === "fashion" ? cfg.transfer.fashionClassifier : "") || weightsUrl(dataset).pathname;
+}
+
 /** Loads data and the scoring classifier of `dataset`, and scores real test images once. */
 export async function loadContext(
   cfg: GanConfig,
@@ -89,9 +99,7 @@ export async function loadContext(
   let scorer: GanContext["scorer"] = null;
   let note: string;
   try {
-    const path = (dataset === cfg.data.dataset ? cfg.is.classifier : "") ||
-      (dataset === "fashion" ? cfg.transfer.fashionClassifier : "") || undefined;
-    const c = await loadScoringClassifier(dataset, { path });
+    const c = await loadScoringClassifier(dataset, { path: classifierPath(cfg, dataset) });
     const acc = c.metadata.test_accuracy;
     note = `${dataset} classifier (${c.metadata.architecture_summary ?? "?"}; test accuracy ${
       acc ?? "?"

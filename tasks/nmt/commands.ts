@@ -118,8 +118,8 @@ export function taskFromConfig(cfg: NmtConfig, data: EncodedCorpus): NmtTask {
   });
 }
 
-/** The method context of a config (with a progress/metrics hook writing to `dir`). */
-function methodContext(cfg: NmtConfig, task: NmtTask, dir: RunDir): MethodContext {
+/** The method context of a config (with a progress/metrics hook writing to `dir`, if given). */
+export function methodContext(cfg: NmtConfig, task: NmtTask, dir?: RunDir): MethodContext {
   const t0 = performance.now();
   return {
     task,
@@ -142,16 +142,59 @@ function methodContext(cfg: NmtConfig, task: NmtTask, dir: RunDir): MethodContex
       rewardK: cfg.ppo.rewardK,
     },
     decode: cfg.decode,
-    onValidation: async (p: CurvePoint, method: NmtMethod) => {
-      await dir.appendMetrics({ method, ...p });
-      const at = formatDuration((performance.now() - t0) / 1000);
-      console.log(
-        `[${at}] ${method.padEnd(8)} epoch ${p.epoch.toFixed(2).padStart(6)}  val ppl ${
-          p.ppl.toFixed(2).padStart(8)
-        }  pos ${p.valPos.toFixed(3)}  ner ${p.valNer.toFixed(3)}  updates ${p.updates.join("/")}`,
-      );
-    },
+    onValidation: dir
+      ? async (p: CurvePoint, method: NmtMethod) => {
+        await dir.appendMetrics({ method, ...p });
+        console.log(validationLine(p, method, t0));
+      }
+      : undefined,
   };
+}
+
+function validationLine(p: CurvePoint, method: NmtMethod, t0: number): string {
+  const at = formatDuration((performance.now() - t0) / 1000);
+  return `[${at}] ${method.padEnd(8)} epoch ${p.epoch.toFixed(2).padStart(6)}  val ppl ${
+    p.ppl.toFixed(2).padStart(8)
+  }  pos ${p.valPos.toFixed(3)}  ner ${p.valNer.toFixed(3)}  updates ${p.updates.join("/")}`;
+}
+
+/**
+ * Runs methods of `compare nmt` on the workers (dist/learner.ts, one job each, all at once) over
+ * the corpus `data` built from `cfg`; the results come back in request order.
+ */
+export type NmtMethodExec = (
+  methods: NmtMethod[],
+  cfg: NmtConfig,
+  data: PreparedData,
+) => Promise<MethodResult[]>;
+
+/** The learner of `--workers` as `compare nmt` uses it. */
+export interface NmtWorkers {
+  /** Methods on the workers. */
+  nmtMethods: NmtMethodExec;
+  /** Counters, printed at the end. */
+  stats: unknown;
+  /** Closes the connection. */
+  close(): Promise<void>;
+}
+
+/**
+ * With `--workers`, connects the learner side of dist/ for the run at `runPath` (the NATS client
+ * is loaded, and fetched, only then, through a computed specifier); null without it.
+ */
+async function connectNmtWorkers(
+  opts: CommonOptions,
+  cfg: NmtConfig,
+  runPath: string,
+): Promise<NmtWorkers | null> {
+  if (!opts.workers) return null;
+  const dist = new URL("../../dist/learner.ts", import.meta.url).href;
+  return await (await import(dist) as typeof import("../../dist/learner.ts")).connectLearner({
+    ...opts.workers,
+    task: "nmt",
+    config: cfg as unknown as Record<string, unknown>,
+    runName: runPath.split(/[\\/]/).filter(Boolean).pop()!,
+  });
 }
 
 // ---------------------------------------------------------------- reports
@@ -317,8 +360,20 @@ export function compareNmt(opts: CommonOptions): Promise<number> {
     console.log(dataMarkdown(report));
     const task = taskFromConfig(cfg, data.encoded);
     const results: MethodResult[] = [];
+    // --workers: the methods not finished before are jobs, all published at once; their results
+    // are then taken in the local order, their validation rows written as the local run does.
+    let workers: NmtWorkers | null = null;
     try {
+      workers = await connectNmtWorkers(opts, cfg, dir.path);
       const ctx = methodContext(cfg, task, dir);
+      const todo = NMT_METHODS.filter((m) =>
+        cfg.methods[m] && !finished.some((r) => r.method === m)
+      );
+      const remote = new Map<NmtMethod, MethodResult>();
+      if (workers) {
+        const got = await workers.nmtMethods(todo, cfg, data);
+        todo.forEach((m, i) => remote.set(m, got[i]));
+      }
       for (const m of NMT_METHODS) {
         if (!cfg.methods[m]) continue;
         const before = finished.find((r) => r.method === m);
@@ -327,7 +382,13 @@ export function compareNmt(opts: CommonOptions): Promise<number> {
           console.log(`${METHOD_LABELS[m]}: best val ppl ${fmt(before.bestPpl)} (finished before)`);
           continue;
         }
-        const r = await runMethod(m, ctx);
+        let r = remote.get(m);
+        if (r) {
+          for (const p of r.curve) {
+            await dir.appendMetrics({ method: m, ...p });
+            console.log(validationLine(p, m, t0));
+          }
+        } else r = await runMethod(m, ctx);
         results.push(r);
         console.log(
           `${METHOD_LABELS[m]}: best val ppl ${fmt(r.bestPpl)}, test BLEU ${
@@ -339,7 +400,9 @@ export function compareNmt(opts: CommonOptions): Promise<number> {
       }
     } finally {
       task.dispose();
+      await workers?.close();
     }
+    if (workers) console.log(`workers: ${JSON.stringify((workers as NmtWorkers).stats)}`);
     console.log(`\n${resultsTable(results)}\n\nwrote ${dir.file("summary.md")}`);
     return 0;
   });
