@@ -262,7 +262,8 @@ Deno.test("dist gan: train gan --workers refuses the online PPO and fixed contro
   try {
     const err: string[] = [];
     const io = { out: () => {}, err: (t: string) => err.push(t) };
-    const url = ["--workers", "nats://127.0.0.1:1", "--insecure", "--backend", "cpu"];
+    // In this process: the backend the suite runs (the refusals come before any work).
+    const url = ["--workers", "nats://127.0.0.1:1", "--insecure"];
     const ppo = await main(["train", "gan", "--out", `${tmp}/p`, ...url], io);
     assert.equal(ppo, 1);
     assert.match(
