@@ -157,3 +157,17 @@ Deno.test("gated region: rules are enforced with clear errors", async () => {
   flag.dispose();
   t.dispose();
 });
+
+Deno.test("whenGpu: what the branch creates and does not return is freed at the region's end", async () => {
+  const flag = tensor([1], [1]);
+  let temp: Tensor | null = null;
+  const out = whenGpu(flag, () => {
+    temp = tensor([1, 2, 3], [3]).add(1);
+    return temp.mul(2);
+  });
+  assert.ok(temp !== null && (temp as Tensor).isDisposed, "the temporary was freed");
+  assert.ok(!out.isDisposed);
+  assert.deepEqual(Array.from(await out.data()), [4, 6, 8]);
+  out.dispose();
+  flag.dispose();
+});
