@@ -206,6 +206,37 @@ export interface PpoUpdateLog extends PpoStats {
 }
 
 /**
+ * The end of an online PPO segment, the one copy every PPO loop uses (trainPpo here, the NMT
+ * method in tasks/nmt/train.ts): adds the segment's reward `r` ([P], or null) to every recorded
+ * step's reward, runs one `Ppo.update` bootstrapped from `next` whose one readback carries the
+ * mean step reward (`stats.extra[0]`) and then each of `extra`, and lets the actor's feature
+ * normalizer take the segment's features.
+ */
+export async function endPpoSegment(
+  ppo: Ppo,
+  actor: PolicyController,
+  buffer: TrajectoryBuffer,
+  r: Tensor | null,
+  next: { features: Tensor; done: Tensor },
+  extra: readonly Tensor[] = [],
+): Promise<PpoStats & { extra: number[][] }> {
+  if (r) {
+    const rewards = buffer.field("rewards");
+    const p = rewards.shape[1];
+    tidy(() => noGrad(() => ops.assign_(rewards, rewards.add(r.reshape([1, p])))));
+  }
+  const meanReward = keep(
+    tidy(() => noGrad(() => buffer.field("rewards").mean().reshape([1]))),
+  );
+  try {
+    return await ppo.update(buffer, next, [meanReward, ...extra]);
+  } finally {
+    meanReward.dispose();
+    tidy(() => noGrad(() => actor.normalizer.update(buffer.flat("features"))));
+  }
+}
+
+/**
  * Online PPO: reset the task once, then per update run a segment of T steps recording features,
  * actions, log-probabilities, values (critic, one forward per step), rewards and done flags on
  * the GPU, bootstrap from the next observation, and call `Ppo.update` (one readback, which also
@@ -274,18 +305,11 @@ export async function trainPpo(
           }
         },
       });
-      if (segment) {
-        const r = segment.next(metricOf(opts.segmentReward!.metric));
-        const rewards = buffer.field("rewards");
-        tidy(() => noGrad(() => ops.assign_(rewards, rewards.add(r.reshape([1, p])))));
-        r.dispose();
-      }
-      const meanReward = keep(
-        tidy(() => noGrad(() => buffer.field("rewards").mean().reshape([1]))),
-      );
-      const stats = await ppo.update(buffer, { features: task.features(), done }, [meanReward]);
-      meanReward.dispose();
-      tidy(() => noGrad(() => actor.normalizer.update(buffer.flat("features"))));
+      const r = segment ? segment.next(metricOf(opts.segmentReward!.metric)) : null;
+      const stats = await endPpoSegment(ppo, actor, buffer, r, {
+        features: task.features(),
+        done,
+      }).finally(() => r?.dispose());
       const seconds = (performance.now() - began) / 1000;
       const log: PpoUpdateLog = {
         ...stats,

@@ -17,9 +17,9 @@ import type { NormalizationSpec } from "../../rl/normalization.ts";
 import { makeActor, Ppo, type PpoArgs, type PpoStats } from "../../rl/ppo.ts";
 import { NormalizedImprovementReward } from "../../rl/rewards.ts";
 import { TrajectoryBuffer } from "../../rl/trajectory.ts";
+import { endPpoSegment } from "../../rl/training.ts";
 import { tensor, zeros } from "../../tensor/functional.ts";
-import * as ops from "../../tensor/ops.ts";
-import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
+import { keep, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
 import type { GanTask } from "./task.ts";
 import { G_ACTION } from "./actions.ts";
 import { decodeStatus, type GanStatus } from "./status.ts";
@@ -191,18 +191,20 @@ export class OnlinePpo {
     // Segment end: IS, reward on every step, one PPO update (one readback).
     this.task.evaluateIs();
     const reward = keep(tidy(() => this.#reward.next(this.task.metrics().is)));
-    const rewards = this.#buffer.field("rewards");
-    tidy(() => noGrad(() => ops.assign_(rewards, rewards.add(reward.reshape([1, 1])))));
     const status = tidy(() => this.task.status());
     const done = zeros([1]);
-    const stats = await this.ppo.update(
+    // extra: [mean step reward, the segment's reward, the status vector].
+    const stats = await endPpoSegment(
+      this.ppo,
+      this.actor,
       this.#buffer,
+      reward,
       { features: this.task.features(), done },
       [reward, status],
-    );
-    for (const x of [reward, status, done]) x.dispose();
-    tidy(() => noGrad(() => this.actor.normalizer.update(this.#buffer.flat("features"))));
-    const st = decodeStatus(stats.extra[1]);
+    ).finally(() => {
+      for (const x of [reward, status, done]) x.dispose();
+    });
+    const st = decodeStatus(stats.extra[2]);
     this.isHistory.push(st.is);
     while (this.isHistory.length > this.opts.reward.k + 1) this.isHistory.shift();
     this.segments++;
@@ -212,7 +214,7 @@ export class OnlinePpo {
       segment: this.segments - 1,
       step: this.task.t,
       is: st.is,
-      reward: stats.extra[0][0],
+      reward: stats.extra[1][0],
       gShare: g / Math.max(loop.actions.length, 1),
       ppo: ppoStats,
       loop: loop.stats,

@@ -33,6 +33,7 @@ import { makeActor, Ppo, PPO_AUTHORS_NMT, type PpoArgs } from "../../rl/ppo.ts";
 import { NormalizedImprovementReward } from "../../rl/rewards.ts";
 import { proportionalSchedule, StepPatternSchedule } from "../../rl/schedules.ts";
 import { TrajectoryBuffer } from "../../rl/trajectory.ts";
+import { endPpoSegment } from "../../rl/training.ts";
 import type { PolicyController } from "../../rl/controller.ts";
 import { tensor, zeros } from "../../tensor/functional.ts";
 import * as ops from "../../tensor/ops.ts";
@@ -407,32 +408,26 @@ export async function runAutoLoss(
         });
       }
       // The segment ended with a validation (segment = valEvery): reward every step with it.
-      tidy(() => {
-        const m = task.metrics();
-        const r = reward.next(m.val);
-        const rewards = buffer.field("rewards");
-        noGrad(() => ops.assign_(rewards, rewards.add(r.reshape([1, 1]))));
-      });
-      const meanReward = keep(
-        noGrad(() => tidy(() => buffer.field("rewards").mean().reshape([1]))),
-      );
+      const r = tidy(() => reward.next(task.metrics().val));
       const metrics = task.metrics();
       const names = Object.keys(POINT_METRICS);
-      const stats = await ppo.update(buffer, { features: task.features(), done }, [
-        meanReward,
-        buffer.field("actions"),
-        segProbs,
-        ...names.map((n) => metrics[n]),
-      ]);
-      meanReward.dispose();
-      for (const t of Object.values(metrics)) t.dispose();
+      const stats = await endPpoSegment(
+        ppo,
+        actor,
+        buffer,
+        r,
+        { features: task.features(), done },
+        [buffer.field("actions"), segProbs, ...names.map((n) => metrics[n])],
+      ).finally(() => {
+        r.dispose();
+        for (const t of Object.values(metrics)) t.dispose();
+      });
       const [, acts, pr, ...values] = stats.extra;
       acts.forEach((a, i) => {
         updates[a]++;
         probs.push(Array.from(pr.slice(3 * i, 3 * i + 3)));
       });
       await tracker.add(pointOf(task, updates, values));
-      noGrad(() => tidy(() => actor.normalizer.update(buffer.flat("features"))));
       ppoLog.push({
         update: u,
         reward: stats.extra[0][0],
