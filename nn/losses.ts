@@ -122,8 +122,30 @@ export function nll(logProbs: Tensor, target: Tensor, opts: ClassLossOptions = {
 
 /**
  * Cross-entropy of `logits` [..., K] against i32 class indices [...]: `nll(logSoftmax(logits))`,
- * averaged over rows whose target is not `ignoreIndex`.
+ * averaged over rows whose target is not `ignoreIndex`. Computed per row as
+ * `logsumexp(row) - row[target]`, the same values and gradients without the [..., K]
+ * log-probabilities ever being stored (a reduction, a pick and one gradient kernel).
  */
 export function crossEntropy(logits: Tensor, target: Tensor, opts: ClassLossOptions = {}): Tensor {
-  return nll(logits.logSoftmax(-1), target, opts);
+  const { ignoreIndex = -100, reduction = "mean" } = opts;
+  const k = logits.shape[logits.ndim - 1];
+  const rows = logits.size / Math.max(k, 1);
+  if (logits.ndim < 1 || target.size !== rows || target.dtype !== "i32") {
+    throw new Error(
+      `crossEntropy: expects logits [..., K] and i32 targets [...] with one target per row, got ` +
+        `${logits.describe()} and ${target.describe()}`,
+    );
+  }
+  const x = logits.reshape([rows, k]);
+  const idx = dropIndex(target.reshape([rows]), ignoreIndex, k);
+  // Kept rows have a remapped index >= 0, so min(index + 1, 1) is 1 for them and 0 otherwise.
+  const keptRow = idx.cast("f32").add(1).minimum(1);
+  const perRow = ops.where(
+    keptRow,
+    x.logsumexp(-1).sub(ops.pick(x, idx)),
+    ops.scalarOp("mul_scalar", keptRow, 0),
+  );
+  if (reduction === "none") return perRow.reshape(target.shape);
+  if (reduction === "sum") return perRow.sum();
+  return perRow.sum().div(keptRow.sum().maximum(1));
 }

@@ -4,6 +4,7 @@
  */
 
 import assert from "node:assert/strict";
+import { backend } from "../gpu/backend.ts";
 import { tensor } from "../tensor/functional.ts";
 import { readMany, tidy } from "../tensor/tensor.ts";
 import { FlatParams } from "../nn/module.ts";
@@ -182,4 +183,41 @@ Deno.test("grad: l1NormOf", async () => {
   await gradCheck("l1NormOf", (a, b) => l1NormOf([a, b]), [inp([2, 3], 13, -1, 1), inp([4], 14)], {
     eps: 1e-3,
   });
+});
+
+Deno.test("crossEntropy (logsumexp - picked logit) equals nll(logSoftmax): values and gradients, ignored rows, every reduction", async () => {
+  const exact = backend().info.kind === "cpu";
+  const data = randomData(6 * 7 * 11, 31).map((v, i) => (i % 13 === 0 ? v * 40 : v * 3));
+  // Every seventh row ignored (-100); the rest spread over the 11 classes.
+  const labels = Array.from({ length: 42 }, (_, i) => (i % 7 === 1 ? -100 : (i * 5) % 11));
+  const target = tensor(labels, [6, 7], "i32");
+  for (const reduction of ["mean", "sum", "none"] as const) {
+    const run = async (fused: boolean) => {
+      const x = tensor(data, [6, 7, 11]);
+      x.requiresGrad = true;
+      const [v, g] = tidy(() => {
+        const l = fused
+          ? crossEntropy(x, target, { reduction })
+          : nll(x.logSoftmax(-1), target, { reduction });
+        const w = tensor(randomData(l.size, 32), l.shape);
+        l.mul(w).sum().backward();
+        return [l, x.grad!];
+      });
+      const [lv, gv] = await readMany([v, g]);
+      v.dispose();
+      x.grad!.dispose();
+      x.dispose();
+      // nll gives -0 for an ignored row (the negated pick of 0), crossEntropy 0.
+      return { l: Array.from(lv, (v) => v === 0 ? 0 : v), g: Array.from(gv) };
+    };
+    const a = await run(true), b = await run(false);
+    if (exact) {
+      assert.deepEqual(a.l, b.l, `${reduction} values`);
+      assert.deepEqual(a.g, b.g, `${reduction} gradients`);
+    } else {
+      assertClose(a.l, b.l, 1e-5, 1e-5, `${reduction} values`);
+      assertClose(a.g, b.g, 1e-5, 1e-5, `${reduction} gradients`);
+    }
+  }
+  target.dispose();
 });
