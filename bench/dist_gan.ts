@@ -13,7 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { fileURLToPath } from "node:url";
+import { finish, spawnCli, startServer } from "./dist_helpers.ts";
 
 const { values } = parseArgs({
   args: Deno.args,
@@ -24,8 +24,6 @@ const { values } = parseArgs({
     threads: { type: "string", default: "1" },
   },
 });
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
-const env = { AUTOLOSS_BACKEND: "cpu", AUTOLOSS_THREADS: values.threads, NO_COLOR: "1" };
 const compare = [
   "compare",
   "gan",
@@ -48,67 +46,28 @@ const compare = [
   ].flatMap((kv) => ["--set", kv]),
 ];
 
-function spawn(args: string[]): Deno.ChildProcess {
-  return new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "cli.ts", ...args],
-    cwd: ROOT,
-    env,
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-}
-
-async function finish(p: Deno.ChildProcess): Promise<string> {
-  const out = await p.output();
-  const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
-  if (!out.success) throw new Error(`failed:\n${text}`);
-  return text;
-}
-
 async function summaryOf(dir: string): Promise<string> {
   const s = JSON.parse(await Deno.readTextFile(`${dir}/summary.json`));
   for (const r of s.runs) delete r.seconds;
   return JSON.stringify(s);
 }
 
-const tmp = await Deno.makeTempDir({ prefix: "autoloss-bench-dist-gan-" });
-const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-const port = (l.addr as Deno.NetAddr).port;
-l.close();
-const server = new Deno.Command("nats-server", {
-  args: ["-a", "127.0.0.1", "-p", String(port), "-js", "-sd", `${tmp}/js`],
-  stdout: "null",
-  stderr: "null",
-}).spawn();
-const url = `nats://127.0.0.1:${port}`;
-const workers: Deno.ChildProcess[] = [];
+const server = await startServer("autoloss-bench-dist-gan-", values.threads);
+const { tmp, url } = server;
 try {
-  for (let i = 0; i < 100; i++) {
-    try {
-      (await Deno.connect({ hostname: "127.0.0.1", port })).close();
-      break;
-    } catch {
-      await new Promise((r) => setTimeout(r, 50));
-    }
-  }
   const rows: string[] = [];
   let t0 = performance.now();
-  await finish(spawn([...compare, "--out", `${tmp}/local`]));
+  await finish(spawnCli([...compare, "--out", `${tmp}/local`], values.threads));
   const localWall = (performance.now() - t0) / 1000;
   rows.push(`| 1 process | ${localWall.toFixed(1)} | - | - | - |`);
   const reference = await summaryOf(`${tmp}/local`);
   for (const n of [1, 2]) {
-    for (const w of workers.splice(0)) {
-      w.kill("SIGKILL");
-      await w.output();
-    }
-    for (let i = 0; i < n; i++) {
-      workers.push(spawn(["worker", "--nats", url, "--insecure", "--backend", "cpu"]));
-    }
-    await new Promise((r) => setTimeout(r, 1500)); // let the workers start
+    await server.workers(n);
     t0 = performance.now();
     const out = `${tmp}/w${n}`;
-    const text = await finish(spawn([...compare, "--out", out, "--workers", url, "--insecure"]));
+    const text = await finish(
+      spawnCli([...compare, "--out", out, "--workers", url, "--insecure"], values.threads),
+    );
     const wall = (performance.now() - t0) / 1000;
     const stats = JSON.parse(/^workers: (.*)$/m.exec(text)![1]);
     const same = (await summaryOf(out)) === reference;
@@ -131,11 +90,5 @@ try {
   console.log("|---|---|---|---|---|");
   for (const r of rows) console.log(r);
 } finally {
-  for (const w of workers) {
-    w.kill("SIGKILL");
-    await w.output().catch(() => {});
-  }
-  server.kill("SIGTERM");
-  await server.status;
-  await Deno.remove(tmp, { recursive: true }).catch(() => {});
+  await server.stop();
 }

@@ -31,7 +31,7 @@ import {
   numel,
   type PackPart,
 } from "../gpu/kernel.ts";
-import { type Leaf, type PendingMap, runLeafMap, Tensor } from "./tensor.ts";
+import { Bindings, type Leaf, type PendingMap, runLeafMap, Tensor } from "./tensor.ts";
 
 /**
  * Most distinct input buffers of a fused kernel (WebGPU binds each as a storage buffer; a map
@@ -169,9 +169,7 @@ function claimInline(t: Tensor, p: PendingMap): boolean {
  * binds a region read at several offsets once, see `runLeafMap`).
  */
 function bindings(leaves: readonly Leaf[], byRef: boolean): number {
-  if (!byRef) return leaves.length;
-  return new Set(leaves.map((l) => `${l.ref.storage.id}:${l.ref.offset}:${l.ref.numel}:${l.dtype}`))
-    .size;
+  return byRef ? new Set(leaves.map(Bindings.key)).size : leaves.length;
 }
 
 function leafKey(l: Leaf): string {
@@ -327,31 +325,25 @@ export const MAX_PACK_BUFFERS = 15;
  */
 export function packInto(blocks: readonly PackBlock[], out: BufferRef, dtype: DType): void {
   const maxBuffers = Math.min(MAX_PACK_BUFFERS, backend().maxBindings - 1);
-  let parts: PackPart[] = [];
-  let refs: BufferRef[] = [];
-  let types: DType[] = [];
-  let index = new Map<string, number>();
+  type Block = { expr: Expr; shape: number[]; leaves: readonly Leaf[]; outOffset: number };
+  let group: Block[] = [];
+  let b = new Bindings();
   const flush = () => {
-    if (parts.length === 1) {
-      const [p] = parts;
-      backend().run(
-        {
-          kind: "map",
-          expr: p.expr,
-          shape: p.shape,
-          inputs: p.inputs,
-          out: dtype,
-          ...(p.outOffset ? { outOffset: p.outOffset } : {}),
-        },
-        [...p.bind.map((b) => refs[b]), out],
-      );
-    } else if (parts.length > 1) {
-      backend().run({ kind: "pack", out: dtype, buffers: types, parts }, [...refs, out]);
+    if (group.length === 1) {
+      const [p] = group;
+      runLeafMap(p.expr, p.shape, p.leaves, out, dtype, p.outOffset);
+    } else if (group.length > 1) {
+      const parts: PackPart[] = group.map((p) => ({
+        expr: p.expr,
+        shape: p.shape,
+        inputs: p.leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset })),
+        bind: p.leaves.map((l) => b.bind(l)),
+        outOffset: p.outOffset,
+      }));
+      backend().run({ kind: "pack", out: dtype, buffers: b.types, parts }, [...b.refs, out]);
     }
-    parts = [];
-    refs = [];
-    types = [];
-    index = new Map();
+    group = [];
+    b = new Bindings();
   };
   for (const { t, outOffset } of blocks) {
     if (t.size === 0) continue;
@@ -364,26 +356,10 @@ export function packInto(blocks: readonly PackBlock[], out: BufferRef, dtype: DT
       offset: 0,
     }];
     const expr = leaves === p?.leaves ? p.expr : E.in(0);
-    const keys = leaves.map((l) => `${l.ref.storage.id}:${l.ref.offset}:${l.ref.numel}:${l.dtype}`);
-    const fresh = new Set(keys.filter((k) => !index.has(k))).size;
-    if (parts.length >= MAX_PACK_PARTS || refs.length + fresh > maxBuffers) flush();
-    const bind = leaves.map((l, k) => {
-      let b = index.get(keys[k]);
-      if (b === undefined) {
-        b = refs.length;
-        refs.push(l.ref);
-        types.push(l.dtype);
-        index.set(keys[k], b);
-      }
-      return b;
-    });
-    parts.push({
-      expr,
-      shape: [...t.shape],
-      inputs: leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset })),
-      bind,
-      outOffset,
-    });
+    const fresh = new Set(leaves.filter((l) => !b.has(l)).map(Bindings.key)).size;
+    if (group.length >= MAX_PACK_PARTS || b.refs.length + fresh > maxBuffers) flush();
+    for (const l of leaves) b.bind(l);
+    group.push({ expr, shape: [...t.shape], leaves, outOffset });
   }
   flush();
 }

@@ -107,6 +107,41 @@ export function keep<T extends Tensor>(t: T): T {
 }
 
 /**
+ * The input buffers of one kernel, each bound once: a leaf's buffer region (storage, byte offset,
+ * element count, dtype) gets the index of the first leaf that read it.
+ */
+export class Bindings {
+  /** The bound regions, in binding order. */
+  readonly refs: BufferRef[] = [];
+  /** Their element types. */
+  readonly types: DType[] = [];
+  #index = new Map<string, number>();
+
+  /** The key of `l`'s buffer region. */
+  static key(l: Leaf): string {
+    return `${l.ref.storage.id}:${l.ref.offset}:${l.ref.numel}:${l.dtype}`;
+  }
+
+  /** Whether `l`'s region is bound already. */
+  has(l: Leaf): boolean {
+    return this.#index.has(Bindings.key(l));
+  }
+
+  /** The binding of `l`'s region (bound now if new). */
+  bind(l: Leaf): number {
+    const key = Bindings.key(l);
+    let b = this.#index.get(key);
+    if (b === undefined) {
+      b = this.refs.length;
+      this.refs.push(l.ref);
+      this.types.push(l.dtype);
+      this.#index.set(key, b);
+    }
+    return b;
+  }
+}
+
+/**
  * Runs `out[outOffset + i] = expr(leaves...)` over `shape` as one kernel: a map, or, when some
  * leaves read the same buffer (slices of one tensor at different offsets), a one-part pack that
  * binds that buffer once.
@@ -119,22 +154,10 @@ export function runLeafMap(
   outDtype: DType,
   outOffset = 0,
 ): void {
-  const refs: BufferRef[] = [];
-  const types: DType[] = [];
-  const index = new Map<string, number>();
-  const bind = leaves.map((l) => {
-    const key = `${l.ref.storage.id}:${l.ref.offset}:${l.ref.numel}:${l.dtype}`;
-    let b = index.get(key);
-    if (b === undefined) {
-      b = refs.length;
-      refs.push(l.ref);
-      types.push(l.dtype);
-      index.set(key, b);
-    }
-    return b;
-  });
+  const b = new Bindings();
+  const bind = leaves.map((l) => b.bind(l));
   const inputs = leaves.map((l) => ({ dtype: l.dtype, strides: l.strides, offset: l.offset }));
-  if (refs.length === leaves.length) {
+  if (b.refs.length === leaves.length) {
     backend().run(
       {
         kind: "map",
@@ -144,15 +167,15 @@ export function runLeafMap(
         out: outDtype,
         ...(outOffset ? { outOffset } : {}),
       },
-      [...refs, out],
+      [...b.refs, out],
     );
   } else {
     backend().run({
       kind: "pack",
       out: outDtype,
-      buffers: types,
+      buffers: b.types,
       parts: [{ expr, shape: [...shape], inputs, bind, outOffset }],
-    }, [...refs, out]);
+    }, [...b.refs, out]);
   }
 }
 

@@ -7,34 +7,10 @@
 
 import assert from "node:assert/strict";
 import { HAVE_SERVER, Proc, stopAll, withServer, worker } from "./dist_helpers.ts";
+import { writeDictionary } from "./helpers.ts";
 
 if (!HAVE_SERVER) console.error("dist nmt tests skipped: nats-server is not installed");
 const ignore = !HAVE_SERVER;
-
-/** A synthetic Ding-format dictionary (as tests/task_nmt.test.ts builds one). */
-async function writeDictionary(path: string): Promise<void> {
-  const subjects = [
-    ["Der Mann", "The man"],
-    ["Die Frau", "The woman"],
-    ["Das Kind", "The child"],
-    ["Der Lehrer", "The teacher"],
-    ["Die Katze", "The cat"],
-    ["Der Hund", "The dog"],
-  ];
-  const verbs = [["sieht", "sees"], ["mag", "likes"], ["findet", "finds"], ["malt", "paints"]];
-  const objects = [
-    ["das rote Haus", "the red house"],
-    ["den alten Baum", "the old tree"],
-    ["ein kleines Auto", "a small car"],
-    ["die neue Schule", "the new school"],
-  ];
-  const lines = subjects.flatMap(([sd, se]) =>
-    verbs.flatMap(([vd, ve]) =>
-      objects.map(([od, oe]) => `x | ${sd} ${vd} ${od}. :: x | ${se} ${ve} ${oe}.`)
-    )
-  );
-  await Deno.writeTextFile(path, lines.join("\n") + "\n");
-}
 
 /** A tiny `compare nmt`: all 6 methods, 8-unit networks, 8 batches of 4. */
 function tinyNmt(dictionary: string): string[] {

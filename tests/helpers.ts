@@ -117,3 +117,28 @@ export async function gradCheck(
   });
   for (const t of [...leaves, out, w, loss, ...perturbed, ...gradTensors]) t.dispose();
 }
+
+/** Writes a synthetic Ding-format de-en dictionary: 96 sentence pairs (subject, verb, object). */
+export async function writeDictionary(path: string): Promise<void> {
+  const subjects = [
+    ["Der Mann", "The man"],
+    ["Die Frau", "The woman"],
+    ["Das Kind", "The child"],
+    ["Der Lehrer", "The teacher"],
+    ["Die Katze", "The cat"],
+    ["Der Hund", "The dog"],
+  ];
+  const verbs = [["sieht", "sees"], ["mag", "likes"], ["findet", "finds"], ["malt", "paints"]];
+  const objects = [
+    ["das rote Haus", "the red house"],
+    ["den alten Baum", "the old tree"],
+    ["ein kleines Auto", "a small car"],
+    ["die neue Schule", "the new school"],
+  ];
+  const lines = subjects.flatMap(([sd, se]) =>
+    verbs.flatMap(([vd, ve]) =>
+      objects.map(([od, oe]) => `x | ${sd} ${vd} ${od}. :: x | ${se} ${ve} ${oe}.`)
+    )
+  );
+  await Deno.writeTextFile(path, lines.join("\n") + "\n");
+}

@@ -25,7 +25,7 @@ import { type EnglishTagger, loadEnglishTagger, Truecaser, UPOS } from "../tasks
 import { disposeBatch, EOS, makeBatch, PAD, Seq2Seq } from "../tasks/nmt/model.ts";
 import { beamDecode, corpusBleu, greedyDecode } from "../tasks/nmt/decode.ts";
 import { BatchIterator } from "../tasks/nmt/task.ts";
-import { setup } from "./helpers.ts";
+import { setup, writeDictionary } from "./helpers.ts";
 
 // ------------------------------------------------------------------ BPE
 
@@ -346,27 +346,7 @@ Deno.test({
     const { main } = await import("../cli.ts");
     const dir = await Deno.makeTempDir();
     const out = `${dir}/run`;
-    const subjects = [
-      ["Der Mann", "The man"],
-      ["Die Frau", "The woman"],
-      ["Das Kind", "The child"],
-      ["Der Lehrer", "The teacher"],
-      ["Die Katze", "The cat"],
-      ["Der Hund", "The dog"],
-    ];
-    const verbs = [["sieht", "sees"], ["mag", "likes"], ["findet", "finds"], ["malt", "paints"]];
-    const objects = [
-      ["das rote Haus", "the red house"],
-      ["den alten Baum", "the old tree"],
-      ["ein kleines Auto", "a small car"],
-      ["die neue Schule", "the new school"],
-    ];
-    const lines = subjects.flatMap(([sd, se]) =>
-      verbs.flatMap(([vd, ve]) =>
-        objects.map(([od, oe]) => `x | ${sd} ${vd} ${od}. :: x | ${se} ${ve} ${oe}.`)
-      )
-    );
-    await Deno.writeTextFile(`${dir}/de-en`, lines.join("\n") + "\n");
+    await writeDictionary(`${dir}/de-en`);
     const log = console.log;
     const printed: string[] = [];
     console.log = (...a: unknown[]) => void printed.push(a.join(" "));

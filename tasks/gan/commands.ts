@@ -172,6 +172,18 @@ async function trainOnline(
   const trainer = new OnlinePpo(task, onlinePpoOptions(cfg, cfg.controller.seed));
   const ckpt = dir.file("checkpoint.safetensors");
   const segmentsPerCkpt = Math.max(1, Math.ceil(cfg.train.checkpointEvery / p.segment));
+  const saveActor = () =>
+    saveController(dir.file("controller.json"), trainer.actor, {
+      actions: ["G", "D"],
+      provenance: {
+        task: "gan",
+        seed: cfg.controller.seed,
+        episodes: trainer.segments,
+        reward: null,
+        algorithm: "ppo-online",
+        steps: task.t,
+      },
+    });
   let book: RunBook | null = null;
   let healthyNonfinite = 0;
   let code = 0;
@@ -246,17 +258,7 @@ async function trainOnline(
       if (trainer.segments % segmentsPerCkpt === 0 || task.t + p.segment > cfg.train.steps) {
         await trainer.save(ckpt);
         await book.pictures(task);
-        await saveController(dir.file("controller.json"), trainer.actor, {
-          actions: ["G", "D"],
-          provenance: {
-            task: "gan",
-            seed: cfg.controller.seed,
-            episodes: trainer.segments,
-            reward: null,
-            algorithm: "ppo-online",
-            steps: task.t,
-          },
-        });
+        await saveActor();
       }
     }
     const stopped = book.stopRequested ? "interrupted" : book.overBudget ? "time budget" : null;
@@ -275,17 +277,7 @@ async function trainOnline(
       gShare: (await readStatus(task)).gCount / Math.max(task.t, 1),
       pipeline: loopNote(all),
     }, log);
-    await saveController(dir.file("controller.json"), trainer.actor, {
-      actions: ["G", "D"],
-      provenance: {
-        task: "gan",
-        seed: cfg.controller.seed,
-        episodes: trainer.segments,
-        reward: null,
-        algorithm: "ppo-online",
-        steps: task.t,
-      },
-    });
+    await saveActor();
     return code;
   } finally {
     book?.close(task.t);
