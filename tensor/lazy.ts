@@ -31,7 +31,8 @@ import {
   numel,
   type PackPart,
 } from "../gpu/kernel.ts";
-import { Bindings, type Leaf, type PendingMap, runLeafMap, Tensor } from "./tensor.ts";
+import { Bindings, runLeafMap } from "./leaf_map.ts";
+import { type Leaf, type PendingMap, Tensor } from "./tensor.ts";
 
 /**
  * Most distinct input buffers of a fused kernel (WebGPU binds each as a storage buffer; a map
