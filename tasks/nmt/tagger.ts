@@ -105,12 +105,13 @@ function tokenSpans(text: string, tokens: readonly string[]): [number, number][]
  * `compromise@14.17.0`, all MIT) and returns an {@link EnglishTagger}.
  */
 export async function loadEnglishTagger(): Promise<EnglishTagger> {
+  // Computed specifiers: Deno installs every npm package it finds in the module graph at startup,
+  // and only `compare|train nmt` needs these (tests/cli.test.ts checks the graph of cli.ts).
   // deno-lint-ignore no-explicit-any
-  const winkNLP: any = (await import("npm:wink-nlp@2.4.0")).default;
-  // deno-lint-ignore no-explicit-any
-  const model: any = (await import("npm:wink-eng-lite-web-model@1.8.1")).default;
-  // deno-lint-ignore no-explicit-any
-  const nlp: any = (await import("npm:compromise@14.17.0")).default;
+  const load = async (spec: string): Promise<any> => (await import(spec)).default;
+  const winkNLP = await load("npm:wink-nlp@2.4.0");
+  const model = await load("npm:wink-eng-lite-web-model@1.8.1");
+  const nlp = await load("npm:compromise@14.17.0");
   const wink = winkNLP(model);
   const its = wink.its;
   const read = (sentence: string) => {
