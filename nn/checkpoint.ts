@@ -292,6 +292,56 @@ export async function loadCheckpoint(path: string): Promise<Checkpoint> {
   }
 }
 
+/**
+ * One part of a checkpoint (a task, an optimizer, a controller): tensors and string metadata, the
+ * names already carrying the part's prefix. Parts are merged with {@link mergeParts} and written
+ * with {@link saveCheckpoint}; each part's owner reads its own entries back.
+ */
+export interface CheckpointPart {
+  /** Tensors by full name (views are fine: they are read when saved). */
+  tensors: Record<string, Tensor>;
+  /** String metadata by full key. */
+  metadata: Record<string, string>;
+}
+
+/** Merges checkpoint parts; a name in two parts is an error. */
+export function mergeParts(...parts: CheckpointPart[]): CheckpointPart {
+  const out: CheckpointPart = { tensors: {}, metadata: {} };
+  for (const p of parts) {
+    for (const [bag, src] of [[out.tensors, p.tensors], [out.metadata, p.metadata]] as const) {
+      for (const [k, v] of Object.entries(src)) {
+        if (k in bag) throw new Error(`mergeParts: '${k}' is in two checkpoint parts`);
+        (bag as Record<string, unknown>)[k] = v;
+      }
+    }
+  }
+  return out;
+}
+
+/** Metadata entry `key` of a checkpoint parsed as JSON (an error naming the key when absent). */
+export function checkpointJson<T>(ckpt: Checkpoint, key: string): T {
+  const text = ckpt.metadata[key];
+  if (text === undefined) {
+    throw new Error(`checkpoint has no '${key}' entry: it was not written by this command`);
+  }
+  return JSON.parse(text) as T;
+}
+
+/**
+ * Checkpoint tensor `name` uploaded as a new GPU tensor, with `shape` when given (the entry must
+ * hold as many values; an error naming the entry otherwise).
+ */
+export function checkpointTensor(ckpt: Checkpoint, name: string, shape?: number[]): Tensor {
+  const t = ckpt.tensors.get(name);
+  if (!t) throw new Error(`checkpoint lacks '${name}'`);
+  if (!shape) return toTensor(t);
+  const size = shape.reduce((a, b) => a * b, 1);
+  if (t.data.length !== size) {
+    throw new Error(`checkpoint entry '${name}' has ${t.data.length} values, expected ${size}`);
+  }
+  return tensor(t.data, shape, DTYPES[t.dtype]);
+}
+
 /** A checkpoint tensor uploaded as a new GPU tensor. */
 export function toTensor(t: CheckpointTensor): Tensor {
   return tensor(t.data, t.shape, DTYPES[t.dtype]);

@@ -20,6 +20,12 @@
 import * as ops from "../tensor/ops.ts";
 import { full, tensor, zeros } from "../tensor/functional.ts";
 import { keep, noGrad, type Tensor, tidy } from "../tensor/tensor.ts";
+import {
+  type Checkpoint,
+  checkpointJson,
+  type CheckpointPart,
+  checkpointTensor,
+} from "../nn/checkpoint.ts";
 
 /** `||g|| / sqrt(dim)`: a gradient norm made comparable across parameter groups of any size. */
 export function normalizedGradNorm(norm: Tensor, dim: number): Tensor {
@@ -271,6 +277,55 @@ export class FeatureHistory {
       })
     ));
     return this.#cache;
+  }
+
+  /** The history for a checkpoint: its tensors under `prefix` and the step counters. */
+  checkpointState(prefix: string): CheckpointPart {
+    const tensors: Record<string, Tensor> = {
+      [`${prefix}loss`]: this.#loss!,
+      [`${prefix}grad`]: this.#grad!,
+      [`${prefix}val`]: this.#val!,
+    };
+    if (this.#extras) tensors[`${prefix}extras`] = this.#extras;
+    this.#prev.forEach((t, o) => t && (tensors[`${prefix}prev.${o}`] = t));
+    this.#ema.forEach((t, o) => t && (tensors[`${prefix}ema.${o}`] = t));
+    const meta = {
+      t: this.#t,
+      valCount: this.#valCount,
+      prev: this.#prev.map((t) => t !== null),
+      ema: this.#ema.map((t) => t !== null),
+    };
+    return { tensors, metadata: { [`${prefix}meta`]: JSON.stringify(meta) } };
+  }
+
+  /** Restores a history saved by {@link FeatureHistory.checkpointState} (same options). */
+  loadCheckpoint(ckpt: Checkpoint, prefix: string): void {
+    const meta = checkpointJson<{ t: number; valCount: number; prev: boolean[]; ema: boolean[] }>(
+      ckpt,
+      `${prefix}meta`,
+    );
+    const order = this.valDiffOrders + 1;
+    if (meta.prev.length !== order || meta.ema.length !== order) {
+      throw new Error(
+        `checkpoint's feature history has ${meta.ema.length - 1} difference orders, ` +
+          `this one ${order - 1}`,
+      );
+    }
+    const p = this.population;
+    const m = this.losses.length;
+    const load = (name: string, shape: number[]) => checkpointTensor(ckpt, prefix + name, shape);
+    this.reset();
+    this.#loss = swap(this.#loss, load("loss", [p, m]));
+    this.#grad = swap(this.#grad, load("grad", [p, m]));
+    this.#val = swap(this.#val, load("val", [p]));
+    if (this.#extras) this.#extras = swap(this.#extras, load("extras", [p, this.extras.length]));
+    for (let o = 0; o < order; o++) {
+      if (meta.prev[o]) this.#prev[o] = keep(load(`prev.${o}`, [p]));
+      if (meta.ema[o]) this.#ema[o] = keep(load(`ema.${o}`, [p]));
+    }
+    this.#t = meta.t;
+    this.#valCount = meta.valCount;
+    this.#invalidate();
   }
 
   /** Frees the history's GPU memory. */

@@ -28,6 +28,7 @@
  * @module
  */
 
+import { type Checkpoint, type CheckpointPart, loadInto } from "../nn/checkpoint.ts";
 import { mulberry32 } from "../nn/host_random.ts";
 import { Adam } from "../nn/optim.ts";
 import { clipGradNorm } from "../nn/optim.ts";
@@ -321,6 +322,41 @@ export class Ppo {
       const z = old.net.forward(this.actor.normalizer.apply(features)).mul(1 / old.temperature);
       return ops.pick(z.logSoftmax(-1), actions.reshape([actions.size]));
     });
+  }
+
+  /**
+   * Actor and critic parameters (`${prefix}actor.*`, `${prefix}critic.*`), the old policy's
+   * (`${prefix}old.*`, with `oldPolicySyncEvery` > 1), the Adam state (`${prefix}optim.`) and the
+   * update count, for a checkpoint. The actor's input normalization is not included (it decides
+   * how the actor is built: {@link PolicyController}'s normalizer `toSpec`).
+   */
+  checkpointState(prefix: string): CheckpointPart {
+    const tensors: Record<string, Tensor> = {};
+    this.flat.names.forEach((n, i) => (tensors[prefix + n] = this.flat.params[i]));
+    for (const [n, t] of this.oldActor?.namedParameters() ?? []) tensors[`${prefix}old.${n}`] = t;
+    const opt = this.optimizer.state(`${prefix}optim.`);
+    Object.assign(tensors, opt.tensors);
+    return { tensors, metadata: { ...opt.metadata, [`${prefix}updates`]: String(this.updates) } };
+  }
+
+  /**
+   * Restores a state saved by {@link Ppo.checkpointState} under `prefix` (same architecture and
+   * options; every size is checked before anything is written). `metadata` overrides entries of
+   * the checkpoint's (for files written before the optimizer's entries were top-level).
+   */
+  loadCheckpoint(ckpt: Checkpoint, prefix: string, metadata: Record<string, string> = {}): void {
+    const meta = { ...ckpt.metadata, ...metadata };
+    const updates = Number(meta[`${prefix}updates`]);
+    if (!Number.isInteger(updates) || updates < 0) {
+      throw new Error(`checkpoint has no valid '${prefix}updates' entry: not a PPO checkpoint`);
+    }
+    const named: [string, Tensor][] = this.flat.names.map((n, i) => [n, this.flat.params[i]]);
+    for (const [n, t] of this.oldActor?.namedParameters() ?? []) named.push([`old.${n}`, t]);
+    const missing = named.filter(([n]) => !ckpt.tensors.has(prefix + n)).map(([n]) => prefix + n);
+    if (missing.length) throw new Error(`checkpoint lacks ${missing.join(", ")}`);
+    this.optimizer.loadState({ tensors: ckpt.tensors, metadata: meta }, `${prefix}optim.`);
+    loadInto(named, ckpt, { prefix, strict: false });
+    this.updates = updates;
   }
 
   /** V(x) for features [N, K] without autograd: [N]. */

@@ -19,6 +19,7 @@
  * @module
  */
 
+import { tensor } from "../tensor/functional.ts";
 import * as ops from "../tensor/ops.ts";
 import { keep, noGrad, type Tensor, tidy } from "../tensor/tensor.ts";
 
@@ -162,6 +163,16 @@ export class NormalizedImprovementReward {
   reset(start: Tensor): void {
     for (const t of this.#history) t.dispose();
     this.#history = [keep(ops.assign_(ops.empty(start.shape), start))];
+  }
+
+  /**
+   * Restores the history from host values of one member, oldest first (a checkpoint keeps the
+   * metric of the last k + 1 segment ends): the same state as `reset(h[0])` then `next(h[i])`.
+   */
+  restore(history: readonly number[]): void {
+    if (!history.length) throw new Error("NormalizedImprovementReward.restore: empty history");
+    for (const t of this.#history) t.dispose();
+    this.#history = history.slice(-(this.k + 1)).map((v) => keep(tensor(Float32Array.of(v), [1])));
   }
 
   /** The reward [P] of the segment that ends with metric `now` [P]; then records `now`. */

@@ -10,9 +10,11 @@
 
 import * as ops from "../tensor/ops.ts";
 import { Generator } from "../gpu/random.ts";
+import { type Checkpoint, checkpointJson, type CheckpointPart } from "../nn/checkpoint.ts";
 import { zeros } from "../tensor/functional.ts";
 import { keep, noGrad, type Tensor, tidy } from "../tensor/tensor.ts";
 import type { PolicyController } from "./controller.ts";
+import type { NormalizationSpec } from "./normalization.ts";
 import { Ppo, type PpoArgs, type PpoStats } from "./ppo.ts";
 import { DenseStepReward, Reinforce, type ReinforceArgs } from "./reinforce.ts";
 import {
@@ -234,6 +236,54 @@ export async function endPpoSegment(
     meanReward.dispose();
     tidy(() => noGrad(() => actor.normalizer.update(buffer.flat("features"))));
   }
+}
+
+/** The JSON half of an online PPO controller's checkpoint (see {@link ppoCheckpoint}). */
+export interface PpoRunState {
+  /** The actor's input normalization (the actor is built with it before restoring). */
+  normalization: NormalizationSpec;
+  /** The action sampler's state. */
+  sampler: { seed: number; counter: number };
+}
+
+/**
+ * The controller side of an online PPO run for a checkpoint, the one format every PPO loop
+ * writes (the GAN's online PPO, the NMT method): {@link Ppo.checkpointState} under `prefix`
+ * (actor, critic, old policy, Adam, updates) and, as `${prefix}run`, the actor's input
+ * normalization and the sampler's state. Restore with {@link ppoRunState} (to build the actor)
+ * and {@link restorePpo}.
+ */
+export async function ppoCheckpoint(
+  ppo: Ppo,
+  sampler: Generator,
+  prefix = "ctrl.",
+): Promise<CheckpointPart> {
+  const part = ppo.checkpointState(prefix);
+  const run: PpoRunState = {
+    normalization: await ppo.actor.normalizer.toSpec(),
+    sampler: sampler.state(),
+  };
+  part.metadata[`${prefix}run`] = JSON.stringify(run);
+  return part;
+}
+
+/** The JSON state saved by {@link ppoCheckpoint} under `prefix`. */
+export function ppoRunState(ckpt: Checkpoint, prefix = "ctrl."): PpoRunState {
+  return checkpointJson<PpoRunState>(ckpt, `${prefix}run`);
+}
+
+/**
+ * Restores what {@link ppoCheckpoint} saved into `ppo` (whose actor was built with the saved
+ * normalization) and `sampler`.
+ */
+export function restorePpo(
+  ckpt: Checkpoint,
+  ppo: Ppo,
+  sampler: Generator,
+  prefix = "ctrl.",
+): void {
+  ppo.loadCheckpoint(ckpt, prefix);
+  sampler.setState(ppoRunState(ckpt, prefix).sampler);
 }
 
 /**

@@ -169,7 +169,7 @@ Deno.test("NMT AutoLoss: one read per segment (the PPO update's), 0 host syncs b
   const task = nmtTask();
   const syncs: number[] = [];
   const points: CurvePoint[] = [];
-  const result = await runAutoLoss({
+  const result = (await runAutoLoss({
     task,
     seed: 1,
     batches: 12,
@@ -181,7 +181,7 @@ Deno.test("NMT AutoLoss: one read per segment (the PPO update's), 0 host syncs b
       points.push(p);
       syncs.push(backend().stats.hostSyncs);
     },
-  });
+  }))!;
   assert.equal(points.length, 4, "the initial validation and one per segment");
   assert.deepEqual(syncs.slice(1).map((s, i) => s - syncs[i]), [1, 1, 1]);
   assert.equal(result.probs!.length, 12);

@@ -326,7 +326,7 @@ Deno.test("checkpoint and resume continue with identical next-step losses", asyn
   }
 });
 
-Deno.test("online PPO: save and restore continue with the same actions", async () => {
+Deno.test("online PPO: save and restore (also of the earlier layout) continue with the same actions", async () => {
   const dir = await Deno.makeTempDir();
   try {
     const classifier = new TinyClassifier(5);
@@ -349,18 +349,38 @@ Deno.test("online PPO: save and restore continue with the same actions", async (
     assert.ok(!("aborted" in s1));
     await x.trainer.save(`${dir}/c.safetensors`);
     const next = await x.trainer.segment({ nonfiniteBefore: 0 });
+    const ckpt = await loadCheckpoint(`${dir}/c.safetensors`);
+    // The layout before rl/training.ts ppoCheckpoint: the controller's JSON inside run.meta.
+    const { "ctrl.run": run, "ctrl.updates": updates, ...rest } = ckpt.metadata;
+    const optim = Object.fromEntries(Object.entries(rest).filter(([k]) => k.startsWith("ctrl.")));
+    const legacy = {
+      ...ckpt,
+      metadata: {
+        ...Object.fromEntries(Object.entries(rest).filter(([k]) => !k.startsWith("ctrl."))),
+        "run.meta": JSON.stringify({
+          ...JSON.parse(ckpt.metadata["run.meta"]),
+          ...JSON.parse(run),
+          updates: Number(updates),
+          optim,
+        }),
+      },
+    };
     const y = make();
-    y.trainer.restore(await loadCheckpoint(`${dir}/c.safetensors`));
-    const again = await y.trainer.segment({ nonfiniteBefore: 0 });
-    assert.ok(!("aborted" in next) && !("aborted" in again));
-    assert.equal(again.step, next.step);
-    assert.equal(again.is, next.is);
-    assert.equal(again.reward, next.reward);
-    assert.deepEqual(again.status, next.status);
-    assert.equal(again.ppo.policy_loss, next.ppo.policy_loss);
-    for (const z of [x, y]) {
-      z.trainer.dispose();
-      z.task.dispose();
+    const z = make();
+    y.trainer.restore(ckpt);
+    z.trainer.restore(legacy);
+    for (const w of [y, z]) {
+      const again = await w.trainer.segment({ nonfiniteBefore: 0 });
+      assert.ok(!("aborted" in next) && !("aborted" in again));
+      assert.equal(again.step, next.step);
+      assert.equal(again.is, next.is);
+      assert.equal(again.reward, next.reward);
+      assert.deepEqual(again.status, next.status);
+      assert.equal(again.ppo.policy_loss, next.ppo.policy_loss);
+    }
+    for (const w of [x, y, z]) {
+      w.trainer.dispose();
+      w.task.dispose();
     }
     classifier.dispose();
   } finally {

@@ -403,3 +403,90 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "train nmt: Ctrl-C stops with a checkpoint; --resume (also after SIGKILL) equals the whole run",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const dir = await Deno.makeTempDir();
+    await writeDictionary(`${dir}/de-en`);
+    const sets = [
+      `data.path=${dir}/de-en`,
+      "data.limit=96",
+      "data.srcMerges=20",
+      "data.tgtMerges=20",
+      "data.auxValLimit=8",
+      "model.emb=8",
+      "model.hidden=8",
+      "model.decoderHidden=8",
+      "train.batch=4",
+      "train.batches=24",
+      "train.valEvery=4",
+      "train.evalBatch=8",
+      "train.checkpointEvery=8", // every second of the 6 segments
+      "decode.beam=2",
+      "decode.batch=8",
+    ].flatMap((kv) => ["--set", kv]);
+    /** Runs `train nmt`; `signal` is sent once `after` validation lines were printed. */
+    const train = async (args: string[], stop?: { after: number; signal: Deno.Signal }) => {
+      const child = new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", "cli.ts", "train", "nmt", "--backend", "cpu", ...args],
+        cwd: new URL("..", import.meta.url),
+        env: { AUTOLOSS_THREADS: "1", NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      let text = "";
+      const err = new Response(child.stderr).text();
+      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+        text += chunk;
+        if (stop && (text.match(/autoloss epoch/g) ?? []).length >= stop.after) {
+          child.kill(stop.signal);
+          stop = undefined;
+        }
+      }
+      const { code } = await child.status;
+      return { code, text: text + (await err) };
+    };
+    const result = async (out: string) => {
+      const summary = JSON.parse(await Deno.readTextFile(`${out}/summary.json`));
+      const controller = JSON.parse(await Deno.readTextFile(`${out}/controller.json`));
+      controller.provenance.date = "";
+      return {
+        results: summary.results.map((r: Record<string, unknown>) => ({
+          ...r,
+          trainSeconds: 0,
+          testSeconds: 0,
+        })),
+        controller,
+        metrics: await Deno.readTextFile(`${out}/metrics.jsonl`),
+      };
+    };
+    try {
+      const whole = await train([...sets, "--out", `${dir}/whole`]);
+      assert.equal(whole.code, 0, whole.text);
+      const expected = await result(`${dir}/whole`);
+      assert.equal(expected.metrics.trim().split("\n").length, 7);
+
+      const cut = await train([...sets, "--out", `${dir}/cut`], { after: 3, signal: "SIGINT" });
+      assert.equal(cut.code, 130, cut.text);
+      assert.match(cut.text, /stopped with a checkpoint; continue with --resume/);
+      const resumed = await train(["--resume", `${dir}/cut`]);
+      assert.equal(resumed.code, 0, resumed.text);
+      assert.match(resumed.text, /resuming after segment 3/);
+      assert.deepEqual(await result(`${dir}/cut`), expected);
+
+      // SIGKILL: no last checkpoint; the metrics past the one before are rewritten.
+      const kill = await train([...sets, "--out", `${dir}/kill`], { after: 4, signal: "SIGKILL" });
+      assert.notEqual(kill.code, 0);
+      const again = await train(["--resume", `${dir}/kill`]);
+      assert.equal(again.code, 0, again.text);
+      assert.match(again.text, /resuming after segment [246]/);
+      assert.deepEqual(await result(`${dir}/kill`), expected);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});

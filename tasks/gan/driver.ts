@@ -303,16 +303,21 @@ export async function runLearned(
 
 // ---------------------------------------------------------------- checkpoints
 
-/** Saves the task and `extra` tensors with `meta` (JSON) to `path`, atomically. */
+/**
+ * Saves the task, `extra` tensors and metadata entries, and the run's `meta` (JSON, as
+ * `run.meta`) to `path`, atomically.
+ */
 export async function saveGanCheckpoint(
   path: string,
   task: GanTask,
   extra: Record<string, Tensor> = {},
-  meta: Record<string, unknown> = {},
+  meta: object = {},
+  extraMetadata: Record<string, string> = {},
 ): Promise<void> {
   const { tensors, metadata } = task.checkpointState("task.");
   await saveCheckpoint(path, { ...tensors, ...extra }, {
     ...metadata,
+    ...extraMetadata,
     "run.meta": JSON.stringify(meta),
   });
 }

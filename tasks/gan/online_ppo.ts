@@ -17,9 +17,9 @@ import type { NormalizationSpec } from "../../rl/normalization.ts";
 import { makeActor, Ppo, type PpoArgs, type PpoStats } from "../../rl/ppo.ts";
 import { NormalizedImprovementReward } from "../../rl/rewards.ts";
 import { TrajectoryBuffer } from "../../rl/trajectory.ts";
-import { endPpoSegment } from "../../rl/training.ts";
-import { tensor, zeros } from "../../tensor/functional.ts";
-import { keep, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
+import { endPpoSegment, ppoCheckpoint, ppoRunState, restorePpo } from "../../rl/training.ts";
+import { zeros } from "../../tensor/functional.ts";
+import { keep, readMany, tidy } from "../../tensor/tensor.ts";
 import type { GanTask } from "./task.ts";
 import { G_ACTION } from "./actions.ts";
 import { decodeStatus, type GanStatus } from "./status.ts";
@@ -28,7 +28,6 @@ import {
   checkpointMeta,
   type LoopOptions,
   type LoopStats,
-  restoreNamed,
   runLearned,
   saveGanCheckpoint,
 } from "./driver.ts";
@@ -69,7 +68,10 @@ export interface SegmentLog {
   status: GanStatus;
 }
 
-/** The JSON saved with an online-PPO checkpoint. */
+/**
+ * The run's JSON in an online-PPO checkpoint; the controller's state is rl/training.ts
+ * `ppoCheckpoint`'s (under "ctrl.").
+ */
 export interface OnlineMeta {
   /** Always "ppo". */
   kind: "ppo";
@@ -79,14 +81,31 @@ export interface OnlineMeta {
   rollbacks: number;
   /** Seed the current controller was initialized with. */
   controllerSeed: number;
-  /** State of the sampling generator. */
-  sampler: { seed: number; counter: number };
   /** The reward's IS history (at most k + 1 values). */
   isHistory: number[];
-  /** PPO updates taken. */
-  updates: number;
-  /** The actor's feature normalization. */
-  normalization: NormalizationSpec;
+}
+
+/** Checkpoints written before the controller state was `ppoCheckpoint`'s kept it in run.meta. */
+interface LegacyOnlineMeta extends OnlineMeta {
+  sampler?: { seed: number; counter: number };
+  updates?: number;
+  normalization?: NormalizationSpec;
+  optim?: Record<string, string>;
+}
+
+/** The checkpoint with a legacy run.meta's controller entries moved to where they are now. */
+function upgradeLegacy(ckpt: Checkpoint, meta: LegacyOnlineMeta): Checkpoint {
+  if (ckpt.metadata["ctrl.run"] !== undefined || meta.updates === undefined) return ckpt;
+  const run = { normalization: meta.normalization, sampler: meta.sampler };
+  return {
+    ...ckpt,
+    metadata: {
+      ...ckpt.metadata,
+      ...meta.optim,
+      "ctrl.updates": String(meta.updates),
+      "ctrl.run": JSON.stringify(run),
+    },
+  };
 }
 
 /**
@@ -165,11 +184,7 @@ export class OnlinePpo {
       k: this.opts.reward.k,
       higherIsBetter: true,
     });
-    const h = this.isHistory;
-    tidy(() => {
-      this.#reward.reset(tensor(Float32Array.of(h[0]), [1]));
-      for (const v of h.slice(1)) this.#reward.next(tensor(Float32Array.of(v), [1]));
-    });
+    this.#reward.restore(this.isHistory);
   }
 
   /**
@@ -222,53 +237,31 @@ export class OnlinePpo {
     };
   }
 
-  /** The controller's tensors and the JSON state, for a checkpoint. */
-  async checkpointParts(): Promise<{ tensors: Record<string, Tensor>; meta: OnlineMeta }> {
-    const tensors: Record<string, Tensor> = {};
-    this.ppo.flat.names.forEach((n, i) => (tensors[`ctrl.${n}`] = this.ppo.flat.params[i]));
-    Object.assign(tensors, this.ppo.optimizer.state("ctrl.optim.").tensors);
-    return {
-      tensors,
-      meta: {
-        kind: "ppo",
-        segments: this.segments,
-        rollbacks: this.rollbacks,
-        controllerSeed: this.#controllerSeed,
-        sampler: this.#sampler.state(),
-        isHistory: [...this.isHistory],
-        updates: this.ppo.updates,
-        normalization: await this.actor.normalizer.toSpec(),
-      },
-    };
-  }
-
   /** Saves task and controller to `path`. */
   async save(path: string): Promise<void> {
-    const { tensors, meta } = await this.checkpointParts();
-    const optMeta = this.ppo.optimizer.state("ctrl.optim.").metadata;
-    await saveGanCheckpoint(path, this.task, tensors, { ...meta, optim: optMeta });
+    const ctrl = await ppoCheckpoint(this.ppo, this.#sampler, "ctrl.");
+    const meta: OnlineMeta = {
+      kind: "ppo",
+      segments: this.segments,
+      rollbacks: this.rollbacks,
+      controllerSeed: this.#controllerSeed,
+      isHistory: [...this.isHistory],
+    };
+    await saveGanCheckpoint(path, this.task, ctrl.tensors, meta, ctrl.metadata);
   }
 
   /** Restores task and controller from a checkpoint written by {@link OnlinePpo.save}. */
-  restore(ckpt: Checkpoint): void {
-    const meta = checkpointMeta<OnlineMeta & { optim: Record<string, string> }>(ckpt);
+  restore(saved: Checkpoint): void {
+    const meta = checkpointMeta<LegacyOnlineMeta>(saved);
     if (meta.kind !== "ppo") {
       throw new UserError(
         `checkpoint holds a '${meta.kind}' run, not PPO: resume it with the command that made it`,
       );
     }
+    const ckpt = upgradeLegacy(saved, meta);
     this.task.loadCheckpoint(ckpt);
-    this.#newController(meta.controllerSeed, meta.normalization);
-    const named = this.ppo.flat.names.map((n, i) =>
-      [n, this.ppo.flat.params[i]] as [string, Tensor]
-    );
-    restoreNamed(ckpt, named, "ctrl.");
-    this.ppo.optimizer.loadState(
-      { tensors: ckpt.tensors, metadata: meta.optim },
-      "ctrl.optim.",
-    );
-    this.ppo.updates = meta.updates;
-    this.#sampler.setState(meta.sampler);
+    this.#newController(meta.controllerSeed, ppoRunState(ckpt, "ctrl.").normalization);
+    restorePpo(ckpt, this.ppo, this.#sampler, "ctrl.");
     this.segments = meta.segments;
     this.rollbacks = meta.rollbacks;
     this.isHistory = [...meta.isHistory];

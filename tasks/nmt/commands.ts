@@ -15,10 +15,12 @@
  * @module
  */
 
+import { loadCheckpoint } from "../../nn/checkpoint.ts";
 import { saveController } from "../../rl/controller_file.ts";
 import { formatDuration } from "../../run/progress.ts";
 import type { RunDir } from "../../run/run_dir.ts";
 import { openSession } from "../../run/session.ts";
+import { onInterrupt } from "../../run/signals.ts";
 import { linePlot, type Series } from "../../run/svg.ts";
 import {
   buildNmtCorpus,
@@ -29,6 +31,7 @@ import {
 } from "./data.ts";
 import { NmtTask } from "./task.ts";
 import {
+  autoLossProgress,
   type CurvePoint,
   METHOD_LABELS,
   type MethodContext,
@@ -36,6 +39,7 @@ import {
   NMT_METHODS,
   type NmtMethod,
   PAPER_PPL,
+  runAutoLoss,
   runMethod,
 } from "./train.ts";
 import type { CommonOptions, Task } from "../registry.ts";
@@ -314,15 +318,6 @@ async function guard(run: () => Promise<number>): Promise<number> {
   }
 }
 
-function refuseResume(opts: CommonOptions): number | null {
-  if (!opts.resume) return null;
-  console.error(
-    "error: a `train nmt` run cannot be resumed yet (one run of a few minutes in the quick " +
-      "preset); start a new run. `compare nmt --resume DIR` keeps the methods it finished.",
-  );
-  return 2;
-}
-
 /**
  * The methods a resumed `compare nmt` run already finished (summary.json is rewritten after
  * each method), and metrics.jsonl trimmed to their lines (the interrupted method starts over).
@@ -450,23 +445,55 @@ async function writeCompare(
   await dir.writeSummary({ config: cfg, data: report, results, seconds }, md);
 }
 
-/** `train nmt`: one AutoLoss run; saves the controller and the tokenizers. */
+/**
+ * `train nmt`: one AutoLoss run; saves the controller and the tokenizers. Checkpoints
+ * (checkpoint.safetensors: model, optimizers, data position, controller, sampler, curve) every
+ * `train.checkpointEvery` batches; `--resume DIR` continues exactly where the last one left off,
+ * and Ctrl-C stops after the current segment with a checkpoint.
+ */
 export function trainNmt(opts: CommonOptions): Promise<number> {
   return guard(async () => {
-    const refused = refuseResume(opts);
-    if (refused !== null) return refused;
     const t0 = performance.now();
-    const { cfg, dir } = await openSession(opts, NMT_SCHEMA);
-    console.log(`nmt train (AutoLoss, online PPO): run directory ${dir.path}`);
+    const { cfg, dir, resumed } = await openSession(opts, NMT_SCHEMA);
+    console.log(
+      `nmt train (AutoLoss, online PPO): run directory ${dir.path}${resumed ? " (resumed)" : ""}`,
+    );
+    const path = dir.file("checkpoint.safetensors");
+    const resume = resumed ? await loadCheckpoint(path).catch(noCheckpoint) : undefined;
+    if (resumed) {
+      // Metrics rewrite: only the points the checkpoint holds stay (the rest come again).
+      const points = resume ? autoLossProgress(resume).points : 0;
+      const rows = (await dir.readMetrics()).slice(0, points);
+      await dir.writeFile("metrics.jsonl", rows.map((r) => JSON.stringify(r) + "\n").join(""));
+      console.log(
+        resume
+          ? `resuming after segment ${autoLossProgress(resume).segments}`
+          : "no checkpoint yet: starting over",
+      );
+    }
     const data = await prepareData(cfg);
     const report = dataReport(data);
     await dir.writeFile("data.json", JSON.stringify(report, null, 2) + "\n");
     await saveTokenizers(dir, data.encoded);
     console.log(dataMarkdown(report));
     const task = taskFromConfig(cfg, data.encoded);
+    let stopRequested = false;
+    let release = () => {};
+    const stopped = new Promise<void>((resolve) => (release = resolve));
+    const removeSignal = onInterrupt(async () => {
+      stopRequested = true;
+      console.error("\ninterrupt: stopping after the current segment (Ctrl-C again to quit now)");
+      await stopped;
+    });
     try {
       const ctx = methodContext(cfg, task, dir);
-      const r = await runMethod("autoloss", ctx, {
+      const r = await runAutoLoss(ctx, {
+        checkpoint: {
+          path,
+          everySegments: Math.ceil(cfg.train.checkpointEvery / cfg.train.valEvery),
+          resume,
+          shouldStop: () => stopRequested,
+        },
         onActor: async (actor, ppo) => {
           await saveController(dir.file("controller.json"), actor, {
             featureNames: task.featureNames,
@@ -481,13 +508,25 @@ export function trainNmt(opts: CommonOptions): Promise<number> {
           });
         },
       });
+      if (!r) {
+        console.error(`stopped with a checkpoint; continue with --resume ${dir.path}`);
+        return 130;
+      }
       await writeCompare(dir, cfg, report, [r], (performance.now() - t0) / 1000);
       console.log(`\n${resultsTable([r])}\n\nwrote ${dir.file("controller.json")}`);
     } finally {
       task.dispose();
+      removeSignal();
+      release();
     }
     return 0;
   });
+}
+
+/** A missing checkpoint (a run stopped before its first one) is no error on resume. */
+function noCheckpoint(err: unknown): undefined {
+  if (err instanceof Deno.errors.NotFound) return undefined;
+  throw err;
 }
 
 /** The `nmt` task (registered in tasks/mod.ts). */

@@ -120,6 +120,12 @@ export const NMT_SCHEMA = defineSchema({
         doc: "validate every this many batches (= PPO segment)",
       },
       evalBatch: { type: "integer", min: 1, default: 200, doc: "validation/test batch size" },
+      checkpointEvery: {
+        type: "integer",
+        min: 1,
+        default: 100,
+        doc: "train nmt: checkpoint every N batches (rounded up to whole segments)",
+      },
     },
   },
   methods: {

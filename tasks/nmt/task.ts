@@ -31,6 +31,13 @@
 
 import { FeatureHistory, normalizedGradNorm } from "../../rl/features.ts";
 import type { Action, ScheduleTask } from "../../rl/task.ts";
+import {
+  type Checkpoint,
+  checkpointJson,
+  type CheckpointPart,
+  checkpointTensor,
+  mergeParts,
+} from "../../nn/checkpoint.ts";
 import { FlatParams } from "../../nn/module.ts";
 import { Adam, clipGradNorm } from "../../nn/optim.ts";
 import { compare, tensor } from "../../tensor/functional.ts";
@@ -82,6 +89,27 @@ export interface NmtTaskOptions {
   auxValLimit?: number;
   /** Padded lengths are rounded up to a multiple of this (fewer shapes, fewer compilations). */
   bucket?: number;
+}
+
+/** A {@link BatchIterator}'s position. */
+export interface BatchIteratorState {
+  /** Completed epochs. */
+  epoch: number;
+  /** Whether the current epoch's batches were drawn. */
+  filled: boolean;
+  /** Batches left in the current epoch. */
+  left: number;
+}
+
+/** What {@link NmtTask.checkpointState} saves as JSON. */
+interface NmtTaskMeta {
+  seed: number;
+  t: number;
+  batches: number;
+  validations: number;
+  iterators: BatchIteratorState[];
+  trainLoss: boolean[];
+  joint: boolean;
 }
 
 /**
@@ -143,6 +171,25 @@ export class BatchIterator {
       [batches[i], batches[j]] = [batches[j], batches[i]];
     }
     this.#queue = batches;
+  }
+
+  /** The position, for a checkpoint: the epoch, whether it was drawn, its batches left. */
+  state(): BatchIteratorState {
+    return { epoch: this.#epoch, filled: this.#filled, left: this.#queue.length };
+  }
+
+  /** Continues from a {@link BatchIterator.state} of an iterator over the same data and seed. */
+  setState(s: BatchIteratorState): void {
+    this.#epoch = s.epoch;
+    this.#filled = s.filled;
+    this.#queue = [];
+    if (s.filled) {
+      this.#refill();
+      if (s.left > this.#queue.length) {
+        throw new Error(`nmt: a checkpoint's data position (${s.left} batches left) does not fit`);
+      }
+      this.#queue = this.#queue.slice(this.#queue.length - s.left);
+    }
   }
 
   /** The next batch's examples (a new epoch starts when the queue runs out). */
@@ -253,6 +300,7 @@ export class NmtTask implements ScheduleTask {
   #best: Tensor | null = null;
   #actionIds: Tensor[] = [];
   #genSeed = 0;
+  #seed = 0;
 
   /** Builds the task; call {@link NmtTask.reset} before stepping. */
   constructor(opts: NmtTaskOptions) {
@@ -316,6 +364,7 @@ export class NmtTask implements ScheduleTask {
   /** Re-initializes model, optimizers, data order and history from `seed`, then validates once. */
   reset(seed: number): void {
     this.#freeModel();
+    this.#seed = seed;
     const o = this.opts;
     const d = o.data;
     this.#model = new Seq2Seq({
@@ -507,6 +556,67 @@ export class NmtTask implements ScheduleTask {
     } finally {
       disposeEvalSet(set);
     }
+  }
+
+  /**
+   * The task's state for a checkpoint, under `prefix`: parameters, the best parameters, the
+   * optimizers, the validation and training losses, the feature history, the data positions and
+   * the counters (the seed rebuilds the model, whose dropout streams follow the step count).
+   */
+  checkpointState(prefix = "task."): CheckpointPart {
+    const tensors: Record<string, Tensor> = { [`${prefix}params`]: this.flat.data };
+    if (this.#best) tensors[`${prefix}best`] = this.#best;
+    for (const k of NMT_TASKS) tensors[`${prefix}val.${k}`] = this.#valLoss[k]!;
+    this.#trainLoss.forEach((t, i) => t && (tensors[`${prefix}loss.${NMT_TASKS[i]}`] = t));
+    const parts = this.#opts.map((o, i) => o.state(`${prefix}optim.${NMT_TASKS[i]}.`));
+    if (this.#joint) parts.push(this.#joint.state(`${prefix}optim.joint.`));
+    const meta: NmtTaskMeta = {
+      seed: this.#seed,
+      t: this.#t,
+      batches: this.#batches,
+      validations: this.#validations,
+      iterators: this.#iters.map((it) => it.state()),
+      trainLoss: this.#trainLoss.map((t) => t !== null),
+      joint: this.#joint !== null,
+    };
+    return mergeParts(
+      { tensors, metadata: { [`${prefix}meta`]: JSON.stringify(meta) } },
+      this.#history.checkpointState(`${prefix}features.`),
+      ...parts,
+    );
+  }
+
+  /**
+   * Restores a state saved by {@link NmtTask.checkpointState} (the same data and options; every
+   * entry's size is checked).
+   */
+  loadCheckpoint(ckpt: Checkpoint, prefix = "task."): void {
+    const meta = checkpointJson<NmtTaskMeta>(ckpt, `${prefix}meta`);
+    this.reset(meta.seed);
+    const flat = this.flat;
+    const load = (name: string, shape: number[]) =>
+      keep(checkpointTensor(ckpt, prefix + name, shape));
+    const params = load("params", [flat.size]);
+    tidy(() => ops.assign_(flat.data, params));
+    params.dispose();
+    if (ckpt.tensors.has(`${prefix}best`)) this.#best = load("best", [flat.size]);
+    for (const k of NMT_TASKS) {
+      this.#valLoss[k]?.dispose();
+      this.#valLoss[k] = load(`val.${k}`, [1]);
+    }
+    this.#trainLoss = meta.trainLoss.map((has, i) =>
+      has ? load(`loss.${NMT_TASKS[i]}`, [1]) : null
+    );
+    this.#opts.forEach((o, i) => o.loadState(ckpt, `${prefix}optim.${NMT_TASKS[i]}.`));
+    if (meta.joint) {
+      this.#joint = new Adam(flat, { lr: this.opts.lr, stateSharing: "per-group" });
+      this.#joint.loadState(ckpt, `${prefix}optim.joint.`);
+    }
+    this.#history.loadCheckpoint(ckpt, `${prefix}features.`);
+    meta.iterators.forEach((s, i) => this.#iters[i].setState(s));
+    this.#t = meta.t;
+    this.#batches = meta.batches;
+    this.#validations = meta.validations;
   }
 
   #freeModel(): void {
