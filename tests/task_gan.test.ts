@@ -9,12 +9,13 @@ import { backend } from "../gpu/backend.ts";
 import { Generator } from "../gpu/random.ts";
 import { loadCheckpoint } from "../nn/checkpoint.ts";
 import { MlpController } from "../rl/controller.ts";
+import { saveController } from "../rl/controller_file.ts";
 import { makeActor } from "../rl/ppo.ts";
 import { runEpisode } from "../rl/runner.ts";
 import { randn, tensor } from "../tensor/functional.ts";
 import { readMany, type Tensor, tidy } from "../tensor/tensor.ts";
 import { GanTask, type GanTaskOptions } from "../tasks/gan/task.ts";
-import { D_ACTION, G_ACTION } from "../tasks/gan/actions.ts";
+import { D_ACTION, G_ACTION, ganFeatureNames } from "../tasks/gan/actions.ts";
 import { decodeStatus, formatIs } from "../tasks/gan/status.ts";
 import {
   ganSchedule,
@@ -496,4 +497,85 @@ Deno.test("train gan with fewer steps than one controller segment fails with the
   } finally {
     await Deno.remove(out, { recursive: true });
   }
+});
+
+Deno.test({
+  name:
+    "transfer gan and eval gan --resume keep the finished runs: the files of an uninterrupted run",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const { main } = await import("../cli.ts");
+    const dir = await Deno.makeTempDir();
+    const lines: string[] = [];
+    const io = { out: (t: string) => lines.push(t), err: (t: string) => lines.push(t) };
+    const log = console.log;
+    console.log = (...a: unknown[]) => void lines.push(a.join(" "));
+    try {
+      const ctrl = new MlpController({
+        featureNames: ganFeatureNames("paper"),
+        actions: 2,
+        hidden: 8,
+        temperature: 1,
+        seed: 5,
+      });
+      await saveController(`${dir}/controller.json`, ctrl, {
+        actions: ["G", "D"],
+        provenance: { task: "gan", seed: 5, episodes: 0, reward: null },
+      });
+      ctrl.dispose();
+      const tiny = [
+        "data.limit=64",
+        "model.zDim=8",
+        "model.gFilters=4",
+        "model.dFilters=4",
+        "optim.batchSize=8",
+        "is.every=2",
+        "is.samples=20",
+        "is.finalSamples=20",
+        "is.realSamples=20",
+        "train.steps=4",
+        "transfer.archs=2",
+        "transfer.filters=[4]",
+        "transfer.steps=4",
+        "transfer.fashion=false",
+        "transfer.baselines=1:1",
+      ].flatMap((kv) => ["--set", kv]);
+      // Wall times differ from run to run; everything else must not.
+      const noSeconds = (text: string) => text.replace(/"seconds": ?[0-9.e+-]+/g, '"seconds":0');
+      const files = async (out: string) => ({
+        summary: noSeconds(await Deno.readTextFile(`${out}/summary.json`)),
+        metrics: noSeconds(await Deno.readTextFile(`${out}/metrics.jsonl`)),
+      });
+      for (const command of ["transfer", "eval"]) {
+        const whole = `${dir}/${command}-whole`;
+        const cut = `${dir}/${command}-cut`;
+        const args = [command, "gan", `${dir}/controller.json`, ...tiny];
+        assert.equal(await main([...args, "--out", whole], io), 0, lines.join("\n"));
+        assert.equal(await main([...args, "--out", cut], io), 0, lines.join("\n"));
+        // Interrupted during the second guided run (eval: the first): its line, the summary
+        // and the rest never written; a torn line left behind.
+        const all = (await Deno.readTextFile(`${cut}/metrics.jsonl`)).trim().split("\n");
+        const keep = command === "transfer" ? 2 : 1;
+        assert.equal(all.length, command === "transfer" ? 5 : 2);
+        await Deno.writeTextFile(
+          `${cut}/metrics.jsonl`,
+          all.slice(0, keep).join("\n") + '\n{"kind":"run","ke',
+        );
+        await Deno.remove(`${cut}/summary.json`);
+        lines.length = 0;
+        const again = await main([command, "gan", "--resume", cut, "x"], io);
+        assert.equal(again, 2, "a controller on the command line is refused with --resume");
+        assert.match(lines.join("\n"), /--resume continues a .* run with the controller it copied/);
+        assert.equal(await main([command, "gan", "--resume", cut], io), 0, lines.join("\n"));
+        if (command === "transfer") {
+          assert.ok(lines.some((l) => /arch 1 AutoLoss: .*finished before the resume/.test(l)));
+        }
+        assert.deepEqual(await files(cut), await files(whole));
+      }
+    } finally {
+      console.log = log;
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });

@@ -9,7 +9,8 @@
  *   optimizer, controller, RNG and data-iterator state), summary.json/.md. `--resume runs/<id>`
  *   continues from the last checkpoint; Ctrl-C stops at the next step, keeping that checkpoint.
  * - `baseline gan`: the same with the fixed schedule `controller.schedule`.
- * - `compare`, `transfer`, `eval gan`: tasks/gan/experiments.ts (registered here).
+ * - `compare gan`: tasks/gan/experiments.ts; `transfer`, `eval gan`: tasks/gan/transfer.ts
+ *   (registered here).
  *
  * Shared plumbing (context, run book, plots): tasks/gan/run.ts.
  * @module
@@ -44,7 +45,8 @@ import {
   requireSegment,
   RunBook,
 } from "./run.ts";
-import { compare, connectGanWorkers, evaluate, type GanWorkers, transfer } from "./experiments.ts";
+import { compare, connectGanWorkers, type GanWorkers } from "./experiments.ts";
+import { evaluate, transfer } from "./transfer.ts";
 import { ganWorkload } from "./profile.ts";
 
 // ---------------------------------------------------------------- train

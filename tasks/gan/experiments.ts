@@ -4,30 +4,26 @@
  * - `compare gan`: fixed schedules and AutoLoss over seeds: the converged-IS table with the
  *   paper's numbers beside, and the steps to reach an IS threshold; `--resume` keeps the runs
  *   already finished.
- * - `transfer gan RUNDIR`: the controller of RUNDIR guides (a) random DCGAN architectures of
- *   appendix A.5 and (b) a GAN on Fashion-MNIST, each against fixed schedules.
- * - `eval gan RUNDIR`: the controller of RUNDIR guides a fresh GAN of the given config.
+ *
+ * The guided run (`guidedRun`) is shared with `transfer gan` and `eval gan` (tasks/gan/transfer.ts)
+ * and with the workers (dist/gan.ts).
  * @module
  */
 
-import { UserError } from "../../util/errors.ts";
 import { join } from "node:path";
-import { init } from "../../gpu/backend.ts";
 import { Generator } from "../../gpu/random.ts";
 import { type ControllerFile, loadController } from "../../rl/controller_file.ts";
 import type { PolicyController } from "../../rl/controller.ts";
-import { type Layer, loadYamlFile, parseSet, resolveConfig } from "../../run/config.ts";
 import { formatDuration, Progress } from "../../run/progress.ts";
-import { RunDir, timestamp } from "../../run/run_dir.ts";
-import { loadPreset, openSession, recordBackend } from "../../run/session.ts";
+import { type RunDir, timestamp } from "../../run/run_dir.ts";
+import { openSession } from "../../run/session.ts";
 import type { CommonOptions } from "../registry.ts";
-import { ganFeatureNames } from "./actions.ts";
 import { formatIs, type GanStatus } from "./status.ts";
 import { GAN_SCHEMA, type GanConfig, scheduleList } from "./config.ts";
 import { ganSchedule, runFixed, runLearned } from "./driver.ts";
 import { OnlinePpo } from "./online_ppo.ts";
 import type { RemoteEpisodes } from "./episodic.ts";
-import { type DcganArch, describeArch, sampleArchs } from "./model.ts";
+import { type DcganArch, describeArch } from "./model.ts";
 import {
   archOf,
   finalIs,
@@ -395,232 +391,4 @@ export async function compare(opts: CommonOptions): Promise<number> {
   log("\n" + table);
   log(`\n${dir.file("summary.md")}`);
   return 0;
-}
-
-// ---------------------------------------------------------------- transfer and eval
-
-async function controllerOf(opts: CommonOptions, featureNames: readonly string[]) {
-  const run = opts.args[0];
-  if (!run) {
-    throw new Error(
-      "missing RUNDIR: give the run directory of a trained controller, e.g. " +
-        "`transfer gan runs/gan-20250101-120000` (make one with `train gan`)",
-    );
-  }
-  const path = run.endsWith(".json") ? run : `${run}/controller.json`;
-  const controller = await loadController(path, { featureNames, actions: ["G", "D"] });
-  return { controller, path };
-}
-
-/**
- * The config of `transfer`/`eval`: the preset, then the features, model and optimizer of RUNDIR's
- * config.yaml (the controller was trained on them), then `--config`, `--set` and `--seed`.
- */
-async function configFor(opts: CommonOptions): Promise<GanConfig> {
-  const layers: Layer[] = [await loadPreset("gan", opts.preset)];
-  const run = opts.args[0];
-  if (run && !run.endsWith(".json")) {
-    const saved = await loadYamlFile(join(run, "config.yaml")).catch(() => null);
-    const v = saved?.values as Partial<GanConfig> | null;
-    if (v) {
-      layers.push({
-        source: `${run}/config.yaml (features, model, optim)`,
-        values: { features: v.features, model: v.model, optim: v.optim },
-      });
-    }
-  }
-  for (const f of opts.config) layers.push(await loadYamlFile(f));
-  for (const s of opts.set) layers.push(parseSet(s));
-  if (opts.seed !== undefined) layers.push({ source: "--seed", values: { seed: opts.seed } });
-  return resolveConfig(GAN_SCHEMA, layers);
-}
-
-/** Creates the run directory of `transfer`/`eval` and saves the config. */
-async function openGuidedRun(opts: CommonOptions, command: string, cfg: GanConfig) {
-  if (opts.resume) {
-    throw new UserError(`${command} gan cannot be resumed yet; start a new run`);
-  }
-  const be = await init();
-  const dir = await RunDir.create({ task: `gan-${command}`, out: opts.out });
-  await dir.writeConfig(cfg);
-  await recordBackend(dir, be);
-  return dir;
-}
-
-/**
- * Runs `method` and then each fixed schedule of `baselines` on `arch`, all for
- * `cfg.transfer.steps` steps from seed `cfg.seed`; returns the method's run first.
- */
-async function againstBaselines(
-  cfg: GanConfig,
-  ctx: GanContext,
-  method: Method,
-  baselines: readonly string[],
-  arch: DcganArch,
-  label: string,
-): Promise<RunOutcome[]> {
-  const steps = cfg.transfer.steps;
-  const runs = [
-    await guidedRun(cfg, ctx, method, cfg.seed, steps, arch, `${label} ${method.name}`),
-  ];
-  for (const b of baselines) {
-    const fixed: Method = { kind: "fixed", name: ganSchedule(b).name, schedule: b };
-    runs.push(await guidedRun(cfg, ctx, fixed, cfg.seed, steps, arch, `${label} ${b}`));
-  }
-  return runs;
-}
-
-/** `transfer gan RUNDIR`. */
-export async function transfer(opts: CommonOptions): Promise<number> {
-  const cfg = await configFor(opts);
-  const dir = await openGuidedRun(opts, "transfer", cfg);
-  const log = (s: string) => console.log(s);
-  log(`run directory: ${dir.path}`);
-  const { controller, path } = await controllerOf(opts, ganFeatureNames(cfg.features.set));
-  log(`controller: ${path}`);
-  const t = cfg.transfer;
-  const baselines = scheduleList(t.baselines);
-  const results: Record<string, unknown>[] = [];
-  const lines: string[] = [];
-  try {
-    // (a) random architectures (appendix A.5)
-    if (t.archs > 0) {
-      const ctx = await loadContext(cfg, log);
-      try {
-        const archs = sampleArchs(t.archs, t.archSeed, t.filters);
-        const table = [
-          "| # | architecture | AutoLoss IS | best fixed IS (schedule) | AutoLoss better |",
-          "|---|---|---|---|---|",
-        ];
-        let wins = 0;
-        for (const [i, arch] of archs.entries()) {
-          const [auto, ...fixed] = await againstBaselines(
-            cfg,
-            ctx,
-            { kind: "frozen", name: "AutoLoss", controller, greedy: t.greedy },
-            baselines,
-            arch,
-            `arch ${i + 1}`,
-          );
-          const best = fixed.reduce((a, b) => (b.final > a.final ? b : a));
-          const better = auto.final > best.final;
-          if (better) wins++;
-          results.push({ kind: "arch", index: i + 1, arch, autoloss: auto, fixed });
-          await dir.appendMetrics({ kind: "arch", index: i + 1, arch, autoloss: auto, fixed });
-          table.push(
-            `| ${i + 1} | ${describeArch(arch)} | ${fmt(auto.final)} | ${
-              fmt(best.final)
-            } (${best.method}) | ${better ? "yes" : "no"} |`,
-          );
-          log(table[table.length - 1]);
-        }
-        lines.push(
-          `## (a) ${archs.length} random architectures (appendix A.5; widths from ` +
-            `{${t.filters.join(", ")}}), ${t.steps} steps each`,
-          "",
-          ...table,
-          "",
-          `AutoLoss better in ${wins} of ${archs.length} (paper: 16 of 20, against DCGAN 1:1, ` +
-            "full training).",
-          "",
-        );
-      } finally {
-        ctx.classifier?.dispose();
-      }
-    }
-    // (b) Fashion-MNIST
-    if (t.fashion) {
-      let ctx: GanContext | null = null;
-      try {
-        // is.classifier names the MNIST weights; Fashion-MNIST has its own (transfer.fashionClassifier).
-        const fashion = {
-          ...cfg,
-          data: { ...cfg.data, dataset: "fashion" as const },
-          is: { ...cfg.is, classifier: "" },
-        };
-        ctx = await loadContext(fashion, log, "fashion");
-      } catch (err) {
-        lines.push(`## (b) Fashion-MNIST: skipped (${(err as Error).message.split("\n")[0]})`, "");
-      }
-      if (ctx) {
-        try {
-          if (!ctx.scorer) {
-            lines.push(
-              `## (b) Fashion-MNIST: no Fashion-MNIST classifier (${ctx.classifierNote})`,
-              "",
-            );
-          } else {
-            const fcfg = { ...cfg, data: { ...cfg.data, dataset: "fashion" as const } };
-            const rows = await againstBaselines(
-              fcfg,
-              ctx,
-              { kind: "frozen", name: "AutoLoss", controller, greedy: t.greedy },
-              baselines,
-              archOf(cfg),
-              "fashion",
-            );
-            results.push({ kind: "fashion", runs: rows });
-            await dir.appendMetrics({ kind: "fashion", runs: rows });
-            lines.push(
-              `## (b) Fashion-MNIST, ${t.steps} steps (real test images: IS ${
-                fmt(ctx.realIs?.mean)
-              })`,
-              "",
-              "| method | final IS | best IS | G share |",
-              "|---|---|---|---|",
-              ...rows.map((r) =>
-                `| ${r.method} | ${fmt(r.final)} | ${fmt(r.best)} | ${fmt(r.gShare, 2)} |`
-              ),
-              "",
-            );
-          }
-        } finally {
-          ctx.classifier?.dispose();
-        }
-      }
-    }
-  } finally {
-    controller.dispose();
-  }
-  const md = [`# transfer gan (${opts.preset})`, "", `Controller: ${path}`, "", ...lines].join(
-    "\n",
-  );
-  await dir.writeSummary({ controller: path, results }, md);
-  log("\n" + md);
-  return 0;
-}
-
-/** `eval gan RUNDIR`. */
-export async function evaluate(opts: CommonOptions): Promise<number> {
-  const cfg = await configFor(opts);
-  const dir = await openGuidedRun(opts, "eval", cfg);
-  const log = (s: string) => console.log(s);
-  const { controller, path } = await controllerOf(opts, ganFeatureNames(cfg.features.set));
-  const ctx = await loadContext(cfg, log);
-  try {
-    const r = await guidedRun(
-      cfg,
-      ctx,
-      {
-        kind: "frozen",
-        name: "AutoLoss",
-        controller,
-        greedy: cfg.transfer.greedy,
-      },
-      cfg.seed,
-      cfg.train.steps,
-      archOf(cfg),
-      "eval",
-    );
-    await dir.appendMetrics({ kind: "run", ...r });
-    const md =
-      `# eval gan\n\nController ${path}: final IS ${fmt(r.final)} after ${cfg.train.steps} ` +
-      `steps (G share ${fmt(r.gShare, 2)}; real images ${fmt(ctx.realIs?.mean)}).`;
-    await dir.writeSummary({ controller: path, run: r }, md);
-    log(md);
-    return 0;
-  } finally {
-    controller.dispose();
-    ctx.classifier?.dispose();
-  }
 }
