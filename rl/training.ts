@@ -238,6 +238,63 @@ export async function endPpoSegment(
   }
 }
 
+/** Options of {@link ppoSegment}. */
+export interface PpoSegmentOptions {
+  /** The sampler (its stream continues across segments). */
+  gen: Generator;
+  /** Per-member sampling seeds (rl/runner.ts `runSteps`); without, all members draw from `gen`. */
+  memberSeeds?: Tensor;
+  /** ActContext.t of the segment's first step. */
+  t0: number;
+  /** The done flags [P] recorded with each step (called when the step is recorded). */
+  done: () => Tensor;
+  /** More GPU-only recording after each act, before the step (e.g. the action probabilities). */
+  onAct?: (info: StepInfo) => void;
+  /** GPU-only hook after each step (per-step rewards, done flags). */
+  onStep?: (info: StepInfo) => void;
+  /** The segment's reward [P], given to every step; called after the rollout (null: none). */
+  reward?: () => Tensor | null;
+  /** Tensors read back with the update, after the mean step reward (called after `reward`). */
+  alsoRead?: () => Tensor[];
+}
+
+/**
+ * One online PPO segment, the rollout every PPO loop runs (trainPpo here, the NMT method in
+ * tasks/nmt/train.ts): `ppo.args.numSteps` steps of `task` under `ppo.actor` with the features,
+ * actions, log-probabilities, the critic's values and the done flags recorded into `buffer` on the
+ * GPU, then {@link endPpoSegment} with the segment reward, bootstrapped from the task's next
+ * features: one readback, nothing awaited between the steps.
+ */
+export async function ppoSegment(
+  task: ScheduleTask,
+  ppo: Ppo,
+  buffer: TrajectoryBuffer,
+  opts: PpoSegmentOptions,
+): Promise<PpoStats & { extra: number[][]; rollout: RunStats }> {
+  buffer.clear();
+  const rollout = await runSteps(task, ppo.actor, {
+    steps: ppo.args.numSteps,
+    gen: opts.gen,
+    memberSeeds: opts.memberSeeds,
+    t0: opts.t0,
+    buffer,
+    onAct: (info) => {
+      buffer.record("values", info.i, ppo.value(info.features));
+      buffer.record("dones", info.i, opts.done());
+      opts.onAct?.(info);
+    },
+    onStep: opts.onStep,
+  });
+  const r = opts.reward?.() ?? null;
+  try {
+    const next = { features: task.features(), done: opts.done() };
+    const stats = await endPpoSegment(ppo, ppo.actor, buffer, r, next, opts.alsoRead?.() ?? []);
+    return { ...stats, rollout };
+  } finally {
+    r?.dispose();
+  }
+}
+
 /** The JSON half of an online PPO controller's checkpoint (see {@link ppoCheckpoint}). */
 export interface PpoRunState {
   /** The actor's input normalization (the actor is built with it before restoring). */
@@ -332,17 +389,11 @@ export async function trainPpo(
     if (segment) segment.reset(metricOf(opts.segmentReward!.metric));
     for (let u = 0; u < opts.updates; u++) {
       const began = performance.now();
-      buffer.clear();
-      const rollout = await runSteps(task, actor, {
-        steps: t,
+      const stats = await ppoSegment(task, ppo, buffer, {
         gen,
         memberSeeds,
         t0: u * t,
-        buffer,
-        onAct: (info) => {
-          buffer.record("values", info.i, ppo.value(info.features));
-          buffer.record("dones", info.i, done);
-        },
+        done: () => done,
         onStep: (info) => {
           if (rewardKey !== null) {
             buffer.record("rewards", info.i, metricOf(rewardKey).reshape([p]));
@@ -354,19 +405,15 @@ export async function trainPpo(
             done = keep(next);
           }
         },
+        reward: () => segment ? segment.next(metricOf(opts.segmentReward!.metric)) : null,
       });
-      const r = segment ? segment.next(metricOf(opts.segmentReward!.metric)) : null;
-      const stats = await endPpoSegment(ppo, actor, buffer, r, {
-        features: task.features(),
-        done,
-      }).finally(() => r?.dispose());
       const seconds = (performance.now() - began) / 1000;
       const log: PpoUpdateLog = {
         ...stats,
         update: u,
         meanReward: stats.extra[0][0],
         sps: (t * p) / seconds,
-        rollout,
+        rollout: stats.rollout,
       };
       history.push(log);
       await opts.onUpdate?.(log);

@@ -39,7 +39,7 @@ import { makeActor, Ppo, PPO_AUTHORS_NMT, type PpoArgs } from "../../rl/ppo.ts";
 import { NormalizedImprovementReward } from "../../rl/rewards.ts";
 import { proportionalSchedule, StepPatternSchedule } from "../../rl/schedules.ts";
 import { TrajectoryBuffer } from "../../rl/trajectory.ts";
-import { endPpoSegment, ppoCheckpoint, ppoRunState, restorePpo } from "../../rl/training.ts";
+import { ppoCheckpoint, ppoRunState, ppoSegment, restorePpo } from "../../rl/training.ts";
 import type { PolicyController } from "../../rl/controller.ts";
 import { tensor, zeros } from "../../tensor/functional.ts";
 import * as ops from "../../tensor/ops.ts";
@@ -488,37 +488,23 @@ export async function runAutoLoss(
       for (const t of Object.values(m)) t.dispose();
     }
     for (let u = first; u < updatesPlanned && task.batches < ctx.batches; u++) {
-      buffer.clear();
-      for (let i = 0; i < segment; i++) {
-        tidy(() => {
-          const features = task.features();
-          const a = noGrad(() => {
-            const { actions, logProbs } = actor.act(features, { t: task.t, greedy: false, gen });
-            buffer.record("features", i, features);
-            buffer.record("actions", i, actions);
-            buffer.record("logProbs", i, logProbs!);
-            buffer.record("values", i, ppo.value(features));
-            buffer.record("dones", i, done);
-            const p = actor.probabilities(features);
-            be.copy(p.storageFor("nmt"), p.offset, segProbs.storageFor("nmt"), 12 * i, 12);
-            return actions;
-          });
-          task.step(a);
-        });
-      }
-      // The segment ended with a validation (segment = valEvery): reward every step with it.
-      const r = tidy(() => reward.next(task.metrics().val));
-      const metrics = task.metrics();
+      // The segment ends with a validation (segment = valEvery): its reward goes to every step.
       const names = Object.keys(POINT_METRICS);
-      const stats = await endPpoSegment(
-        ppo,
-        actor,
-        buffer,
-        r,
-        { features: task.features(), done },
-        [buffer.field("actions"), segProbs, ...names.map((n) => metrics[n])],
-      ).finally(() => {
-        r.dispose();
+      let metrics: Record<string, Tensor> = {};
+      const stats = await ppoSegment(task, ppo, buffer, {
+        gen,
+        t0: task.t,
+        done: () => done,
+        onAct: ({ i, features }) => {
+          const p = noGrad(() => actor.probabilities(features));
+          be.copy(p.storageFor("nmt"), p.offset, segProbs.storageFor("nmt"), 12 * i, 12);
+        },
+        reward: () => tidy(() => reward.next(task.metrics().val)),
+        alsoRead: () => {
+          metrics = task.metrics();
+          return [buffer.field("actions"), segProbs, ...names.map((n) => metrics[n])];
+        },
+      }).finally(() => {
         for (const t of Object.values(metrics)) t.dispose();
       });
       const [, acts, pr, ...values] = stats.extra;
