@@ -106,6 +106,11 @@ export interface RunStepsOptions {
   interval?: number;
   /** Called every `interval` steps with the metrics, read back once. */
   onInterval?: (report: IntervalReport) => void | Promise<void>;
+  /**
+   * Host hook after each step (and its report), outside the step's tidy scope: it may await (a
+   * task's own packed read, a yield to signal handlers); returning true ends the loop there.
+   */
+  afterStep?: (info: { t: number; i: number }) => boolean | void | Promise<boolean | void>;
 }
 
 function snapshot() {
@@ -171,6 +176,7 @@ export async function runSteps(
   const t0 = opts.t0 ?? 0;
   const offset = opts.bufferOffset ?? 0;
   const buffer = opts.buffer;
+  let done = 0;
   for (let i = 0; i < opts.steps; i++) {
     const t = t0 + i;
     tidy(() => {
@@ -200,8 +206,10 @@ export async function runSteps(
         hostSyncs: backend().stats.hostSyncs - start.hostSyncs,
       });
     }
+    done = i + 1;
+    if (opts.afterStep && (await opts.afterStep({ t, i })) === true) break;
   }
-  return statsSince(start, opts.steps);
+  return statsSince(start, done);
 }
 
 /** Options of {@link runEpisode}. */

@@ -16,7 +16,7 @@ import {
   saveController,
 } from "../rl/controller_file.ts";
 import { runningNormalization } from "../rl/normalization.ts";
-import { type IntervalReport, runEpisode, runSpec } from "../rl/runner.ts";
+import { type IntervalReport, runEpisode, runSpec, runSteps } from "../rl/runner.ts";
 import { trainReinforce } from "../rl/training.ts";
 import { ratioSchedule } from "../rl/schedules.ts";
 import { memberSeed } from "../rl/task.ts";
@@ -63,6 +63,28 @@ Deno.test("runEpisode: no host sync between reporting intervals", async () => {
   });
   assert.deepEqual(fixed.actions!.map((a) => a[0]), [0, 1, 1, 0, 1, 1]);
   assert.equal(fixed.stats.hostSyncs, 1);
+  task.dispose();
+  ctrl.dispose();
+});
+
+Deno.test("runSteps: afterStep runs on the host after each step and can end the loop", async () => {
+  const task = new ContextualBanditTask({ population: 2, payoff: PAYOFF });
+  const ctrl = new MlpController({ featureNames: task.featureNames, actions: 3, seed: 1 });
+  task.reset(1);
+  const seen: number[] = [];
+  const stats = await runSteps(task, ctrl, {
+    steps: 10,
+    gen: new Generator(3),
+    t0: 5,
+    afterStep: async ({ t, i }) => {
+      await Promise.resolve();
+      seen.push(t);
+      return i === 3;
+    },
+  });
+  assert.deepEqual(seen, [5, 6, 7, 8]);
+  assert.equal(stats.steps, 4);
+  assert.equal(stats.hostSyncs, 0);
   task.dispose();
   ctrl.dispose();
 });

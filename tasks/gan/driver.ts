@@ -37,10 +37,11 @@ import type { Generator } from "../../gpu/random.ts";
 import { saveCheckpoint } from "../../nn/checkpoint.ts";
 import type { Checkpoint } from "../../nn/checkpoint.ts";
 import type { PolicyController } from "../../rl/controller.ts";
+import { runSteps } from "../../rl/runner.ts";
 import { StepPatternSchedule } from "../../rl/schedules.ts";
 import type { TrajectoryBuffer } from "../../rl/trajectory.ts";
 import * as ops from "../../tensor/ops.ts";
-import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
+import { keep, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
 import type { GanTask } from "./task.ts";
 import { D_ACTION, G_ACTION } from "./actions.ts";
 import { decodeStatus, type GanStatus } from "./status.ts";
@@ -250,50 +251,42 @@ export async function runLearned(
     opts.onStatus?.(task.t, status);
     aborted = alarm(status, task.opts.maxRun, before);
   };
+  const rec = opts.record;
   try {
-    for (let i = 0; i < n; i++) {
-      const t0 = performance.now();
-      tidy(() => {
-        const a = noGrad(() => {
-          const f = task.features();
-          const { actions: a, logProbs } = controller.act(f, {
-            t: task.t,
-            greedy: opts.greedy ?? false,
-            gen: opts.gen,
-          });
-          const rec = opts.record;
-          if (rec) {
-            const at = (rec.offset ?? 0) + i;
-            rec.buffer.record("features", at, f);
-            rec.buffer.record("actions", at, a);
-            if (logProbs && rec.buffer.scalars.logProbs) {
-              rec.buffer.record("logProbs", at, logProbs);
-            }
-            if (rec.critic && rec.buffer.scalars.values) {
-              rec.buffer.record("values", at, rec.critic(f));
-            }
-          }
-          return a;
-        });
+    const loop = performance.now();
+    await runSteps(task, controller, {
+      steps: n,
+      gen: opts.gen,
+      greedy: opts.greedy,
+      t0: task.t,
+      buffer: rec?.buffer,
+      bufferOffset: rec?.offset,
+      onAct: ({ i, features, actions: a }) => {
+        if (rec?.critic && rec.buffer.scalars.values) {
+          rec.buffer.record("values", (rec.offset ?? 0) + i, rec.critic(features));
+        }
         be.copy(a.storageFor("runLearned"), a.offset, taken.storageFor("runLearned"), 4 * i, 4);
-        task.step(a);
-      });
-      const next = keep(tidy(() => ops.binary("maximum", peak, task.runLength())));
-      peak.dispose();
-      peak = next;
-      s.steps++;
-      s.recordMs += performance.now() - t0;
-      const last = i + 1 === n;
-      const stop = opts.shouldStop?.() ?? false;
-      if (last || stop || (opts.readEvery && (i + 1) % opts.readEvery === 0)) await readStatus();
-      if (!aborted && stop) aborted = "stop";
-      if (aborted) break;
-      if (performance.now() - yielded > 50) {
-        // Let signal handlers (Ctrl-C) run; no GPU wait is involved.
-        await new Promise((resolve) => setTimeout(resolve, 0));
-        yielded = performance.now();
-      }
-    }
+      },
+      onStep: () => {
+        const next = keep(ops.binary("maximum", peak, task.runLength()));
+        peak.dispose();
+        peak = next;
+      },
+      afterStep: async ({ i }) => {
+        s.steps++;
+        const last = i + 1 === n;
+        const stop = opts.shouldStop?.() ?? false;
+        if (last || stop || (opts.readEvery && (i + 1) % opts.readEvery === 0)) await readStatus();
+        if (!aborted && stop) aborted = "stop";
+        if (aborted) return true;
+        if (performance.now() - yielded > 50) {
+          // Let signal handlers (Ctrl-C) run; no GPU wait is involved.
+          await new Promise((resolve) => setTimeout(resolve, 0));
+          yielded = performance.now();
+        }
+      },
+    });
+    s.recordMs += performance.now() - loop - s.waitMs;
   } finally {
     taken.dispose();
     peak.dispose();
