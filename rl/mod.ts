@@ -7,6 +7,7 @@
 
 export * from "./task.ts";
 export * from "./features.ts";
+export * from "./feature_sets.ts";
 export * from "./normalization.ts";
 export * from "./controller.ts";
 export * from "./trajectory.ts";

@@ -4,7 +4,8 @@ import assert from "node:assert/strict";
 import { Generator } from "../gpu/random.ts";
 import { tensor } from "../tensor/functional.ts";
 import { readMany, type Tensor } from "../tensor/tensor.ts";
-import { FeatureHistory, featureSet, ImprovementEma, paperFeatureNames } from "../rl/features.ts";
+import { FeatureHistory, ImprovementEma, paperFeatureNames } from "../rl/features.ts";
+import { featureSet } from "../rl/feature_sets.ts";
 import { FeatureNormalizer, runningNormalization } from "../rl/normalization.ts";
 import {
   classificationReward,

@@ -24,7 +24,7 @@ import {
 import { type EnglishTagger, loadEnglishTagger, Truecaser, UPOS } from "../tasks/nmt/tagger.ts";
 import { disposeBatch, EOS, makeBatch, PAD, Seq2Seq } from "../tasks/nmt/model.ts";
 import { beamDecode, corpusBleu, greedyDecode } from "../tasks/nmt/decode.ts";
-import { BatchIterator } from "../tasks/nmt/task.ts";
+import { BatchIterator } from "../tasks/nmt/batches.ts";
 import { setup, writeDictionary } from "./helpers.ts";
 
 // ------------------------------------------------------------------ BPE

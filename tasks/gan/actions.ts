@@ -15,7 +15,8 @@
  * @module
  */
 
-import { featureSet, paperFeatureNames } from "../../rl/features.ts";
+import { featureSet } from "../../rl/feature_sets.ts";
+import { paperFeatureNames } from "../../rl/features.ts";
 import type { Action } from "../../rl/task.ts";
 
 /** Index of the G action. */

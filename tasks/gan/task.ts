@@ -61,12 +61,13 @@
 import * as ops from "../../tensor/ops.ts";
 import { backend } from "../../gpu/backend.ts";
 import type { HostDataset } from "../../nn/data/batches.ts";
-import { BatchIterator, type BatchIteratorState } from "../../nn/data/batches.ts";
+import { BatchIterator } from "../../nn/data/batches.ts";
 import { Generator } from "../../gpu/random.ts";
 import { bceWithLogits } from "../../nn/losses.ts";
 import { Adam, gradNorm, type StateSharing } from "../../nn/optim.ts";
-import type { Checkpoint, CheckpointTensor } from "../../nn/checkpoint.ts";
-import { featureSet } from "../../rl/features.ts";
+import type { Checkpoint } from "../../nn/checkpoint.ts";
+import { featureSet } from "../../rl/feature_sets.ts";
+import { type GanTaskMeta, legacyStateVector, STATE } from "./state.ts";
 import type { Action, ScheduleTask } from "../../rl/task.ts";
 import { compare, full, randn, tensor, zeros } from "../../tensor/functional.ts";
 import { whenGpu } from "../../tensor/gated.ts";
@@ -110,33 +111,6 @@ export interface GanTaskOptions {
   /** Collapse: the same action more than this many times in a row (authors: 500). */
   maxRun?: number;
 }
-
-/** Plain (JSON) part of a task checkpoint. */
-export interface GanTaskMeta {
-  /** Steps taken. */
-  t: number;
-  /** IS evaluations so far. */
-  isCount: number;
-  /** Data iterator position. */
-  iterator: BatchIteratorState;
-  /** The seed the task was reset with. */
-  seed: number;
-}
-
-/**
- * The per-step GPU state, one [16] vector (rewritten by one kernel each step): element ranges of
- * the latest losses (gen_cost, d_real, d_fake, acc_real, acc_fake), their EMAs (the first
- * three), the lazy gradient norms and per-action losses ([G, D] each) and the flags (run, last,
- * g_count, nonfinite).
- */
-const STATE = { losses: 0, ema: 5, grads: 8, lazyLoss: 10, flags: 12, size: 16 } as const;
-const STATE_PARTS: readonly [keyof typeof STATE, number][] = [
-  ["losses", 5],
-  ["ema", 3],
-  ["grads", 2],
-  ["lazyLoss", 2],
-  ["flags", 4],
-];
 
 /** The GAN ScheduleTask (see the module doc). */
 export class GanTask implements ScheduleTask {
@@ -660,19 +634,4 @@ export class GanTask implements ScheduleTask {
     this.#zeros.dispose();
     for (const t of this.#actionConst) t.dispose();
   }
-}
-
-/**
- * The state vector of a checkpoint written before the state was one vector (separate
- * `state.losses`, `state.ema`, `state.grads`, `state.lazyLoss`, `state.flags` entries), or
- * undefined when any is missing.
- */
-function legacyStateVector(ckpt: Checkpoint, prefix: string): CheckpointTensor | undefined {
-  const data = new Float32Array(STATE.size);
-  for (const [name, n] of STATE_PARTS) {
-    const src = ckpt.tensors.get(`${prefix}state.${name}`);
-    if (!src || src.data.length !== n) return undefined;
-    data.set(src.data, STATE[name]);
-  }
-  return { dtype: "F32", shape: [STATE.size], data };
 }

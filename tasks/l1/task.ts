@@ -35,7 +35,8 @@
  * @module
  */
 
-import { FeatureHistory, featureSet, ImprovementEma } from "../../rl/features.ts";
+import { FeatureHistory, ImprovementEma } from "../../rl/features.ts";
+import { featureSet } from "../../rl/feature_sets.ts";
 import { type Action, memberSeed, type ScheduleTask } from "../../rl/task.ts";
 import { backend } from "../../gpu/backend.ts";
 import { FlatParams } from "../../nn/module.ts";
