@@ -14,6 +14,7 @@ import { Rng } from "./data/rng.ts";
 import type { FeatureGroup } from "./task.ts";
 import type { SharedConfig } from "./config.ts";
 import {
+  actEveryOf,
   autoLossMethod,
   type Curve,
   denseGridSearch,
@@ -64,7 +65,7 @@ export type MethodSpec =
     | { method: "threshold"; kind: "S1" | "S2" | "S3"; grid: number[]; gridSteps: number }
     | { method: "dgs"; lambdas: number[]; gridSteps: number }
     | { method: "autoloss"; controller: ControllerFile; greedy: boolean; name?: string }
-    | { method: "matched"; shares: number[] }
+    | { method: "matched"; shares: number[]; actEvery?: number }
   );
 
 /** Runs a {@link MethodSpec} on `problem` (here, or on a worker). */
@@ -95,7 +96,9 @@ export function runMethod(
         name: spec.name,
       });
     case "matched": {
-      const reference = { detail: { l1Fractions: spec.shares } } as unknown as MethodResult;
+      const reference = {
+        detail: { l1Fractions: spec.shares, actEvery: spec.actEvery ?? 1 },
+      } as unknown as MethodResult;
       return matchedRandom(problem, reference, o);
     }
   }
@@ -177,14 +180,15 @@ export async function table1(
       results.forEach(done);
       if (c.methods.nulls) {
         const shares = results[0].detail.l1Fractions as number[];
-        (await phase([{ ...o, method: "matched", shares }])).forEach(done);
+        const actEvery = actEveryOf(file);
+        (await phase([{ ...o, method: "matched", shares, actEvery }])).forEach(done);
       }
     } else {
       const [auto] = await phase(second.slice(0, 1));
       if (c.methods.nulls) {
         await phase(second.slice(1));
         const shares = auto.detail.l1Fractions as number[];
-        await phase([{ ...o, method: "matched", shares }]);
+        await phase([{ ...o, method: "matched", shares, actEvery: actEveryOf(file) }]);
       }
     }
   }

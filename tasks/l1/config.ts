@@ -87,6 +87,7 @@ export type SharedSchema = {
     readonly normalize: Bool;
     readonly retrain: Bool;
     readonly sharedInit: Bool;
+    readonly actEvery: Int;
     readonly keep: Enum<"best" | "last">;
     readonly greedy: Bool;
     readonly file: Str;
@@ -287,6 +288,13 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
           type: "boolean",
           default: false,
           doc: "episodes of a round share one initialization (common random numbers)",
+        },
+        actEvery: {
+          type: "integer",
+          min: 1,
+          default: 1,
+          doc: "decision interval: the controller acts every k task steps and holds its action " +
+            "for the k steps (controller.steps must be a multiple)",
         },
         keep: {
           type: "enum",

@@ -279,6 +279,78 @@ export interface AutoLossOptions extends MethodOptions {
   name?: string;
 }
 
+/**
+ * The decision interval a controller file acts with: `provenance.actEvery` (its training's
+ * `controller.actEvery`), 1 for files without it.
+ */
+export function actEveryOf(file: ControllerFile): number {
+  const k = file.provenance.actEvery;
+  if (k === undefined) return 1;
+  if (typeof k !== "number" || !Number.isInteger(k) || k < 1) {
+    throw new Error(`controller file: provenance.actEvery must be an integer >= 1, not ${k}`);
+  }
+  return k;
+}
+
+/** A controller that decides every `every` steps (see {@link holdActions}). */
+export interface HeldController extends Controller {
+  /** The decision interval. */
+  readonly every: number;
+  /** Frees the held actions (not the inner controller). */
+  release(): void;
+  /** Frees the held actions and the inner controller (when it has `dispose`). */
+  dispose(): void;
+}
+
+/**
+ * Decision interval: `inner` acts at steps t = 0, k, 2k, ... (`ctx.t % every === 0`) and its
+ * actions (and their log-probabilities) are held, on the GPU, for the k steps that follow; no
+ * host read. The sampling stream advances once per decision. `every` 1 is `inner` itself.
+ */
+export function holdActions(
+  inner: Controller & { dispose?(): void },
+  every: number,
+): HeldController {
+  if (!Number.isInteger(every) || every < 1) {
+    throw new Error(`holdActions: the decision interval must be an integer >= 1, not ${every}`);
+  }
+  let held: { actions: Tensor; logProbs?: Tensor } | null = null;
+  const release = () => {
+    held?.actions.dispose();
+    held?.logProbs?.dispose();
+    held = null;
+  };
+  if (every === 1) {
+    return {
+      name: inner.name,
+      every,
+      act: (features, ctx) => inner.act(features, ctx),
+      release: () => {},
+      dispose: () => inner.dispose?.(),
+    };
+  }
+  return {
+    name: `${inner.name} every ${every}`,
+    every,
+    act(features: Tensor, ctx: ActContext) {
+      if (!held || ctx.t % every === 0) {
+        const next = inner.act(features, ctx);
+        release();
+        held = {
+          actions: keep(next.actions),
+          ...(next.logProbs ? { logProbs: keep(next.logProbs) } : {}),
+        };
+      }
+      return { actions: held.actions, ...(held.logProbs ? { logProbs: held.logProbs } : {}) };
+    },
+    release,
+    dispose() {
+      release();
+      inner.dispose?.();
+    },
+  };
+}
+
 /** Loads a controller file against a task's features and actions. */
 export function loadControllerFor(file: ControllerFile, task: L1ScheduleTask): PolicyController {
   return controllerFromJson(file, {
@@ -294,6 +366,7 @@ export async function autoLossMethod(
 ): Promise<MethodResult> {
   const began = performance.now();
   const provenance = o.controller.provenance;
+  const actEvery = actEveryOf(o.controller);
   const create: CreateOptions = {
     population: o.trials,
     lambda: o.lambda ?? problem.settings.lambda,
@@ -306,10 +379,13 @@ export async function autoLossMethod(
   const { run, curve } = await evaluatePopulation(
     problem,
     create,
-    (task) => loadControllerFor(o.controller, task),
+    (task) => holdActions(loadControllerFor(o.controller, task), actEvery),
     { seed: o.seed, greedy: o.greedy, curvePoints: o.curvePoints },
   );
-  return result(problem, o.name ?? "AutoLoss", run, curve, { greedy: o.greedy }, began);
+  return result(problem, o.name ?? "AutoLoss", run, curve, {
+    greedy: o.greedy,
+    ...(actEvery !== 1 ? { actEvery } : {}),
+  }, began);
 }
 
 /**
@@ -364,7 +440,9 @@ export function randomShare(shares: readonly number[]): Controller & { dispose()
 /**
  * Matched-share random: trial p runs the random schedule with the L1 share that trial p of
  * `reference` (AutoLoss) took, on the same initialization: what the controller's outcome would be
- * if all it had learned were how often to take L1.
+ * if all it had learned were how often to take L1. With the reference's decision interval
+ * (`detail.actEvery`, default 1) the random draw is held for as many steps as AutoLoss holds its
+ * actions, so only the state-dependence differs.
  */
 export async function matchedRandom(
   problem: L1Problem,
@@ -373,6 +451,7 @@ export async function matchedRandom(
 ): Promise<MethodResult> {
   const began = performance.now();
   const shares = reference.detail.l1Fractions as number[];
+  const actEvery = (reference.detail.actEvery as number | undefined) ?? 1;
   const { run, curve } = await evaluatePopulation(
     problem,
     {
@@ -382,8 +461,11 @@ export async function matchedRandom(
       data: "task",
       steps: o.steps,
     },
-    () => randomShare(shares),
+    () => holdActions(randomShare(shares), actEvery),
     { seed: o.seed, curvePoints: o.curvePoints },
   );
-  return result(problem, "random (matched share)", run, curve, { shares }, began);
+  return result(problem, "random (matched share)", run, curve, {
+    shares,
+    ...(actEvery !== 1 ? { actEvery } : {}),
+  }, began);
 }

@@ -224,6 +224,11 @@ export async function trainFromConfig(
   extra: TrainExtras = {},
 ): Promise<TrainedController> {
   const c = cfg.controller;
+  if (c.steps % c.actEvery !== 0) {
+    throw new UserError(
+      `controller.actEvery (${c.actEvery}) must divide controller.steps (${c.steps})`,
+    );
+  }
   const progress = new Progress({
     total: c.rounds,
     unit: "rounds",
@@ -244,6 +249,7 @@ export async function trainFromConfig(
     ppoClip: c.ppoClip,
     normalizeFeatures: c.normalize,
     sharedInit: c.sharedInit,
+    actEvery: c.actEvery,
     dropFeatures: extra.dropFeatures,
     checkpoint: extra.checkpoint,
     resume: extra.resume,

@@ -26,7 +26,7 @@ import { clippedSurrogate } from "../../rl/ppo.ts";
 import { runningNormalization } from "../../rl/normalization.ts";
 import type { FeatureGroup, FeatureSetKind, L1ScheduleTask } from "./task.ts";
 import type { CreateOptions, L1Problem } from "./problems.ts";
-import { mean, std, untrainedLike } from "./methods.ts";
+import { holdActions, mean, std, untrainedLike } from "./methods.ts";
 import {
   type ControllerTrainCheckpoint,
   restoreTraining,
@@ -76,6 +76,14 @@ export interface ControllerTrainOptions {
   normalizeFeatures?: boolean;
   /** The episodes of a round share one initialization (common random numbers). */
   sharedInit?: boolean;
+  /**
+   * Decision interval k (default 1): the controller samples an action every k task steps and
+   * holds it for the k steps ({@link holdActions}); the updates count each decision once (its
+   * features, action and log-probability at the step it was taken; the dense step rewards of its
+   * k steps summed). Recorded in the controller file (`provenance.actEvery`), so guided runs act
+   * with the same k. `steps` must be a multiple of k. Per-episode and PPO updates, local only.
+   */
+  actEvery?: number;
   /** Feature set (default: the problem's). */
   features?: FeatureSetKind;
   /** Feature groups to drop (Table 3). */
@@ -200,6 +208,18 @@ export async function trainController(
   o: ControllerTrainOptions,
 ): Promise<TrainedController> {
   const began = performance.now();
+  const actEvery = o.actEvery ?? 1;
+  if (!Number.isInteger(actEvery) || actEvery < 1 || o.steps % actEvery !== 0) {
+    throw new Error(
+      `controller.actEvery must be an integer >= 1 dividing controller.steps (${o.steps}), ` +
+        `not ${actEvery}`,
+    );
+  }
+  if (actEvery > 1 && (o.updates === "round" || o.remote)) {
+    throw new Error(
+      "controller.actEvery > 1 needs controller.updates episode or ppo, run here (no --workers)",
+    );
+  }
   const task = problem.create({
     population: o.population,
     lambda: problem.settings.lambda,
@@ -237,6 +257,7 @@ export async function trainController(
         keep: o.keep,
         features: o.features ?? problem.settings.features,
         dropFeatures: [...(o.dropFeatures ?? [])],
+        actEvery,
       },
     });
   const history: RoundLog[] = [];
@@ -366,6 +387,10 @@ async function reinforcePerEpisode(
   const p = task.population;
   const k = task.featureNames.length;
   const t = o.steps;
+  // Decision interval: the updates see d = t / every decisions (rows 0, every, 2 every, ...).
+  const every = o.actEvery ?? 1;
+  const d = t / every;
+  const actor = holdActions(controller, every);
   const ppo = o.updates === "ppo";
   const epochs = ppo ? o.ppoEpochs ?? 4 : 1;
   const clipCoef = o.ppoClip ?? 0.2;
@@ -399,7 +424,7 @@ async function reinforcePerEpisode(
           args: a,
           logProbs: ppo,
         })
-        : await runEpisode(task, controller, {
+        : await runEpisode(task, actor, {
           steps: t,
           seed: deriveSeed(o.seed, round),
           sampleSeed: deriveSeed(o.seed + 1, round),
@@ -410,11 +435,13 @@ async function reinforcePerEpisode(
             : undefined,
           reward: problem.reward,
         });
+      actor.release();
       const adv = roundAdvantages(run.rewards, o.baseline ?? "moving", reinforce);
+      const dec = decisionRows(buffer, every);
       // Diagnostics of the policy that acted, before it is updated.
       const [entropy, l1ByTime] = tidy(() =>
         noGrad(() => {
-          const all = buffer.features.reshape([t * p, k]);
+          const all = dec.features.reshape([d * p, k]);
           const acts = buffer.actions.cast("f32");
           const byBin = binEdges.slice(0, -1).map((lo, i) =>
             ops.slice(acts, [lo, 0], [binEdges[i + 1], p]).mean().reshape([1])
@@ -439,17 +466,17 @@ async function reinforcePerEpisode(
           reinforce.flat.zeroGrad();
           tidy(() => {
             const member = (x: Tensor, width: number) =>
-              ops.slice(x, [0, m, 0], [t, m + 1, width]).reshape(width === 1 ? [t] : [t, width]);
-            const features = member(buffer.features.reshape([t, p, k]), k);
-            const actions = member(buffer.actions.reshape([t, p, 1]), 1);
+              ops.slice(x, [0, m, 0], [d, m + 1, width]).reshape(width === 1 ? [d] : [d, width]);
+            const features = member(dec.features.reshape([d, p, k]), k);
+            const actions = member(dec.actions.reshape([d, p, 1]), 1);
             // The advantage is uploaded, not baked into a kernel (that would compile one per value).
             const advantage = tensor(Float32Array.of(adv[m]), [1]);
-            const stepRewards = buffer.scalars.rewards;
+            const stepRewards = dec.rewards;
             const weights = stepRewards
-              ? member(stepRewards.reshape([t, p, 1]), 1).add(advantage)
-              : advantage.expand([t]);
+              ? member(stepRewards.reshape([d, p, 1]), 1).add(advantage)
+              : advantage.expand([d]);
             if (ppo) {
-              const old = member(buffer.scalars.logProbs!.reshape([t, p, 1]), 1);
+              const old = member(dec.logProbs!.reshape([d, p, 1]), 1);
               let loss = clippedSurrogate(
                 controller.logProb(features, actions),
                 old,
@@ -470,7 +497,8 @@ async function reinforcePerEpisode(
           updates++;
         }
       }
-      tidy(() => noGrad(() => controller.normalizer.update(buffer.features.reshape([t * p, k]))));
+      tidy(() => noGrad(() => controller.normalizer.update(dec.features.reshape([d * p, k]))));
+      dec.dispose();
       const [ent, byTime, norms] = await readMany([entropy, l1ByTime, gradNorms]);
       entropy.dispose();
       l1ByTime.dispose();
@@ -490,9 +518,67 @@ async function reinforcePerEpisode(
       });
     }
   } finally {
+    actor.release();
     buffer.dispose();
     dense?.dispose();
   }
+}
+
+/** A round's trajectories at its decisions (see {@link decisionRows}). */
+export interface DecisionRows {
+  /** Features at the decisions, [D, P, K]. */
+  features: Tensor;
+  /** Actions taken, i32 [D, P]. */
+  actions: Tensor;
+  /** Their log-probabilities, [D, P] (when recorded). */
+  logProbs?: Tensor;
+  /** Dense step rewards summed over each decision's steps, [D, P] (when recorded). */
+  rewards?: Tensor;
+  /** Frees what was made here (nothing for a decision interval of 1). */
+  dispose(): void;
+}
+
+/**
+ * The rows of a trajectory buffer of T steps [T, P, ...] at the decisions of interval `every`
+ * (steps 0, every, 2 every, ...; T a multiple of `every`), on the GPU: D = T / every rows of the
+ * features, actions and log-probabilities, and the dense step rewards summed over the `every`
+ * steps each decision held. `every` 1 returns the buffer's own tensors.
+ */
+export function decisionRows(buffer: TrajectoryBuffer, every: number): DecisionRows {
+  const rewards = buffer.scalars.rewards;
+  const logProbs = buffer.scalars.logProbs;
+  if (every === 1) {
+    return {
+      features: buffer.features,
+      actions: buffer.actions,
+      ...(logProbs ? { logProbs } : {}),
+      ...(rewards ? { rewards } : {}),
+      dispose: () => {},
+    };
+  }
+  const t = buffer.steps;
+  if (t % every !== 0) throw new Error(`decisionRows: ${t} steps are not a multiple of ${every}`);
+  const d = t / every;
+  const [p, k] = [buffer.population, buffer.featureSize];
+  const first = (x: Tensor, width: number) =>
+    ops.slice(x.reshape([d, every, width]), [0, 0, 0], [d, 1, width]).reshape([d, width]);
+  const made = tidy(() =>
+    noGrad(() => ({
+      features: keep(first(buffer.features, p * k).reshape([d, p, k])),
+      actions: keep(first(buffer.actions, p)),
+      ...(logProbs ? { logProbs: keep(first(logProbs, p)) } : {}),
+      ...(rewards ? { rewards: keep(rewards.reshape([d, every, p]).sum(1)) } : {}),
+    }))
+  );
+  return {
+    ...made,
+    dispose() {
+      made.features.dispose();
+      made.actions.dispose();
+      made.logProbs?.dispose();
+      made.rewards?.dispose();
+    },
+  };
 }
 
 /** Runs a round remotely and writes its trajectories into `buffer` (as the local run records). */

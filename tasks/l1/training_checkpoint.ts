@@ -60,6 +60,7 @@ export function trainingSettings(
     updates: o.updates ?? "episode",
     baseline: o.baseline ?? "moving",
     sharedInit: o.sharedInit ?? false,
+    ...((o.actEvery ?? 1) !== 1 ? { actEvery: o.actEvery } : {}),
     ...(o.updates === "ppo" ? { ppoEpochs: o.ppoEpochs ?? 4, ppoClip: o.ppoClip ?? 0.2 } : {}),
     ...(o.normalizeFeatures ? { normalizeFeatures: true } : {}),
     features: o.features ?? problem.settings.features,
