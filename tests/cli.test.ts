@@ -188,14 +188,126 @@ Deno.test({
       const set = await run("train", "regression", "--resume", cut, "--set", "seed=2");
       assert.equal(set.code, 2);
       assert.match(set.err, /--resume continues a run with its saved config\.yaml/);
-      const compare = await run("compare", "regression", "--resume", cut);
-      assert.equal(compare.code, 1);
-      assert.match(compare.err, /regression runs cannot be resumed yet/);
       const resumed = await run("train", "regression", "--resume", cut);
       assert.equal(resumed.code, 0, resumed.err);
       const [a, b] = [await result(whole), await result(cut)];
       assert.deepEqual(b.metrics.map((r) => r.round), [0, 1, 2, 3]);
       assert.deepEqual(b, a);
+    } finally {
+      await Deno.remove(root, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "cli: compare regression and transfer mlp --resume keep finished methods: the whole run's files",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: async () => {
+    const root = await Deno.makeTempDir();
+    // Wall times differ from run to run; everything else must not.
+    const noSeconds = (text: string) =>
+      text.replace(/"(seconds|trainSeconds)": ?[0-9.e+-]+/g, '"$1":0')
+        .replace(/(Total|trained in) [0-9:]+/g, "$1 -");
+    // The machine (load average) and the date differ too.
+    const json = async (path: string) =>
+      JSON.parse(await Deno.readTextFile(path), (k, v) => k === "machine" || k === "date" ? "" : v);
+    const files = async (dir: string) => ({
+      summary: noSeconds(JSON.stringify(await json(`${dir}/summary.json`))),
+      md: noSeconds(await Deno.readTextFile(`${dir}/summary.md`)),
+      metrics: noSeconds(await Deno.readTextFile(`${dir}/metrics.jsonl`)),
+      controller: noSeconds(JSON.stringify(await json(`${dir}/controller.json`))),
+    });
+    /** A run stopped during its `n`-th method: the later lines, the summary and a torn line. */
+    const cut = async (dir: string, n: number) => {
+      const lines = (await Deno.readTextFile(`${dir}/metrics.jsonl`)).trim().split("\n");
+      const methods = lines.flatMap((l, i) => JSON.parse(l).kind === "method" ? [i] : []);
+      assert.ok(methods.length > n, `${methods.length} method lines`);
+      await Deno.writeTextFile(
+        `${dir}/metrics.jsonl`,
+        lines.slice(0, methods[n]).join("\n") + '\n{"kind":"method","ke',
+      );
+      await Deno.remove(`${dir}/summary.json`);
+    };
+    try {
+      const regression = [
+        "data.dim=4",
+        "data.sizes=[40,40,40,40,40]",
+        "train.steps=20",
+        "compare.trials=2",
+        "compare.gridSteps=10",
+        "compare.dgsCount=2",
+        "compare.s1=[0,1]",
+        "compare.s2=[-0.9,-0.8]",
+        "compare.s3=[0,1]",
+        "compare.curvePoints=2",
+        "controller.population=2",
+        "controller.rounds=2",
+        "controller.steps=10",
+        "controller.hidden=4",
+        "controller.retrain=true",
+      ].flatMap((s) => ["--set", s]);
+      const whole = `${root}/whole`;
+      const stopped = `${root}/stopped`;
+      for (const dir of [whole, stopped]) {
+        const r = await run("compare", "regression", ...regression, "--out", dir);
+        assert.equal(r.code, 0, r.err);
+      }
+      await cut(stopped, 3); // W/O L1, S1, S2 done; S3 interrupted, before controller training
+      await Deno.remove(`${stopped}/checkpoint.safetensors`);
+      await Deno.remove(`${stopped}/controller.json`);
+      const again = await run("compare", "regression", "--resume", stopped);
+      assert.equal(again.code, 0, again.err);
+      assert.deepEqual(await files(stopped), await files(whole));
+      // Stopped after round 1 of 2 of the controller's training: a 1-round run given the 2-round
+      // config (the checkpoint's settings leave the round count out), cut after its training.
+      const mid = `${root}/mid`;
+      const one = ["--set", "controller.rounds=1"];
+      assert.equal(
+        (await run("compare", "regression", ...regression, ...one, "--out", mid)).code,
+        0,
+      );
+      const config = await Deno.readTextFile(`${mid}/config.yaml`);
+      await Deno.writeTextFile(`${mid}/config.yaml`, config.replace("rounds: 1", "rounds: 2"));
+      await cut(mid, 5); // Table 1's first five methods done, the controller after round 1
+      const log = console.log;
+      const printed: string[] = [];
+      console.log = (...a: unknown[]) => void printed.push(a.join(" "));
+      const midAgain = await run("compare", "regression", "--resume", mid).finally(() => {
+        console.log = log;
+      });
+      assert.equal(midAgain.code, 0, midAgain.err);
+      assert.ok(printed.some((l) => /5 methods finished before, .* after round 1$/.test(l)));
+      assert.ok(printed.some((l) => /^DGS: finished before the resume$/.test(l)));
+      assert.deepEqual(await files(mid), await files(whole));
+
+      const mlp = [
+        "train.steps=10",
+        "compare.trials=2",
+        "compare.gridSteps=5",
+        "compare.dgsCount=2",
+        "compare.curvePoints=1",
+        "controller.population=2",
+        "controller.rounds=1",
+        "controller.steps=5",
+        "controller.hidden=4",
+        "controller.retrain=true",
+        "transfer.datasets=[1,2]",
+      ].flatMap((s) => ["--set", s]);
+      const tWhole = `${root}/t-whole`;
+      const tStopped = `${root}/t-stopped`;
+      for (const dir of [tWhole, tStopped]) {
+        const r = await run("transfer", "mlp", ...mlp, "--out", dir);
+        assert.equal(r.code, 0, r.err);
+      }
+      await cut(tStopped, 4); // data set #1 done, #2's DGS interrupted
+      const refused = await run("transfer", "mlp", "--resume", tStopped, tWhole);
+      assert.equal(refused.code, 2);
+      assert.match(refused.err, /--resume continues a transfer run with the controller it saved/);
+      const resumed = await run("transfer", "mlp", "--resume", tStopped);
+      assert.equal(resumed.code, 0, resumed.err);
+      assert.deepEqual(await files(tStopped), await files(tWhole));
     } finally {
       await Deno.remove(root, { recursive: true });
     }

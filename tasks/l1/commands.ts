@@ -12,22 +12,22 @@
  */
 
 import { onInterrupt } from "../../run/signals.ts";
-import { init } from "../../gpu/backend.ts";
-import type { Schema } from "../../run/config.ts";
 import { formatDuration } from "../../run/progress.ts";
-import { reopenRun } from "../../run/session.ts";
-import type { RunDir } from "../../run/run_dir.ts";
 import type { SharedConfig } from "./config.ts";
-import type { RoundLog, TrainedController } from "./training.ts";
-import { type ControllerTrainCheckpoint, loadControllerCheckpoint } from "./training_checkpoint.ts";
+import type { TrainedController } from "./training.ts";
+import type { ControllerTrainCheckpoint } from "./training_checkpoint.ts";
+import {
+  loadTrainCheckpoint,
+  openCommandRun,
+  syncRoundMetrics,
+  TRAIN_CHECKPOINT,
+} from "./resume.ts";
 import type { CommonOptions, Task, TaskHandler } from "../registry.ts";
 import { l1Workload } from "./profile.ts";
 import {
   fmt,
-  loadTaskConfig,
   machine,
   MLP_SPEC,
-  openRun,
   REGRESSION_SPEC,
   type TaskSpec,
   trainFromConfig,
@@ -39,61 +39,24 @@ import { compareCommand, connectWorkers } from "./compare.ts";
 import { evalCommand, transferCommand } from "./evaluate.ts";
 import { sweepCommand } from "./sweep.ts";
 
-/** The checkpoint `train <task>` rewrites after every round. */
-const TRAIN_CHECKPOINT = "checkpoint.safetensors";
-
-/** Reopens the run of `train <task> --resume DIR` by run/session.ts's one resume rule. */
-async function resumeRun<C>(
-  opts: CommonOptions,
-  schema: Schema,
-): Promise<{ run: RunDir; cfg: C }> {
-  const { cfg, dir } = await reopenRun(opts, schema);
-  return { run: dir, cfg: cfg as C };
-}
-
-/**
- * Makes metrics.jsonl agree with a checkpoint's history before a resumed run appends to it:
- * drops the round records of rounds the checkpoint does not hold (they are run again) and adds
- * the ones it holds but the file lacks (a crash between the checkpoint and the append).
- */
-async function syncRoundMetrics(run: RunDir, history: readonly RoundLog[]): Promise<void> {
-  const rows = await run.readMetrics();
-  const isRound = (r: Record<string, unknown>) => r.kind === "round";
-  const kept = rows.filter((r) => !isRound(r) || (r.round as number) < history.length);
-  const logged = new Set(kept.filter(isRound).map((r) => r.round));
-  const added = history.filter((h) => !logged.has(h.round)).map((h) => ({ kind: "round", ...h }));
-  if (kept.length === rows.length && added.length === 0) return;
-  const lines = [...kept, ...added].map((r) => JSON.stringify(r) + "\n");
-  await run.writeFile("metrics.jsonl", lines.join(""));
-}
-
 /**
  * `train <task>`: a new run, or with `--resume DIR` the continuation of an interrupted one from
  * the checkpoint of its last completed round (a resumed run that had finished only rewrites its
  * final files).
  */
 async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: CommonOptions) {
-  let cfg: C;
-  let run: RunDir;
+  const { cfg, run, resumed } = await openCommandRun<C>(opts, spec.schema);
   let resume: ControllerTrainCheckpoint | undefined;
   let preset: string = opts.preset;
-  if (opts.resume) {
-    ({ cfg, run } = await resumeRun<C>(opts, spec.schema));
-    await init();
-    const path = run.file(TRAIN_CHECKPOINT);
-    if (await Deno.stat(path).then(() => true, () => false)) {
-      resume = await loadControllerCheckpoint(path);
+  if (resumed) {
+    resume = await loadTrainCheckpoint(run);
+    if (resume) {
       preset = resume.tensors.metadata.preset ?? preset;
       console.log(`resuming ${run.path} after round ${resume.round} of ${cfg.controller.rounds}`);
     } else {
       console.log(`resuming ${run.path}: no round was completed, starting over`);
     }
     await syncRoundMetrics(run, resume?.history ?? []);
-  } else {
-    cfg = await loadTaskConfig<C>(spec.schema, opts);
-    if (opts.seed !== undefined) cfg.seed = opts.seed;
-    await init();
-    run = await openRun(opts, cfg);
   }
   const problem = spec.problem(cfg);
   // Ctrl-C exits at once: the round in progress is lost, the checkpoint (written atomically after

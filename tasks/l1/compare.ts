@@ -6,9 +6,9 @@
  * @module
  */
 
-import { init } from "../../gpu/backend.ts";
 import type { ControllerFile } from "../../rl/controller_file.ts";
 import { formatDuration } from "../../run/progress.ts";
+import type { RunDir } from "../../run/run_dir.ts";
 import { linePlot } from "../../run/svg.ts";
 import { Rng } from "./data/rng.ts";
 import type { FeatureGroup } from "./task.ts";
@@ -30,6 +30,14 @@ import {
   withoutL1,
 } from "./methods.ts";
 import type { TrainedController } from "./training.ts";
+import type { ControllerTrainCheckpoint } from "./training_checkpoint.ts";
+import {
+  loadTrainCheckpoint,
+  MethodCache,
+  openCommandRun,
+  syncRoundMetrics,
+  TRAIN_CHECKPOINT,
+} from "./resume.ts";
 import type { L1Problem } from "./problems.ts";
 import type { CommonOptions } from "../registry.ts";
 import type { Learner } from "../../dist/learner.ts";
@@ -37,11 +45,9 @@ import { taskOnly } from "./schedules.ts";
 import {
   curveSeries,
   fmt,
-  loadTaskConfig,
   machine,
   type MethodSummary,
   methodTable,
-  openRun,
   PAPER_TABLE1,
   PAPER_TABLE3,
   resolveController,
@@ -67,6 +73,18 @@ export type MethodSpec =
     | { method: "autoloss"; controller: ControllerFile; greedy: boolean; name?: string }
     | { method: "matched"; shares: number[]; actEvery?: number }
   );
+
+/** The key of a method's result in a resumable run (its Table 1 row). */
+export function methodKey(spec: MethodSpec): string {
+  switch (spec.method) {
+    case "threshold":
+      return spec.kind;
+    case "autoloss":
+      return spec.name ?? "AutoLoss";
+    default:
+      return spec.method;
+  }
+}
 
 /** Runs a {@link MethodSpec} on `problem` (here, or on a worker). */
 export function runMethod(
@@ -120,6 +138,7 @@ export async function table1(
   controller: () => Promise<{ file: ControllerFile; initial?: ControllerFile }>,
   log: (s: string) => void,
   exec?: MethodExec,
+  cache?: MethodCache,
 ): Promise<MethodResult[]> {
   const c = cfg.compare;
   const o = {
@@ -137,13 +156,21 @@ export async function table1(
         `(${formatDuration(r.seconds)})`,
     );
   };
-  // Here: one method after another, as listed; with exec: each phase at once.
+  // Here: one method after another, as listed; with exec: each phase at once. Methods that
+  // finished before a --resume come from the cache.
   const phase = async (specs: MethodSpec[]): Promise<MethodResult[]> => {
-    if (exec) return specs.length ? await exec(specs) : [];
+    const todo = specs.filter((spec) => !cache?.get(methodKey(spec)));
+    const remote = exec && todo.length ? await exec(todo) : [];
     const results: MethodResult[] = [];
     for (const spec of specs) {
-      const r = await runMethod(problem, spec, log);
-      done(r);
+      const key = methodKey(spec);
+      let r = cache?.get(key);
+      if (r) log(`${r.name}: finished before the resume`);
+      else {
+        r = exec ? remote.shift()! : await runMethod(problem, spec, log);
+        await cache?.put(key, r);
+      }
+      if (!exec) done(r);
       results.push(r);
     }
     return results;
@@ -333,16 +360,22 @@ export async function compareCommand<C extends SharedConfig>(
   spec: TaskSpec<C>,
   opts: CommonOptions,
 ) {
-  const cfg = await loadTaskConfig<C>(spec.schema, opts);
-  if (opts.seed !== undefined) cfg.seed = opts.seed;
-  await init();
+  const { cfg, run, resumed } = await openCommandRun<C>(opts, spec.schema);
   const began = performance.now();
-  const run = await openRun(opts, cfg);
+  const cache = await MethodCache.open(run, resumed);
+  const resume = resumed ? await loadTrainCheckpoint(run) : undefined;
+  if (resumed) {
+    await syncRoundMetrics(run, resume?.history ?? []);
+    console.log(
+      `resuming ${run.path}: ${cache.size} methods finished before, controller training after ` +
+        `round ${resume?.round ?? 0}`,
+    );
+  }
   const problem = spec.problem(cfg);
   // --workers: Table 1's methods and the controller's rounds run as jobs.
   const learner = await connectWorkers(opts, spec.name, cfg, run.path);
   try {
-    await compareRun(spec, opts, cfg, run, problem, began, learner);
+    await compareRun(spec, opts, cfg, run, problem, began, learner, cache, resume);
   } finally {
     await learner?.close();
   }
@@ -353,14 +386,25 @@ async function compareRun<C extends SharedConfig>(
   spec: TaskSpec<C>,
   opts: CommonOptions,
   cfg: C,
-  run: Awaited<ReturnType<typeof openRun>>,
+  run: RunDir,
   problem: L1Problem,
   began: number,
   learner: Pick<Learner, "rounds" | "methods"> | null,
+  cache: MethodCache,
+  resume: ControllerTrainCheckpoint | undefined,
 ) {
   const log = (s: string) => console.log(s);
   const digits = spec.name === "regression" ? 3 : 4;
   const budget: Curve = { x: [], y: [] };
+  if (resume) {
+    // The data-budget points of the rounds the checkpoint holds (syncRoundMetrics kept only them).
+    for (const r of await run.readMetrics()) {
+      if (r.kind === "budget") {
+        budget.x.push(r.steps as number);
+        budget.y.push(r.value as number);
+      }
+    }
+  }
   let trained: TrainedController | null = null;
   let controllerFile: ControllerFile | null = null;
   let controllerSource = "";
@@ -400,13 +444,15 @@ async function compareRun<C extends SharedConfig>(
       run,
       onRound: cfg.budget.enabled ? onRound : undefined,
       remote: learner?.rounds,
+      checkpoint: { path: run.file(TRAIN_CHECKPOINT), metadata: { preset: opts.preset } },
+      resume,
     });
     await writeController(run, trained.file);
     learning = await writeLearningReport(run, trained.history, `${spec.name}: training`);
     controllerFile = trained.file;
     return { file: controllerFile, initial: trained.initial };
   };
-  const results = await table1(problem, cfg, controller, log, learner?.methods);
+  const results = await table1(problem, cfg, controller, log, learner?.methods, cache);
   const paper = PAPER_TABLE1[spec.name];
   const methods: Record<string, MethodSummary> = {};
   for (const r of results) {

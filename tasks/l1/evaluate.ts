@@ -6,6 +6,7 @@
  */
 
 import { UserError } from "../../util/errors.ts";
+import { ConfigError } from "../../run/config.ts";
 import { init } from "../../gpu/backend.ts";
 import type { ControllerFile } from "../../rl/controller_file.ts";
 import { formatDuration } from "../../run/progress.ts";
@@ -17,10 +18,18 @@ import {
   logSpace,
   mean,
   type MethodOptions,
+  type MethodResult,
   std,
   withoutL1,
 } from "./methods.ts";
 import type { CommonOptions } from "../registry.ts";
+import {
+  loadTrainCheckpoint,
+  MethodCache,
+  openCommandRun,
+  syncRoundMetrics,
+  TRAIN_CHECKPOINT,
+} from "./resume.ts";
 import {
   fmt,
   loadTaskConfig,
@@ -28,7 +37,6 @@ import {
   type MethodSummary,
   methodTable,
   mlpFromConfig,
-  openRun,
   PAPER_TABLE1,
   PAPER_TABLE2,
   readControllerFile,
@@ -91,21 +99,35 @@ export async function evalCommand<C extends SharedConfig>(spec: TaskSpec<C>, opt
 
 /** `transfer mlp [RUNDIR]`: Table 2. */
 export async function transferCommand(opts: CommonOptions) {
-  const cfg = await loadTaskConfig<MlpConfig>(MLP_SCHEMA, opts);
-  if (opts.seed !== undefined) cfg.seed = opts.seed;
-  await init();
+  const { cfg, run, resumed } = await openCommandRun<MlpConfig>(opts, MLP_SCHEMA);
+  if (resumed && opts.args[0]) {
+    throw new ConfigError(
+      `--resume continues a transfer run with the controller it saved; drop ${opts.args[0]}`,
+    );
+  }
   const began = performance.now();
-  const run = await openRun(opts, cfg);
   const log = (s: string) => console.log(s);
+  const cache = await MethodCache.open(run, resumed);
+  const savedPath = run.file("controller.json");
+  const saved = resumed && await Deno.stat(savedPath).then(() => true, () => false);
   let file: ControllerFile;
-  const given = opts.args[0] ? null : await resolveController("mlp", cfg);
-  if (opts.args[0]) file = await readControllerFile(`${opts.args[0]}/controller.json`);
+  const given = opts.args[0] || saved ? null : await resolveController("mlp", cfg);
+  if (saved) {
+    file = await readControllerFile(savedPath);
+    log(`controller: ${savedPath} (saved before the resume)`);
+  } else if (opts.args[0]) file = await readControllerFile(`${opts.args[0]}/controller.json`);
   else if (given?.file) {
     file = given.file;
     log(`controller: ${given.source} (${given.why})`);
   } else {
     log(`controller: trained (${given?.why})`);
-    const trained = await trainFromConfig(mlpFromConfig(cfg, 0), cfg, log, { run });
+    const resume = resumed ? await loadTrainCheckpoint(run) : undefined;
+    if (resumed) await syncRoundMetrics(run, resume?.history ?? []);
+    const trained = await trainFromConfig(mlpFromConfig(cfg, 0), cfg, log, {
+      run,
+      checkpoint: { path: run.file(TRAIN_CHECKPOINT), metadata: { preset: opts.preset } },
+      resume,
+    });
     file = trained.file;
   }
   await writeController(run, file);
@@ -122,10 +144,15 @@ export async function transferCommand(opts: CommonOptions) {
   for (const [k, index] of cfg.transfer.datasets.entries()) {
     const problem = mlpFromConfig(cfg, index);
     log(`data set #${index} (${TRANSFER_SPECS[index].name})`);
+    const at = (name: string, run: () => Promise<MethodResult>) =>
+      cache.result(`${name} #${index}`, run, log);
     const rs = [
-      await withoutL1(problem, o),
-      await denseGridSearch(problem, lambdas, { ...o, gridSteps }),
-      await autoLossMethod(problem, { ...o, controller: file, greedy: cfg.controller.greedy }),
+      await at("W/O L1", () => withoutL1(problem, o)),
+      await at("DGS", () => denseGridSearch(problem, lambdas, { ...o, gridSteps })),
+      await at(
+        "AutoLoss",
+        () => autoLossMethod(problem, { ...o, controller: file, greedy: cfg.controller.greedy }),
+      ),
     ];
     for (const r of rs) {
       table[r.name].push({ ...summarize(r.values, PAPER_TABLE2[r.name]?.[k]), detail: r.detail });

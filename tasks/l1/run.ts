@@ -285,13 +285,11 @@ export async function readControllerFile(path: string): Promise<ControllerFile> 
   return JSON.parse(await Deno.readTextFile(path)) as ControllerFile;
 }
 
-/** Creates the run directory of a new run and saves its config (`--resume` is refused). */
+/**
+ * Creates the run directory of a new run and saves its config (a resumed run reopens its
+ * directory instead: tasks/l1/resume.ts `openCommandRun`).
+ */
 export async function openRun(opts: CommonOptions, cfg: unknown): Promise<RunDir> {
-  if (opts.resume) {
-    throw new UserError(
-      `${opts.task} runs cannot be resumed yet (${opts.command} takes minutes); start a new run`,
-    );
-  }
   const be = await init();
   const run = await RunDir.create({ task: `${opts.task}-${opts.command}`, out: opts.out });
   await run.writeConfig(cfg);
