@@ -142,3 +142,47 @@ export async function writeDictionary(path: string): Promise<void> {
   );
   await Deno.writeTextFile(path, lines.join("\n") + "\n");
 }
+
+/** How {@link cliProcess} interrupts its run. */
+export interface CliStop {
+  /** Polled every 50 ms with the output so far: true sends the signal (once). */
+  when: (output: string) => boolean | Promise<boolean>;
+  /** The signal (SIGINT: Ctrl-C; SIGKILL: a crash). */
+  signal: Deno.Signal;
+}
+
+/**
+ * Runs `deno run -A cli.ts ...args` in a subprocess (one worker thread), optionally interrupted
+ * by `stop`; returns its exit code and its stdout and stderr.
+ */
+export async function cliProcess(
+  args: string[],
+  stop?: CliStop,
+): Promise<{ code: number; text: string }> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "cli.ts", ...args],
+    cwd: new URL("..", import.meta.url),
+    env: { AUTOLOSS_THREADS: "1", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let text = "";
+  const err = new Response(child.stderr).text();
+  const read = (async () => {
+    for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) text += chunk;
+  })();
+  let running = true;
+  const poll = (async () => {
+    while (stop && running) {
+      if (await stop.when(text)) {
+        child.kill(stop.signal);
+        return;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  const { code } = await child.status;
+  running = false;
+  await Promise.all([read, poll]);
+  return { code, text: text + (await err) };
+}

@@ -25,7 +25,7 @@ import { type EnglishTagger, loadEnglishTagger, Truecaser, UPOS } from "../tasks
 import { disposeBatch, EOS, makeBatch, PAD, Seq2Seq } from "../tasks/nmt/model.ts";
 import { beamDecode, corpusBleu, greedyDecode } from "../tasks/nmt/decode.ts";
 import { BatchIterator } from "../tasks/nmt/batches.ts";
-import { setup, writeDictionary } from "./helpers.ts";
+import { cliProcess, setup, writeDictionary } from "./helpers.ts";
 
 // ------------------------------------------------------------------ BPE
 
@@ -430,26 +430,14 @@ Deno.test({
       "decode.batch=8",
     ].flatMap((kv) => ["--set", kv]);
     /** Runs `train nmt`; `signal` is sent once `after` validation lines were printed. */
-    const train = async (args: string[], stop?: { after: number; signal: Deno.Signal }) => {
-      const child = new Deno.Command(Deno.execPath(), {
-        args: ["run", "-A", "cli.ts", "train", "nmt", "--backend", "cpu", ...args],
-        cwd: new URL("..", import.meta.url),
-        env: { AUTOLOSS_THREADS: "1", NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
-      let text = "";
-      const err = new Response(child.stderr).text();
-      for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
-        text += chunk;
-        if (stop && (text.match(/autoloss epoch/g) ?? []).length >= stop.after) {
-          child.kill(stop.signal);
-          stop = undefined;
-        }
-      }
-      const { code } = await child.status;
-      return { code, text: text + (await err) };
-    };
+    const train = (args: string[], stop?: { after: number; signal: Deno.Signal }) =>
+      cliProcess(
+        ["train", "nmt", "--backend", "cpu", ...args],
+        stop && {
+          when: (out) => (out.match(/autoloss epoch/g) ?? []).length >= stop.after,
+          signal: stop.signal,
+        },
+      );
     const result = async (out: string) => {
       const summary = JSON.parse(await Deno.readTextFile(`${out}/summary.json`));
       const controller = JSON.parse(await Deno.readTextFile(`${out}/controller.json`));

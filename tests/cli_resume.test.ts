@@ -1,0 +1,126 @@
+/**
+ * `--resume` through the command line, for the commands whose Ctrl-C stops with a checkpoint:
+ * `train gan` (online PPO), `baseline gan` (a fixed schedule) and `train classifier`. Each runs in
+ * a subprocess, is interrupted with SIGINT partway, resumed, and must end with the files of an
+ * uninterrupted run (wall times, dates and the machine aside). The other commands' resume tests:
+ * tests/cli.test.ts (train/compare regression, transfer mlp), tests/task_gan.test.ts (compare,
+ * transfer, eval gan), tests/task_nmt.test.ts (train and compare nmt).
+ */
+
+import assert from "node:assert/strict";
+import { cliProcess } from "./helpers.ts";
+
+/** The run's summary, metrics and controller (when there is one) without what differs by run. */
+async function files(dir: string): Promise<Record<string, unknown>> {
+  const drop = (k: string) =>
+    /second|minute|_ms|sps|date|machine|loop|pipeline|elapsed|speed/i.test(k);
+  const clean = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(clean) : v && typeof v === "object"
+      ? Object.fromEntries(
+        Object.entries(v).filter(([k]) => !drop(k)).map(([k, x]) => [k, clean(x)]),
+      )
+      : v;
+  // The run directory's own path appears in some fields.
+  const read = async (name: string) =>
+    (await Deno.readTextFile(`${dir}/${name}`).catch(() => "null")).replaceAll(dir, "RUN");
+  const json = async (name: string) => clean(JSON.parse(await read(name)));
+  const metrics = (await read("metrics.jsonl")).trim().split("\n").map((l) => clean(JSON.parse(l)));
+  return {
+    summary: await json("summary.json"),
+    controller: await json("controller.json"),
+    metrics,
+  };
+}
+
+/** Lines of a run's metrics.jsonl so far (0 before it exists). */
+async function metricLines(dir: string): Promise<number> {
+  const text = await Deno.readTextFile(`${dir}/metrics.jsonl`).catch(() => "");
+  return text.split("\n").filter((l) => l.trim()).length;
+}
+
+/**
+ * `command` from scratch into `whole`; then again into `cut`, stopped with SIGINT once its metrics
+ * hold `after` lines (exit 130), resumed, and compared with `whole`.
+ */
+async function stopAndResume(command: string[], after: number, resumedLine: RegExp) {
+  const root = await Deno.makeTempDir();
+  try {
+    const whole = await cliProcess([...command, "--out", `${root}/whole`]);
+    assert.equal(whole.code, 0, whole.text);
+    const cut = `${root}/cut`;
+    const stopped = await cliProcess([...command, "--out", cut], {
+      when: async () => (await metricLines(cut)) >= after,
+      signal: "SIGINT",
+    });
+    assert.equal(stopped.code, 130, stopped.text);
+    const resumed = await cliProcess([command[0], command[1], "--resume", cut]);
+    assert.equal(resumed.code, 0, resumed.text);
+    assert.match(resumed.text, resumedLine);
+    assert.deepEqual(await files(cut), await files(`${root}/whole`));
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+const GAN = [
+  "--backend",
+  "cpu",
+  ...[
+    "data.limit=256",
+    "model.zDim=8",
+    "model.gFilters=4",
+    "model.dFilters=4",
+    "optim.batchSize=8",
+    "optim.lr=0.005",
+    "is.every=10",
+    "is.samples=50",
+    "is.finalSamples=50",
+    "is.realSamples=50",
+    "train.steps=60",
+    "train.logEvery=10",
+    "controller.ppo.segment=10",
+    "train.checkpointEvery=20",
+  ].flatMap((kv) => ["--set", kv]),
+];
+
+Deno.test({
+  name: "train gan (online PPO) stopped by Ctrl-C and resumed ends as the uninterrupted run",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () => stopAndResume(["train", "gan", ...GAN], 3, /resumed at step \d+ \(segment \d+\)/),
+});
+
+Deno.test({
+  name: "baseline gan (fixed schedule) stopped by Ctrl-C and resumed ends as the uninterrupted run",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () => stopAndResume(["baseline", "gan", ...GAN], 3, /resumed at step \d+/),
+});
+
+Deno.test({
+  name: "train classifier stopped by Ctrl-C and resumed ends as the uninterrupted run",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    stopAndResume(
+      [
+        "train",
+        "classifier",
+        "mnist",
+        "--backend",
+        "cpu",
+        ...[
+          "train.epochs=1",
+          "train.batchSize=16",
+          "train.limit=480",
+          "optim.warmupSteps=5",
+          "eval.every=10",
+          "eval.limit=100",
+          "log.every=5",
+          "checkpoint.every=10",
+        ].flatMap((kv) => ["--set", kv]),
+      ],
+      3,
+      /resum/i,
+    ),
+});
