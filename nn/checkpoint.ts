@@ -16,7 +16,8 @@ import { atomicWrite } from "../util/atomic.ts";
 import { backend } from "../gpu/backend.ts";
 import { readMany, Tensor } from "../tensor/tensor.ts";
 import { tensor } from "../tensor/functional.ts";
-import { Module } from "./module.ts";
+import { type FlatParams, Module } from "./module.ts";
+import type { Optimizer } from "./optim.ts";
 
 /** Element types a checkpoint may hold (4 bytes each). */
 export type CheckpointDType = "F32" | "I32";
@@ -302,6 +303,62 @@ export interface CheckpointPart {
   tensors: Record<string, Tensor>;
   /** String metadata by full key. */
   metadata: Record<string, string>;
+}
+
+/**
+ * A learner's checkpoint part: every parameter of `flat` (`${prefix}<name>`), `more` named tensors
+ * (`${prefix}<name>`, e.g. a frozen copy of the policy), the optimizer's state
+ * (`${prefix}optim.`) and `counters` as JSON metadata (`${prefix}<key>`). Restored by
+ * {@link loadLearnerPart}.
+ */
+export function learnerPart(
+  flat: FlatParams,
+  optimizer: Optimizer,
+  prefix: string,
+  counters: Record<string, unknown>,
+  more: [string, Tensor][] = [],
+): CheckpointPart {
+  const tensors: Record<string, Tensor> = {};
+  flat.names.forEach((n, i) => (tensors[prefix + n] = flat.params[i]));
+  for (const [n, t] of more) tensors[prefix + n] = t;
+  const opt = optimizer.state(`${prefix}optim.`);
+  Object.assign(tensors, opt.tensors);
+  const metadata = { ...opt.metadata };
+  for (const [k, v] of Object.entries(counters)) metadata[prefix + k] = JSON.stringify(v);
+  return { tensors, metadata };
+}
+
+/**
+ * Restores a {@link learnerPart} into `flat`, `more` and `optimizer` (every name and size is
+ * checked before anything is written) and returns the counters named `keys` (JSON-parsed; a
+ * missing one is an error). `metadata` overrides entries of the checkpoint's (an older layout
+ * that kept them elsewhere).
+ */
+export function loadLearnerPart(
+  ckpt: Checkpoint,
+  flat: FlatParams,
+  optimizer: Optimizer,
+  prefix: string,
+  keys: readonly string[],
+  { more = [], metadata = {} }: { more?: [string, Tensor][]; metadata?: Record<string, string> } =
+    {},
+): Record<string, unknown> {
+  const meta = { ...ckpt.metadata, ...metadata };
+  const counters: Record<string, unknown> = {};
+  for (const k of keys) {
+    const text = meta[prefix + k];
+    if (text === undefined) throw new Error(`checkpoint has no '${prefix}${k}' entry`);
+    counters[k] = JSON.parse(text);
+  }
+  const named: [string, Tensor][] = [...flat.names.map((n, i) => [n, flat.params[i]]), ...more] as [
+    string,
+    Tensor,
+  ][];
+  const missing = named.filter(([n]) => !ckpt.tensors.has(prefix + n)).map(([n]) => prefix + n);
+  if (missing.length) throw new Error(`checkpoint lacks ${missing.join(", ")}`);
+  optimizer.loadState({ tensors: ckpt.tensors, metadata: meta }, `${prefix}optim.`);
+  loadInto(named, ckpt, { prefix, strict: false });
+  return counters;
 }
 
 /** Merges checkpoint parts; a name in two parts is an error. */

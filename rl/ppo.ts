@@ -28,7 +28,12 @@
  * @module
  */
 
-import { type Checkpoint, type CheckpointPart, loadInto } from "../nn/checkpoint.ts";
+import {
+  type Checkpoint,
+  type CheckpointPart,
+  learnerPart,
+  loadLearnerPart,
+} from "../nn/checkpoint.ts";
 import { mulberry32 } from "../nn/host_random.ts";
 import { Adam } from "../nn/optim.ts";
 import { clipGradNorm } from "../nn/optim.ts";
@@ -331,12 +336,12 @@ export class Ppo {
    * how the actor is built: {@link PolicyController}'s normalizer `toSpec`).
    */
   checkpointState(prefix: string): CheckpointPart {
-    const tensors: Record<string, Tensor> = {};
-    this.flat.names.forEach((n, i) => (tensors[prefix + n] = this.flat.params[i]));
-    for (const [n, t] of this.oldActor?.namedParameters() ?? []) tensors[`${prefix}old.${n}`] = t;
-    const opt = this.optimizer.state(`${prefix}optim.`);
-    Object.assign(tensors, opt.tensors);
-    return { tensors, metadata: { ...opt.metadata, [`${prefix}updates`]: String(this.updates) } };
+    return learnerPart(this.flat, this.optimizer, prefix, { updates: this.updates }, this.#old());
+  }
+
+  /** The old policy's parameters under `old.` (none without one). */
+  #old(): [string, Tensor][] {
+    return (this.oldActor?.namedParameters() ?? []).map(([n, t]) => [`old.${n}`, t]);
   }
 
   /**
@@ -345,18 +350,11 @@ export class Ppo {
    * the checkpoint's (for files written before the optimizer's entries were top-level).
    */
   loadCheckpoint(ckpt: Checkpoint, prefix: string, metadata: Record<string, string> = {}): void {
-    const meta = { ...ckpt.metadata, ...metadata };
-    const updates = Number(meta[`${prefix}updates`]);
-    if (!Number.isInteger(updates) || updates < 0) {
-      throw new Error(`checkpoint has no valid '${prefix}updates' entry: not a PPO checkpoint`);
-    }
-    const named: [string, Tensor][] = this.flat.names.map((n, i) => [n, this.flat.params[i]]);
-    for (const [n, t] of this.oldActor?.namedParameters() ?? []) named.push([`old.${n}`, t]);
-    const missing = named.filter(([n]) => !ckpt.tensors.has(prefix + n)).map(([n]) => prefix + n);
-    if (missing.length) throw new Error(`checkpoint lacks ${missing.join(", ")}`);
-    this.optimizer.loadState({ tensors: ckpt.tensors, metadata: meta }, `${prefix}optim.`);
-    loadInto(named, ckpt, { prefix, strict: false });
-    this.updates = updates;
+    const { updates } = loadLearnerPart(ckpt, this.flat, this.optimizer, prefix, ["updates"], {
+      more: this.#old(),
+      metadata,
+    });
+    this.updates = updates as number;
   }
 
   /** V(x) for features [N, K] without autograd: [N]. */

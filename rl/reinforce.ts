@@ -21,6 +21,12 @@
  * @module
  */
 
+import {
+  type Checkpoint,
+  type CheckpointPart,
+  learnerPart,
+  loadLearnerPart,
+} from "../nn/checkpoint.ts";
 import { Adam } from "../nn/optim.ts";
 import { FlatParams } from "../nn/module.ts";
 import { tensor } from "../tensor/functional.ts";
@@ -209,6 +215,28 @@ export class Reinforce {
     this.controller = controller;
     this.flat = new FlatParams(controller.namedParameters());
     this.optimizer = new Adam(this.flat, { lr: this.args.learningRate, eps: this.args.adamEps });
+  }
+
+  /**
+   * The controller's parameters (`${prefix}<name>`), the Adam state (`${prefix}optim.`), the
+   * baseline and the update count, for a checkpoint.
+   */
+  checkpointState(prefix: string): CheckpointPart {
+    const counters = { baseline: this.baseline, updates: this.updates };
+    return learnerPart(this.flat, this.optimizer, prefix, counters);
+  }
+
+  /**
+   * Restores a state saved by {@link Reinforce.checkpointState} under `prefix` (every size is
+   * checked before anything is written). `metadata` overrides entries of the checkpoint's (files
+   * written before the counters were there).
+   */
+  loadCheckpoint(ckpt: Checkpoint, prefix: string, metadata: Record<string, string> = {}): void {
+    const c = loadLearnerPart(ckpt, this.flat, this.optimizer, prefix, ["baseline", "updates"], {
+      metadata,
+    });
+    this.baseline = c.baseline as number | null;
+    this.updates = c.updates as number;
   }
 
   /** Per-member advantages for one episode's rewards; updates the baseline. */

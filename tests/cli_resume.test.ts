@@ -91,6 +91,28 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "train gan (episodic REINFORCE) stopped by Ctrl-C and resumed ends as the uninterrupted run",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    stopAndResume(
+      [
+        "train",
+        "gan",
+        ...GAN,
+        ...[
+          "controller.algorithm=reinforce",
+          "controller.reinforce.episodes=4",
+          "controller.reinforce.episodeSteps=10",
+        ].flatMap((kv) => ["--set", kv]),
+      ],
+      2,
+      /resumed at episode 2/,
+    ),
+});
+
+Deno.test({
   name: "baseline gan (fixed schedule) stopped by Ctrl-C and resumed ends as the uninterrupted run",
   sanitizeResources: false,
   sanitizeOps: false,

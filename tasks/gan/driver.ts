@@ -322,20 +322,6 @@ export function checkpointMeta<T>(ckpt: Checkpoint): T {
   return JSON.parse(text) as T;
 }
 
-/** Writes the checkpoint's values of `named` (names prefixed by `prefix`) into the tensors. */
-export function restoreNamed(ckpt: Checkpoint, named: [string, Tensor][], prefix: string): void {
-  const be = backend();
-  const problems: string[] = [];
-  for (const [n, t] of named) {
-    const src = ckpt.tensors.get(prefix + n);
-    if (!src || src.data.length !== t.size) problems.push(`${prefix}${n}`);
-    else be.write(t.storageFor("restore"), src.data, t.offset);
-  }
-  if (problems.length) {
-    throw new Error(`checkpoint lacks or mis-sizes: ${problems.join(", ")}`);
-  }
-}
-
 /** Sums the counters of several loops. */
 export function mergeStats(list: LoopStats[]): LoopStats {
   const out = zeroStats();

@@ -14,7 +14,6 @@ import { MlpController } from "../../rl/controller.ts";
 import { Reinforce, type ReinforceArgs } from "../../rl/reinforce.ts";
 import { inceptionReward } from "../../rl/rewards.ts";
 import { TrajectoryBuffer } from "../../rl/trajectory.ts";
-import type { Tensor } from "../../tensor/tensor.ts";
 import type { PolicyController } from "../../rl/controller.ts";
 import type { ControllerFile } from "../../rl/controller_file.ts";
 import type { GanContext } from "./run.ts";
@@ -25,7 +24,6 @@ import {
   type LoopOptions,
   type LoopStats,
   mergeStats,
-  restoreNamed,
   runLearned,
 } from "./driver.ts";
 
@@ -221,47 +219,36 @@ export class EpisodicReinforce {
    * to `path`: resuming continues with the next episode exactly as if uninterrupted.
    */
   async save(path: string): Promise<void> {
-    const tensors: Record<string, Tensor> = {};
-    this.reinforce.flat.names.forEach((
-      n,
-      i,
-    ) => (tensors[`ctrl.${n}`] = this.reinforce.flat.params[i]));
-    const opt = this.reinforce.optimizer.state("ctrl.optim.");
-    Object.assign(tensors, opt.tensors);
-    const meta = {
+    const ctrl = this.reinforce.checkpointState("ctrl.");
+    const meta: EpisodicMeta = {
       kind: "reinforce",
       episodes: this.episodes,
       best: this.best,
-      baseline: this.reinforce.baseline,
       reinits: this.#reinits,
       seed: this.#seed,
-      updates: this.reinforce.updates,
     };
-    await saveCheckpoint(path, tensors, { ...opt.metadata, "run.meta": JSON.stringify(meta) });
+    await saveCheckpoint(path, ctrl.tensors, {
+      ...ctrl.metadata,
+      "run.meta": JSON.stringify(meta),
+    });
   }
 
-  /** Restores what {@link EpisodicReinforce.save} wrote. */
+  /** Restores what {@link EpisodicReinforce.save} wrote (also the earlier layout). */
   restore(ckpt: Checkpoint): void {
-    const meta = checkpointMeta<{
-      kind: string;
-      episodes: number;
-      best: { reward: number; episode: number };
-      baseline: number | null;
-      reinits: number;
-      seed: number;
-      updates: number;
-    }>(ckpt);
+    const meta = checkpointMeta<EpisodicMeta & { baseline?: number | null; updates?: number }>(
+      ckpt,
+    );
     if (meta.kind !== "reinforce") {
       throw new UserError(
         `checkpoint holds a '${meta.kind}' run, not REINFORCE: resume it with the command that made it`,
       );
     }
     this.#newController(meta.seed);
-    const flat = this.reinforce.flat;
-    restoreNamed(ckpt, flat.names.map((n, i) => [n, flat.params[i]]), "ctrl.");
-    this.reinforce.optimizer.loadState(ckpt, "ctrl.optim.");
-    this.reinforce.baseline = meta.baseline;
-    this.reinforce.updates = meta.updates;
+    // Written before the counters were the learner part's: they were in run.meta.
+    const legacy: Record<string, string> = ckpt.metadata["ctrl.updates"] === undefined
+      ? { "ctrl.baseline": JSON.stringify(meta.baseline), "ctrl.updates": String(meta.updates) }
+      : {};
+    this.reinforce.loadCheckpoint(ckpt, "ctrl.", legacy);
     this.episodes = meta.episodes;
     this.best = meta.best;
     this.#reinits = meta.reinits;
@@ -272,6 +259,19 @@ export class EpisodicReinforce {
     this.reinforce.dispose();
     this.controller.dispose();
   }
+}
+
+/** The run's JSON in an episodic REINFORCE checkpoint (the controller: `Reinforce`'s part). */
+interface EpisodicMeta {
+  kind: "reinforce";
+  /** Episodes completed. */
+  episodes: number;
+  /** The best episode so far. */
+  best: { reward: number; episode: number };
+  /** Controller re-initializations after collapse. */
+  reinits: number;
+  /** Seed of the current controller. */
+  seed: number;
 }
 
 /** Copies the first `rows` rows of `src` (features, actions) into `dst` from row `at`. */

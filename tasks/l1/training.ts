@@ -300,7 +300,7 @@ export async function trainController(
       }
       current = await snapshot(round + 1, null);
       if (o.checkpoint) {
-        await saveControllerCheckpoint(o.checkpoint, controller, reinforce, {
+        await saveControllerCheckpoint(o.checkpoint, reinforce, {
           round: round + 1,
           history,
           best,

@@ -8,7 +8,6 @@ import type { ControllerFile } from "../../rl/controller_file.ts";
 import type { PolicyController } from "../../rl/controller.ts";
 import type { Reinforce, ReinforceArgs } from "../../rl/reinforce.ts";
 import { type Checkpoint, loadCheckpoint, loadInto, saveCheckpoint } from "../../nn/checkpoint.ts";
-import type { Tensor } from "../../tensor/tensor.ts";
 import type { L1Problem } from "./problems.ts";
 import type { ControllerTrainOptions, RoundLog } from "./training.ts";
 
@@ -30,10 +29,10 @@ export interface ControllerTrainCheckpoint {
   best: { file: ControllerFile; reward: number } | null;
   /** The controller after the last completed round (the one that runs round `round`). */
   current: ControllerFile;
-  /** REINFORCE moving-average baseline (null before the first episode). */
-  baseline: number | null;
-  /** REINFORCE updates taken. */
-  updates: number;
+  /** Version 1 files only: the REINFORCE baseline (version 2 keeps it in `controller.*`). */
+  baseline?: number | null;
+  /** Version 1 files only: REINFORCE updates taken. */
+  updates?: number;
   /** Training seconds so far (over all sessions). */
   seconds: number;
   /** The settings trained with (a resume must use the same, `rounds` aside). */
@@ -72,27 +71,23 @@ export function trainingSettings(
 /** Writes a controller-training checkpoint (atomically; see {@link ControllerTrainCheckpoint}). */
 export async function saveControllerCheckpoint(
   to: { path: string; metadata?: Record<string, string> },
-  controller: PolicyController,
   reinforce: Reinforce,
   state: Omit<ControllerTrainCheckpoint, "tensors" | "baseline" | "updates">,
 ): Promise<void> {
-  const optim = reinforce.optimizer.state("optim.");
-  const tensors: Record<string, Tensor> = { ...optim.tensors };
-  for (const [name, t] of controller.namedParameters()) tensors[`controller.${name}`] = t;
+  const part = reinforce.checkpointState("controller.");
   try {
-    await saveCheckpoint(to.path, tensors, {
+    await saveCheckpoint(to.path, part.tensors, {
       ...to.metadata,
       format: CONTROLLER_CHECKPOINT_FORMAT,
-      version: "1",
-      ...optim.metadata,
-      "train.state": JSON.stringify({
-        ...state,
-        baseline: reinforce.baseline,
-        updates: reinforce.updates,
-      }),
+      version: "2",
+      ...part.metadata,
+      "train.state": JSON.stringify(state),
     });
   } finally {
-    for (const t of Object.values(optim.tensors)) t.dispose();
+    // The optimizer's entries are a counter copy and views of its state.
+    for (const [n, t] of Object.entries(part.tensors)) {
+      if (n.startsWith("controller.optim.")) t.dispose();
+    }
   }
 }
 
@@ -106,7 +101,7 @@ export async function loadControllerCheckpoint(path: string): Promise<Controller
   const fail = (msg: string): never => {
     throw new Error(`${path}: ${msg}`);
   };
-  if (m.format !== CONTROLLER_CHECKPOINT_FORMAT || m.version !== "1") {
+  if (m.format !== CONTROLLER_CHECKPOINT_FORMAT || !["1", "2"].includes(m.version)) {
     fail(`not a controller-training checkpoint (format '${m.format}', version '${m.version}')`);
   }
   let state: Omit<ControllerTrainCheckpoint, "tensors"> | undefined;
@@ -146,8 +141,11 @@ export function restoreTraining(
       })`,
     );
   }
-  loadInto(controller.namedParameters(), ckpt.tensors, { prefix: "controller." });
-  reinforce.optimizer.loadState(ckpt.tensors, "optim.");
-  reinforce.baseline = ckpt.baseline;
-  reinforce.updates = ckpt.updates;
+  if (ckpt.tensors.metadata.version === "1") {
+    // Version 1: the Adam state under "optim.", the counters in train.state.
+    loadInto(controller.namedParameters(), ckpt.tensors, { prefix: "controller." });
+    reinforce.optimizer.loadState(ckpt.tensors, "optim.");
+    reinforce.baseline = ckpt.baseline ?? null;
+    reinforce.updates = ckpt.updates ?? 0;
+  } else reinforce.loadCheckpoint(ckpt.tensors, "controller.");
 }
