@@ -7,33 +7,14 @@
 
 import assert from "node:assert/strict";
 import { HAVE_SERVER, Proc, stopAll, withServer, worker } from "./dist_helpers.ts";
-import { writeDictionary } from "./helpers.ts";
+import { tinyNmtSets, writeDictionary } from "./helpers.ts";
 
 if (!HAVE_SERVER) console.error("dist nmt tests skipped: nats-server is not installed");
 const ignore = !HAVE_SERVER;
 
 /** A tiny `compare nmt`: all 6 methods, 8-unit networks, 8 batches of 4. */
 function tinyNmt(dictionary: string): string[] {
-  return [
-    "--backend",
-    "cpu",
-    ...[
-      `data.path=${dictionary}`,
-      "data.limit=96",
-      "data.srcMerges=20",
-      "data.tgtMerges=20",
-      "data.auxValLimit=8",
-      "model.emb=8",
-      "model.hidden=8",
-      "model.decoderHidden=8",
-      "train.batch=4",
-      "train.batches=8",
-      "train.valEvery=2",
-      "train.evalBatch=8",
-      "decode.beam=2",
-      "decode.batch=8",
-    ].flatMap((kv) => ["--set", kv]),
-  ];
+  return ["--backend", "cpu", ...tinyNmtSets(dictionary, "train.batches=8", "train.valEvery=2")];
 }
 
 /** The results and metrics of a `compare nmt` without wall times. */

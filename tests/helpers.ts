@@ -186,3 +186,26 @@ export async function cliProcess(
   await Promise.all([read, poll]);
   return { code, text: text + (await err) };
 }
+
+/**
+ * `--set` pairs of a tiny NMT run on the synthetic dictionary at `dictionary` (see
+ * {@link writeDictionary}): 96 pairs, 20 BPE merges, 8-unit networks, batches of 4; `more` are
+ * added (e.g. `train.batches=8`).
+ */
+export function tinyNmtSets(dictionary: string, ...more: string[]): string[] {
+  return [
+    `data.path=${dictionary}`,
+    "data.limit=96",
+    "data.srcMerges=20",
+    "data.tgtMerges=20",
+    "data.auxValLimit=8",
+    "model.emb=8",
+    "model.hidden=8",
+    "model.decoderHidden=8",
+    "train.batch=4",
+    "train.evalBatch=8",
+    "decode.beam=2",
+    "decode.batch=8",
+    ...more,
+  ].flatMap((kv) => ["--set", kv]);
+}

@@ -25,7 +25,7 @@ import { type EnglishTagger, loadEnglishTagger, Truecaser, UPOS } from "../tasks
 import { disposeBatch, EOS, makeBatch, PAD, Seq2Seq } from "../tasks/nmt/model.ts";
 import { beamDecode, corpusBleu, greedyDecode } from "../tasks/nmt/decode.ts";
 import { BatchIterator } from "../tasks/nmt/batches.ts";
-import { cliProcess, setup, writeDictionary } from "./helpers.ts";
+import { cliProcess, setup, tinyNmtSets, writeDictionary } from "./helpers.ts";
 
 // ------------------------------------------------------------------ BPE
 
@@ -352,26 +352,15 @@ Deno.test({
     console.log = (...a: unknown[]) => void printed.push(a.join(" "));
     const io = { out: (t: string) => printed.push(t), err: (t: string) => printed.push(t) };
     try {
-      const sets = [
-        `data.path=${dir}/de-en`,
-        "data.limit=96",
-        "data.srcMerges=20",
-        "data.tgtMerges=20",
-        "data.auxValLimit=8",
-        "model.emb=8",
-        "model.hidden=8",
-        "model.decoderHidden=8",
-        "train.batch=4",
+      const sets = tinyNmtSets(
+        `${dir}/de-en`,
         "train.batches=4",
         "train.valEvery=2",
-        "train.evalBatch=8",
         "methods.finetune=false",
         "methods.autoloss=false",
         "methods.uw=false",
         "methods.dwa=false",
-        "decode.beam=2",
-        "decode.batch=8",
-      ].flatMap((kv) => ["--set", kv]);
+      );
       assert.equal(
         await main(["compare", "nmt", "--out", out, ...sets], io),
         0,
@@ -412,23 +401,12 @@ Deno.test({
   fn: async () => {
     const dir = await Deno.makeTempDir();
     await writeDictionary(`${dir}/de-en`);
-    const sets = [
-      `data.path=${dir}/de-en`,
-      "data.limit=96",
-      "data.srcMerges=20",
-      "data.tgtMerges=20",
-      "data.auxValLimit=8",
-      "model.emb=8",
-      "model.hidden=8",
-      "model.decoderHidden=8",
-      "train.batch=4",
+    const sets = tinyNmtSets(
+      `${dir}/de-en`,
       "train.batches=24",
       "train.valEvery=4",
-      "train.evalBatch=8",
       "train.checkpointEvery=8", // every second of the 6 segments
-      "decode.beam=2",
-      "decode.batch=8",
-    ].flatMap((kv) => ["--set", kv]);
+    );
     /** Runs `train nmt`; `signal` is sent once `after` validation lines were printed. */
     const train = (args: string[], stop?: { after: number; signal: Deno.Signal }) =>
       cliProcess(
