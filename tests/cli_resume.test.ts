@@ -103,7 +103,7 @@ Deno.test({
         ...GAN,
         ...[
           "controller.algorithm=reinforce",
-          "controller.reinforce.episodes=4",
+          "controller.reinforce.episodes=6",
           "controller.reinforce.episodeSteps=10",
         ].flatMap((kv) => ["--set", kv]),
       ],
@@ -134,7 +134,7 @@ Deno.test({
         ...[
           "train.epochs=1",
           "train.batchSize=16",
-          "train.limit=480",
+          "train.limit=960",
           "optim.warmupSteps=5",
           "eval.every=10",
           "eval.limit=100",
