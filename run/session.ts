@@ -118,12 +118,14 @@ export async function reopenRun<S extends Schema>(
  *
  * With `--resume DIR`, {@link reopenRun}'s rule: the config comes from `DIR/config.yaml` and
  * `--config`/`--set`/`--seed` are refused. The schema must have a top-level `seed` field when
- * `--seed` is used.
+ * `--seed` is used. A new run directory is `runs/<dirName>-<stamp>` unless `--out` names one
+ * (`dirName`: the task, or e.g. `regression-compare`).
  */
 export async function openSession<S extends Schema>(
   opts: SessionOptions,
   schema: S,
   task: string = opts.task,
+  dirName: string = task,
 ): Promise<Session<S>> {
   if (opts.resume) {
     const { cfg, dir } = await reopenRun(opts, schema);
@@ -132,7 +134,7 @@ export async function openSession<S extends Schema>(
   }
   const cfg = await resolveTaskConfig(opts, schema, task);
   const be = await init();
-  const dir = await RunDir.create({ task, out: opts.out });
+  const dir = await RunDir.create({ task: dirName, out: opts.out });
   await dir.writeConfig(cfg);
   await recordBackend(dir, be);
   return { cfg, dir, resumed: false };

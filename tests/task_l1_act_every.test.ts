@@ -18,7 +18,8 @@ import { MlpController } from "../rl/controller.ts";
 import { runEpisode } from "../rl/runner.ts";
 import { TrajectoryBuffer } from "../rl/trajectory.ts";
 import { regressionProblem } from "../tasks/l1/problems.ts";
-import { loadTaskConfig, REGRESSION_SPEC, trainFromConfig } from "../tasks/l1/run.ts";
+import { REGRESSION_SPEC, trainFromConfig } from "../tasks/l1/run.ts";
+import { resolveTaskConfig } from "../run/session.ts";
 import type { SharedConfig } from "../tasks/l1/config.ts";
 import { tensor } from "../tensor/functional.ts";
 import { readMany, type Tensor } from "../tensor/tensor.ts";
@@ -183,12 +184,11 @@ Deno.test("actEvery 1 trains exactly as the per-step controller; k counts once p
 
 Deno.test("controller.actEvery: range-checked and a divisor of controller.steps", async () => {
   const load = (set: string[]) =>
-    loadTaskConfig<SharedConfig>(REGRESSION_SPEC.schema, {
-      task: "regression",
-      preset: "quick",
-      config: [],
-      set,
-    });
+    resolveTaskConfig(
+      { preset: "quick", config: [], set },
+      REGRESSION_SPEC.schema,
+      "regression",
+    ) as Promise<SharedConfig>;
   assert.equal((await load([])).controller.actEvery, 1);
   assert.equal((await load(["controller.actEvery=10"])).controller.actEvery, 10);
   await assert.rejects(() => load(["controller.actEvery=0"]), /actEvery/);

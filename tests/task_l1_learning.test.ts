@@ -6,6 +6,7 @@
 
 import { requestedBackend } from "../gpu/backend.ts";
 import assert from "node:assert/strict";
+import { resolveTaskConfig } from "../run/session.ts";
 import {
   autoLossMethod,
   matchedRandom,
@@ -20,7 +21,6 @@ import { pairedDiff, tQuantile975 } from "../tasks/l1/stats.ts";
 import { intervalPlot, settingResult, sweepTable } from "../tasks/l1/sweep.ts";
 import {
   learningReport,
-  loadTaskConfig,
   MLP_SPEC,
   REGRESSION_SPEC,
   resolveController,
@@ -160,12 +160,11 @@ Deno.test("sweep table: best baseline, paired CIs, tallies and the interval plot
 
 Deno.test("shipped controllers load for their settings and reproduce their stated numbers", async () => {
   for (const [task, spec] of [["regression", REGRESSION_SPEC], ["mlp", MLP_SPEC]] as const) {
-    const cfg = await loadTaskConfig<SharedConfig>(spec.schema, {
+    const cfg = await resolveTaskConfig(
+      { preset: "quick", config: [], set: [] },
+      spec.schema,
       task,
-      preset: "quick",
-      config: [],
-      set: [],
-    });
+    ) as SharedConfig;
     const got = await resolveController(task, cfg);
     assert.equal(got.why, "shipped (weights/)", task);
     const stated = (got.file!.provenance.shipped as ShippedInfo).stated;

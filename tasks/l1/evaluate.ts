@@ -7,6 +7,7 @@
 
 import { UserError } from "../../util/errors.ts";
 import { ConfigError } from "../../run/config.ts";
+import { resolveTaskConfig } from "../../run/session.ts";
 import { init } from "../../gpu/backend.ts";
 import type { ControllerFile } from "../../rl/controller_file.ts";
 import { formatDuration } from "../../run/progress.ts";
@@ -32,7 +33,6 @@ import {
 } from "./resume.ts";
 import {
   fmt,
-  loadTaskConfig,
   machine,
   type MethodSummary,
   methodTable,
@@ -56,8 +56,7 @@ import {
 export async function evalCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: CommonOptions) {
   const dir = opts.args[0];
   if (opts.resume) throw new UserError(`eval ${spec.name} cannot be resumed; run it again`);
-  const cfg = await loadTaskConfig<C>(spec.schema, opts);
-  if (opts.seed !== undefined) cfg.seed = opts.seed;
+  const cfg = await resolveTaskConfig(opts, spec.schema, spec.name) as C;
   await init();
   let file: ControllerFile;
   if (dir) file = await readControllerFile(`${dir}/controller.json`);

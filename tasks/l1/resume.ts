@@ -1,7 +1,7 @@
 /**
- * Resuming the regression and MLP commands. `train`, `compare` and `transfer mlp` reopen their run
- * directory with `--resume DIR` (run/session.ts `reopenRun`: the saved config; `--config`,
- * `--set`, `--seed` refused): controller training continues from the checkpoint of its last
+ * Resuming the regression and MLP commands. `train`, `compare` and `transfer mlp` open their run
+ * directory through run/session.ts `openSession` (with `--resume DIR`: the saved config;
+ * `--config`, `--set`, `--seed` refused): controller training continues from the checkpoint of its last
  * completed round (tasks/l1/training_checkpoint.ts), and every Table 1/2 method that finished
  * before is kept (one `{kind: "method", key, result}` line of metrics.jsonl each) while the
  * interrupted one runs again. Every method depends only on the config and seed, so a resumed run
@@ -9,13 +9,11 @@
  * @module
  */
 
-import { init } from "../../gpu/backend.ts";
 import type { Schema } from "../../run/config.ts";
 import type { RunDir } from "../../run/run_dir.ts";
-import { reopenRun } from "../../run/session.ts";
+import { openSession } from "../../run/session.ts";
 import type { CommonOptions } from "../registry.ts";
 import type { MethodResult } from "./methods.ts";
-import { loadTaskConfig, openRun } from "./run.ts";
 import type { RoundLog } from "./training.ts";
 import { type ControllerTrainCheckpoint, loadControllerCheckpoint } from "./training_checkpoint.ts";
 
@@ -23,22 +21,21 @@ import { type ControllerTrainCheckpoint, loadControllerCheckpoint } from "./trai
 export const TRAIN_CHECKPOINT = "checkpoint.safetensors";
 
 /**
- * A command's run directory: a new one with the config of the preset, `--config`, `--set` and
+ * A command's run directory by run/session.ts `openSession` (the one config and resume rule): a
+ * new `runs/<task>-<command>-<stamp>` with the config of the preset, `--config`, `--set` and
  * `--seed`, or with `--resume DIR` DIR and its saved config. The backend is initialized.
  */
-export async function openCommandRun<C extends { seed: number }>(
+export async function openCommandRun<C>(
   opts: CommonOptions,
   schema: Schema,
 ): Promise<{ cfg: C; run: RunDir; resumed: boolean }> {
-  if (opts.resume) {
-    const { cfg, dir } = await reopenRun(opts, schema);
-    await init();
-    return { cfg: cfg as C, run: dir, resumed: true };
-  }
-  const cfg = await loadTaskConfig<C>(schema, opts);
-  if (opts.seed !== undefined) cfg.seed = opts.seed;
-  await init();
-  return { cfg, run: await openRun(opts, cfg), resumed: false };
+  const { cfg, dir, resumed } = await openSession(
+    opts,
+    schema,
+    opts.task,
+    `${opts.task}-${opts.command}`,
+  );
+  return { cfg: cfg as C, run: dir, resumed };
 }
 
 /** The controller-training checkpoint of a run directory, if a round was completed. */

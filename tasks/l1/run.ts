@@ -7,18 +7,11 @@
 
 import { UserError } from "../../util/errors.ts";
 import { fileURLToPath } from "node:url";
-import { backend, init } from "../../gpu/backend.ts";
-import { recordBackend } from "../../run/session.ts";
+import { backend } from "../../gpu/backend.ts";
 import type { ControllerFile } from "../../rl/controller_file.ts";
-import {
-  type Layer,
-  loadYamlFile,
-  parseSet,
-  resolveConfig,
-  type Schema,
-} from "../../run/config.ts";
+import type { Schema } from "../../run/config.ts";
 import { formatDuration, Progress } from "../../run/progress.ts";
-import { RunDir } from "../../run/run_dir.ts";
+import type { RunDir } from "../../run/run_dir.ts";
 import { linePlot, type Series } from "../../run/svg.ts";
 import {
   AUTHORS_SPEC,
@@ -38,7 +31,6 @@ import { mean, type MethodResult, std } from "./methods.ts";
 import { type RemoteRounds, trainController, type TrainedController } from "./training.ts";
 import type { ControllerTrainCheckpoint } from "./training_checkpoint.ts";
 import { type L1Problem, mlpProblem, regressionProblem } from "./problems.ts";
-import type { CommonOptions } from "../registry.ts";
 
 /** The paper's Table 1 (regression: MSE above the 3.94 floor; MLP: test error). */
 export const PAPER_TABLE1: Record<"regression" | "mlp", Record<string, number>> = {
@@ -87,20 +79,6 @@ export interface TaskSpec<C extends SharedConfig> {
   schema: Schema;
   /** Builds the problem from a resolved config. */
   problem(cfg: C): L1Problem;
-}
-
-/** Resolves the preset, `--config` files and `--set` overrides against `schema`. */
-export async function loadTaskConfig<C>(
-  schema: Schema,
-  opts: Pick<CommonOptions, "task" | "preset" | "config" | "set">,
-): Promise<C> {
-  const preset = fileURLToPath(
-    new URL(`../../configs/${opts.task}/${opts.preset}.yaml`, import.meta.url),
-  );
-  const layers: Layer[] = [await loadYamlFile(preset)];
-  for (const file of opts.config) layers.push(await loadYamlFile(file));
-  for (const s of opts.set) layers.push(parseSet(s));
-  return resolveConfig(schema, layers) as C;
 }
 
 /** Builds the regression problem from its config. */
@@ -283,18 +261,6 @@ export async function writeController(run: RunDir, file: ControllerFile, name = 
 /** Reads a controller.json. */
 export async function readControllerFile(path: string): Promise<ControllerFile> {
   return JSON.parse(await Deno.readTextFile(path)) as ControllerFile;
-}
-
-/**
- * Creates the run directory of a new run and saves its config (a resumed run reopens its
- * directory instead: tasks/l1/resume.ts `openCommandRun`).
- */
-export async function openRun(opts: CommonOptions, cfg: unknown): Promise<RunDir> {
-  const be = await init();
-  const run = await RunDir.create({ task: `${opts.task}-${opts.command}`, out: opts.out });
-  await run.writeConfig(cfg);
-  await recordBackend(run, be);
-  return run;
 }
 
 /** The mean episode reward per round of controller training (with +-1 std), as an SVG plot. */
