@@ -47,3 +47,32 @@ export function onInterrupt(
     }
   };
 }
+
+/**
+ * The one Ctrl-C policy of the training commands: the first SIGINT/SIGTERM sets
+ * {@link GracefulStop.requested} and says so; the loop finishes its current unit (step, segment,
+ * round), saves its checkpoint and calls {@link GracefulStop.done}, and the process then exits
+ * with 130. A second signal exits at once ({@link onInterrupt}).
+ */
+export class GracefulStop {
+  /** Whether a stop was asked for (poll it after each unit). */
+  requested = false;
+  #release: () => void = () => {};
+  readonly #remove: () => void;
+
+  /** Installs the listeners; `unit` names what is finished first ("segment", "round"). */
+  constructor(unit: string, opts: InterruptOptions = {}) {
+    const finished = new Promise<void>((resolve) => (this.#release = resolve));
+    this.#remove = onInterrupt(async () => {
+      this.requested = true;
+      console.error(`\ninterrupt: stopping after the current ${unit} (Ctrl-C again to quit now)`);
+      await finished;
+    }, opts);
+  }
+
+  /** The run saved what it needs (or ended): removes the listeners; a pending stop exits now. */
+  done(): void {
+    this.#remove();
+    this.#release();
+  }
+}

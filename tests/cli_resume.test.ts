@@ -1,6 +1,7 @@
 /**
- * `--resume` through the command line, for the commands whose Ctrl-C stops with a checkpoint:
- * `train gan` (online PPO), `baseline gan` (a fixed schedule) and `train classifier`. Each runs in
+ * `--resume` through the command line, for the commands whose Ctrl-C stops with a checkpoint
+ * (run/signals.ts `GracefulStop`): `train gan` (online PPO, episodic REINFORCE), `baseline gan` (a
+ * fixed schedule), `train regression` and `train classifier`. Each runs in
  * a subprocess, is interrupted with SIGINT partway, resumed, and must end with the files of an
  * uninterrupted run (wall times, dates and the machine aside). The other commands' resume tests:
  * tests/cli.test.ts (train/compare regression, transfer mlp), tests/task_gan.test.ts (compare,
@@ -117,6 +118,31 @@ Deno.test({
   sanitizeResources: false,
   sanitizeOps: false,
   fn: () => stopAndResume(["baseline", "gan", ...GAN], 3, /resumed at step \d+/),
+});
+
+Deno.test({
+  name:
+    "train regression stopped by Ctrl-C after a round and resumed ends as the uninterrupted run",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    stopAndResume(
+      [
+        "train",
+        "regression",
+        ...[
+          "data.dim=4",
+          "data.sizes=[40,40,40,40,40]",
+          "controller.population=2",
+          "controller.rounds=30",
+          "controller.steps=20",
+          "controller.hidden=4",
+          "controller.keep=last",
+        ].flatMap((kv) => ["--set", kv]),
+      ],
+      3,
+      /resuming .* after round \d+ of 30/,
+    ),
 });
 
 Deno.test({

@@ -56,3 +56,26 @@ Deno.test({
     assert.equal(killed.saved, null);
   },
 });
+
+Deno.test({
+  name: "signals: GracefulStop lets the loop finish its unit and save, then exits 130",
+  ignore: Deno.build.os === "windows",
+  fn: async () => {
+    const r = await runScript(`
+      import { GracefulStop } from "$MOD";
+      const stop = new GracefulStop("round");
+      let rounds = 0;
+      while (!stop.requested) {
+        rounds++;
+        if (rounds === 3) Deno.kill(Deno.pid, "SIGINT");
+        await new Promise((r) => setTimeout(r, 20)); // a round
+      }
+      await Deno.writeTextFile("$DIR/saved", String(rounds)); // the checkpoint
+      stop.done();
+      setTimeout(() => {}, 5000); // anything after done() is not waited for
+    `);
+    assert.equal(r.code, 130, r.stderr);
+    assert.ok(Number(r.saved) >= 3, `saved after round ${r.saved}`);
+    assert.match(r.stderr, /interrupt: stopping after the current round/);
+  },
+});

@@ -13,7 +13,7 @@ import { type ImageDataset, loadFashionMnist, loadMnist } from "../../nn/data/mn
 import { imageGrid } from "../../run/png.ts";
 import { Progress } from "../../run/progress.ts";
 import type { RunDir } from "../../run/run_dir.ts";
-import { onInterrupt } from "../../run/signals.ts";
+import { GracefulStop } from "../../run/signals.ts";
 import { linePlot, type Series } from "../../run/svg.ts";
 import { randn, tensor } from "../../tensor/functional.ts";
 import { readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
@@ -209,10 +209,7 @@ export class RunBook {
   readonly curve: IsPoint[] = [];
   readonly fixedNoise: Tensor;
   readonly started = performance.now();
-  stopRequested = false;
-  #removeSignal: () => void;
-  #stopped: (() => void) | null = null;
-  #stoppedPromise: Promise<void>;
+  readonly #stop: GracefulStop;
   #gShare = 0;
   #done = false;
 
@@ -236,12 +233,12 @@ export class RunBook {
       1,
       new Generator((cfg.seed ^ 0x9b05688c) >>> 0),
     );
-    this.#stoppedPromise = new Promise((resolve) => (this.#stopped = resolve));
-    this.#removeSignal = onInterrupt(async () => {
-      this.stopRequested = true;
-      console.error("\ninterrupt: stopping after the current step (Ctrl-C again to quit now)");
-      await this.#stoppedPromise;
-    });
+    this.#stop = new GracefulStop("step");
+  }
+
+  /** Whether Ctrl-C asked the run to stop. */
+  get stopRequested(): boolean {
+    return this.#stop.requested;
   }
 
   /** Minutes of training so far in this process. */
@@ -304,8 +301,7 @@ export class RunBook {
   /** Ends the progress line and releases Ctrl-C. */
   close(step: number): void {
     this.done(step);
-    this.#removeSignal();
-    this.#stopped?.();
+    this.#stop.done();
     this.fixedNoise.dispose();
   }
 }

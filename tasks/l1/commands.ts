@@ -11,10 +11,10 @@
  * @module
  */
 
-import { onInterrupt } from "../../run/signals.ts";
+import { GracefulStop } from "../../run/signals.ts";
 import { formatDuration } from "../../run/progress.ts";
 import type { SharedConfig } from "./config.ts";
-import type { TrainedController } from "./training.ts";
+import { type TrainedController, TrainingStopped } from "./training.ts";
 import type { ControllerTrainCheckpoint } from "./training_checkpoint.ts";
 import {
   loadTrainCheckpoint,
@@ -59,15 +59,8 @@ async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: Com
     await syncRoundMetrics(run, resume?.history ?? []);
   }
   const problem = spec.problem(cfg);
-  // Ctrl-C exits at once: the round in progress is lost, the checkpoint (written atomically after
-  // every round) holds the completed ones.
-  let done = resume?.round ?? 0;
-  const removeInterrupt = onInterrupt(() => {
-    console.error(
-      `\ninterrupted: ${run.file(TRAIN_CHECKPOINT)} holds ${done} of ${cfg.controller.rounds} ` +
-        `rounds; continue with: train ${spec.name} --resume ${run.path}`,
-    );
-  });
+  // Ctrl-C: the round in progress finishes, its checkpoint is written, then the run stops.
+  const stop = new GracefulStop("round");
   let trained: TrainedController;
   const learner = await connectWorkers(opts, spec.name, cfg, run.path);
   try {
@@ -76,12 +69,17 @@ async function trainCommand<C extends SharedConfig>(spec: TaskSpec<C>, opts: Com
       checkpoint: { path: run.file(TRAIN_CHECKPOINT), metadata: { preset } },
       resume,
       remote: learner?.rounds,
-      onRound: (round) => {
-        done = round + 1;
-      },
+      shouldStop: () => stop.requested,
     });
+  } catch (err) {
+    if (!(err instanceof TrainingStopped)) throw err;
+    console.error(
+      `stopped: ${run.file(TRAIN_CHECKPOINT)} holds ${err.rounds} of ${cfg.controller.rounds} ` +
+        `rounds; continue with: train ${spec.name} --resume ${run.path}`,
+    );
+    return 130;
   } finally {
-    removeInterrupt();
+    stop.done();
     await learner?.close();
   }
   if (learner) console.log(`workers: ${JSON.stringify(learner.stats)}`);

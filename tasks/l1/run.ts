@@ -232,6 +232,7 @@ export async function trainFromConfig(
     checkpoint: extra.checkpoint,
     resume: extra.resume,
     remote: extra.remote,
+    shouldStop: extra.shouldStop,
     args: {
       learningRate: c.lr,
       baselineDecay: c.baselineDecay,
@@ -361,6 +362,8 @@ interface TrainExtras {
   resume?: ControllerTrainCheckpoint;
   /** Run the rounds' episodes elsewhere (dist/: NATS workers). */
   remote?: RemoteRounds;
+  /** Polled after each round: true stops (training.ts `TrainingStopped`). */
+  shouldStop?: () => boolean;
 }
 
 /** The regression task: config schema and problem factory. */

@@ -34,6 +34,18 @@ import {
   trainingSettings,
 } from "./training_checkpoint.ts";
 
+/** Thrown when `shouldStop` ended controller training after a round (its checkpoint is saved). */
+export class TrainingStopped extends Error {
+  /** Rounds completed. */
+  readonly rounds: number;
+
+  /** After `rounds` completed rounds. */
+  constructor(rounds: number) {
+    super(`controller training stopped after round ${rounds}`);
+    this.rounds = rounds;
+  }
+}
+
 /** Controller-training settings. */
 export interface ControllerTrainOptions {
   /** P: episodes run in lockstep per REINFORCE update. */
@@ -90,6 +102,8 @@ export interface ControllerTrainOptions {
   dropFeatures?: readonly FeatureGroup[];
   /** Called after each round with the controller as updated by it (after its checkpoint). */
   onRound?: (r: RoundLog, current: ControllerFile) => void | Promise<void>;
+  /** Polled after each round (after `onRound`): true ends training with {@link TrainingStopped}. */
+  shouldStop?: () => boolean;
   /**
    * A checkpoint rewritten atomically at `path` after every round (see
    * {@link ControllerTrainCheckpoint}), with `metadata` added to its string metadata: training
@@ -310,6 +324,7 @@ export async function trainController(
         });
       }
       await o.onRound?.(r, current);
+      if (o.shouldStop?.() && round + 1 < o.rounds) throw new TrainingStopped(round + 1);
     };
     if ((o.updates ?? "episode") === "round") {
       if (o.remote) throw new Error("remote episodes need controller.updates episode or ppo");

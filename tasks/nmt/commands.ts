@@ -20,7 +20,7 @@ import { saveController } from "../../rl/controller_file.ts";
 import { formatDuration } from "../../run/progress.ts";
 import type { RunDir } from "../../run/run_dir.ts";
 import { openSession } from "../../run/session.ts";
-import { onInterrupt } from "../../run/signals.ts";
+import { GracefulStop } from "../../run/signals.ts";
 import { linePlot, type Series } from "../../run/svg.ts";
 import {
   buildNmtCorpus,
@@ -477,14 +477,7 @@ export function trainNmt(opts: CommonOptions): Promise<number> {
     await saveTokenizers(dir, data.encoded);
     console.log(dataMarkdown(report));
     const task = taskFromConfig(cfg, data.encoded);
-    let stopRequested = false;
-    let release = () => {};
-    const stopped = new Promise<void>((resolve) => (release = resolve));
-    const removeSignal = onInterrupt(async () => {
-      stopRequested = true;
-      console.error("\ninterrupt: stopping after the current segment (Ctrl-C again to quit now)");
-      await stopped;
-    });
+    const stop = new GracefulStop("segment");
     try {
       const ctx = methodContext(cfg, task, dir);
       const r = await runAutoLoss(ctx, {
@@ -492,7 +485,7 @@ export function trainNmt(opts: CommonOptions): Promise<number> {
           path,
           everySegments: Math.ceil(cfg.train.checkpointEvery / cfg.train.valEvery),
           resume,
-          shouldStop: () => stopRequested,
+          shouldStop: () => stop.requested,
         },
         onActor: async (actor, ppo) => {
           await saveController(dir.file("controller.json"), actor, {
@@ -516,8 +509,7 @@ export function trainNmt(opts: CommonOptions): Promise<number> {
       console.log(`\n${resultsTable([r])}\n\nwrote ${dir.file("controller.json")}`);
     } finally {
       task.dispose();
-      removeSignal();
-      release();
+      stop.done();
     }
     return 0;
   });
