@@ -30,6 +30,7 @@ import {
   runEpisode,
   type RunStats,
   runSteps,
+  type RunStepsOptions,
   type StepInfo,
 } from "./runner.ts";
 
@@ -252,6 +253,8 @@ export interface PpoSegmentOptions {
   onAct?: (info: StepInfo) => void;
   /** GPU-only hook after each step (per-step rewards, done flags). */
   onStep?: (info: StepInfo) => void;
+  /** Host hook after each step (rl/runner.ts `runSteps`: may await a read, true ends the loop). */
+  afterStep?: RunStepsOptions["afterStep"];
   /** The segment's reward [P], given to every step; called after the rollout (null: none). */
   reward?: () => Tensor | null;
   /** Tensors read back with the update, after the mean step reward (called after `reward`). */
@@ -259,20 +262,20 @@ export interface PpoSegmentOptions {
 }
 
 /**
- * One online PPO segment, the rollout every PPO loop runs (trainPpo here, the NMT method in
- * tasks/nmt/train.ts): `ppo.args.numSteps` steps of `task` under `ppo.actor` with the features,
- * actions, log-probabilities, the critic's values and the done flags recorded into `buffer` on the
- * GPU, then {@link endPpoSegment} with the segment reward, bootstrapped from the task's next
- * features: one readback, nothing awaited between the steps.
+ * The rollout of an online PPO segment, which every PPO loop records the same way (trainPpo here,
+ * the NMT method in tasks/nmt/train.ts, the GAN's online PPO in tasks/gan/online_ppo.ts):
+ * `ppo.args.numSteps` steps of `task` under `ppo.actor` (rl/runner.ts `runSteps`) with the
+ * features, actions, log-probabilities, the critic's values and the done flags recorded into
+ * `buffer` on the GPU; nothing read back unless a hook does. {@link endPpoSegment} ends it.
  */
-export async function ppoSegment(
+export function ppoRollout(
   task: ScheduleTask,
   ppo: Ppo,
   buffer: TrajectoryBuffer,
-  opts: PpoSegmentOptions,
-): Promise<PpoStats & { extra: number[][]; rollout: RunStats }> {
+  opts: Omit<PpoSegmentOptions, "reward" | "alsoRead">,
+): Promise<RunStats> {
   buffer.clear();
-  const rollout = await runSteps(task, ppo.actor, {
+  return runSteps(task, ppo.actor, {
     steps: ppo.args.numSteps,
     gen: opts.gen,
     memberSeeds: opts.memberSeeds,
@@ -284,7 +287,21 @@ export async function ppoSegment(
       opts.onAct?.(info);
     },
     onStep: opts.onStep,
+    afterStep: opts.afterStep,
   });
+}
+
+/**
+ * One online PPO segment: {@link ppoRollout}, then {@link endPpoSegment} with the segment reward,
+ * bootstrapped from the task's next features (one readback, nothing awaited between the steps).
+ */
+export async function ppoSegment(
+  task: ScheduleTask,
+  ppo: Ppo,
+  buffer: TrajectoryBuffer,
+  opts: PpoSegmentOptions,
+): Promise<PpoStats & { extra: number[][]; rollout: RunStats }> {
+  const rollout = await ppoRollout(task, ppo, buffer, opts);
   const r = opts.reward?.() ?? null;
   try {
     const next = { features: task.features(), done: opts.done() };

@@ -215,26 +215,39 @@ export interface LearnedLoopOptions extends LoopOptions {
   readEvery?: number;
 }
 
+/** The GAN's part of a learned loop: hooks on rl/runner.ts `runSteps` and the loop's result. */
+export interface LearnedLoop {
+  /** Copy each action aside on the GPU (after the act). */
+  onAct: (info: { i: number; actions: Tensor }) => void;
+  /** Track the longest run of one action on the GPU (after the step). */
+  onStep: () => void;
+  /** Read the status when due, stop on collapse, NaN or `shouldStop`, let Ctrl-C in. */
+  afterStep: (info: { i: number }) => Promise<boolean | undefined>;
+  /** Why the loop stopped early so far, or null. */
+  readonly aborted: AbortReason | null;
+  /** The loop's result (after `runSteps`; frees the loop's GPU tensors). */
+  finish(recordMs: number): LoopResult;
+}
+
 /**
- * Runs `opts.steps` steps with `controller` choosing every action on the GPU from the current
- * features, with no host sync inside the loop: one packed read at its end and every `readEvery`
- * steps (see the module doc). Stops at a read that shows a collapse or a non-finite flag, or when
- * `shouldStop` says so (polled after every step, on the host).
+ * The GAN hooks of a learned loop of `opts.steps` steps (see the module doc): the actions taken
+ * and the longest run are kept on the GPU; the host reads [actions, status, longest run] in one
+ * packed read every `readEvery` steps, after the last step and when `shouldStop` says so, and the
+ * loop stops at a read that shows a collapse or a non-finite flag. {@link runLearned} and the
+ * online PPO segment (tasks/gan/online_ppo.ts, through rl/training.ts `ppoRollout`) run it.
  */
-export async function runLearned(
+export function learnedLoop(
   task: GanTask,
-  controller: PolicyController,
-  opts: LearnedLoopOptions,
-): Promise<LoopResult> {
+  opts: LoopOptions & { readEvery?: number },
+): LearnedLoop {
   const s = newStats();
   const n = opts.steps;
   const before = opts.nonfiniteBefore ?? 0;
   const actions: number[] = [];
   let status: GanStatus | null = null;
   let aborted: AbortReason | null = null;
-  if (n <= 0) return { completed: 0, aborted, actions, status, stats: finish(s) };
   const be = backend();
-  const taken = keep(ops.empty([n], "i32"));
+  const taken = keep(ops.empty([Math.max(n, 1)], "i32"));
   let peak = keep(tidy(() => task.runLength().add(0)));
   let read = 0; // actions of steps [0, read) are on the host
   let yielded = performance.now();
@@ -251,47 +264,80 @@ export async function runLearned(
     opts.onStatus?.(task.t, status);
     aborted = alarm(status, task.opts.maxRun, before);
   };
+  return {
+    onAct: ({ i, actions: a }) => {
+      be.copy(a.storageFor("runLearned"), a.offset, taken.storageFor("runLearned"), 4 * i, 4);
+    },
+    onStep: () => {
+      const next = keep(ops.binary("maximum", peak, task.runLength()));
+      peak.dispose();
+      peak = next;
+    },
+    afterStep: async ({ i }) => {
+      s.steps++;
+      const last = i + 1 === n;
+      const stop = opts.shouldStop?.() ?? false;
+      if (last || stop || (opts.readEvery && (i + 1) % opts.readEvery === 0)) await readStatus();
+      if (!aborted && stop) aborted = "stop";
+      if (aborted) return true;
+      if (performance.now() - yielded > 50) {
+        // Let signal handlers (Ctrl-C) run; no GPU wait is involved.
+        await new Promise((resolve) => setTimeout(resolve, 0));
+        yielded = performance.now();
+      }
+    },
+    get aborted() {
+      return aborted;
+    },
+    finish: (recordMs) => {
+      taken.dispose();
+      peak.dispose();
+      s.recordMs += recordMs - s.waitMs;
+      return { completed: s.steps, aborted, actions, status, stats: finish(s) };
+    },
+  };
+}
+
+/**
+ * Runs `opts.steps` steps with `controller` choosing every action on the GPU from the current
+ * features, with no host sync inside the loop (rl/runner.ts `runSteps` with the
+ * {@link learnedLoop} hooks): one packed read at its end and every `readEvery` steps. Stops at a
+ * read that shows a collapse or a non-finite flag, or when `shouldStop` says so.
+ */
+export async function runLearned(
+  task: GanTask,
+  controller: PolicyController,
+  opts: LearnedLoopOptions,
+): Promise<LoopResult> {
+  if (opts.steps <= 0) {
+    return { completed: 0, aborted: null, actions: [], status: null, stats: finish(newStats()) };
+  }
+  const loop = learnedLoop(task, opts);
   const rec = opts.record;
+  const started = performance.now();
+  let ran = false;
   try {
-    const loop = performance.now();
     await runSteps(task, controller, {
-      steps: n,
+      steps: opts.steps,
       gen: opts.gen,
       greedy: opts.greedy,
       t0: task.t,
       buffer: rec?.buffer,
       bufferOffset: rec?.offset,
-      onAct: ({ i, features, actions: a }) => {
+      onAct: (info) => {
         if (rec?.critic && rec.buffer.scalars.values) {
-          rec.buffer.record("values", (rec.offset ?? 0) + i, rec.critic(features));
+          rec.buffer.record("values", (rec.offset ?? 0) + info.i, rec.critic(info.features));
         }
-        be.copy(a.storageFor("runLearned"), a.offset, taken.storageFor("runLearned"), 4 * i, 4);
+        loop.onAct(info);
       },
-      onStep: () => {
-        const next = keep(ops.binary("maximum", peak, task.runLength()));
-        peak.dispose();
-        peak = next;
-      },
-      afterStep: async ({ i }) => {
-        s.steps++;
-        const last = i + 1 === n;
-        const stop = opts.shouldStop?.() ?? false;
-        if (last || stop || (opts.readEvery && (i + 1) % opts.readEvery === 0)) await readStatus();
-        if (!aborted && stop) aborted = "stop";
-        if (aborted) return true;
-        if (performance.now() - yielded > 50) {
-          // Let signal handlers (Ctrl-C) run; no GPU wait is involved.
-          await new Promise((resolve) => setTimeout(resolve, 0));
-          yielded = performance.now();
-        }
-      },
+      onStep: loop.onStep,
+      afterStep: loop.afterStep,
     });
-    s.recordMs += performance.now() - loop - s.waitMs;
+    ran = true;
   } finally {
-    taken.dispose();
-    peak.dispose();
+    if (!ran) loop.finish(0); // frees the loop's tensors; the error propagates
   }
-  return { completed: s.steps, aborted, actions, status, stats: finish(s) };
+  return loop.finish(performance.now() - started);
 }
 
 // ---------------------------------------------------------------- checkpoints

@@ -17,7 +17,13 @@ import type { NormalizationSpec } from "../../rl/normalization.ts";
 import { makeActor, Ppo, type PpoArgs, type PpoStats } from "../../rl/ppo.ts";
 import { NormalizedImprovementReward } from "../../rl/rewards.ts";
 import { TrajectoryBuffer } from "../../rl/trajectory.ts";
-import { endPpoSegment, ppoCheckpoint, ppoRunState, restorePpo } from "../../rl/training.ts";
+import {
+  endPpoSegment,
+  ppoCheckpoint,
+  ppoRollout,
+  ppoRunState,
+  restorePpo,
+} from "../../rl/training.ts";
 import { zeros } from "../../tensor/functional.ts";
 import { keep, readMany, tidy } from "../../tensor/tensor.ts";
 import type { GanTask } from "./task.ts";
@@ -26,9 +32,9 @@ import { decodeStatus, type GanStatus } from "./status.ts";
 import {
   type AbortReason,
   checkpointMeta,
+  learnedLoop,
   type LoopOptions,
   type LoopStats,
-  runLearned,
   saveGanCheckpoint,
 } from "./driver.ts";
 
@@ -194,20 +200,34 @@ export class OnlinePpo {
   async segment(
     hooks: Pick<LoopOptions, "onStatus" | "shouldStop"> & { nonfiniteBefore: number },
   ): Promise<SegmentLog | { aborted: AbortReason; loop: LoopStats }> {
-    const t = this.opts.segment;
-    this.#buffer.clear();
-    const loop = await runLearned(this.task, this.actor, {
-      steps: t,
-      gen: this.#sampler,
-      record: { buffer: this.#buffer, critic: (f) => this.ppo.value(f) },
-      ...hooks,
-    });
-    if (loop.aborted) return { aborted: loop.aborted, loop: loop.stats };
+    // The rollout (rl/training.ts ppoRollout) with the GAN's learned-loop hooks: status reads,
+    // the collapse/NaN stop, Ctrl-C.
+    const gan = learnedLoop(this.task, { steps: this.opts.segment, ...hooks });
+    const done = keep(zeros([1]));
+    const started = performance.now();
+    try {
+      await ppoRollout(this.task, this.ppo, this.#buffer, {
+        gen: this.#sampler,
+        t0: this.task.t,
+        done: () => done,
+        onAct: gan.onAct,
+        onStep: gan.onStep,
+        afterStep: gan.afterStep,
+      });
+    } catch (err) {
+      gan.finish(0);
+      done.dispose();
+      throw err;
+    }
+    const loop = gan.finish(performance.now() - started);
+    if (loop.aborted) {
+      done.dispose();
+      return { aborted: loop.aborted, loop: loop.stats };
+    }
     // Segment end: IS, reward on every step, one PPO update (one readback).
     this.task.evaluateIs();
     const reward = keep(tidy(() => this.#reward.next(this.task.metrics().is)));
     const status = tidy(() => this.task.status());
-    const done = zeros([1]);
     // extra: [mean step reward, the segment's reward, the status vector].
     const stats = await endPpoSegment(
       this.ppo,
