@@ -142,10 +142,21 @@ export async function openSession<S extends Schema>(
 
 /**
  * Says which backend runs and why, on stderr and in the run directory's `backend.json` (a resumed
- * run rewrites it: the backend may differ from the first run's).
+ * run rewrites it, and says so when the backend differs from the one the run started on).
  */
 export async function recordBackend(dir: RunDir, be: Backend): Promise<void> {
   console.error(`backend: ${be.info.kind} (${be.info.reason}); ${be.info.device}`);
+  const before = await Deno.readTextFile(dir.file("backend.json")).then(
+    (t) => JSON.parse(t) as { kind?: string },
+    () => null,
+  );
+  if (before?.kind && before.kind !== be.info.kind) {
+    console.error(
+      `note: this run started on the ${before.kind} backend and continues on ${be.info.kind}: ` +
+        `the results will differ from an uninterrupted run in the last bits (use --backend ` +
+        `${before.kind} to continue on the same one)`,
+    );
+  }
   await dir.writeFile(
     "backend.json",
     JSON.stringify({ ...be.info, deno: Deno.version.deno, at: new Date().toISOString() }, null, 2) +

@@ -152,8 +152,10 @@ export interface CliStop {
 }
 
 /**
- * Runs `deno run -A cli.ts ...args` in a subprocess (one worker thread), optionally interrupted
- * by `stop`; returns its exit code and its stdout and stderr.
+ * Runs `deno run -A cli.ts ...args` in a subprocess on the CPU backend with one worker thread
+ * (also under `test:webgpu`: a resumed run must use the backend of the run it continues, and its
+ * `--resume` command line names none), optionally interrupted by `stop`; returns its exit code
+ * and its stdout and stderr.
  */
 export async function cliProcess(
   args: string[],
@@ -162,7 +164,7 @@ export async function cliProcess(
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "cli.ts", ...args],
     cwd: new URL("..", import.meta.url),
-    env: { AUTOLOSS_THREADS: "1", NO_COLOR: "1" },
+    env: { AUTOLOSS_BACKEND: "cpu", AUTOLOSS_THREADS: "1", NO_COLOR: "1" },
     stdout: "piped",
     stderr: "piped",
   }).spawn();

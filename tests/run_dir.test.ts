@@ -43,3 +43,28 @@ Deno.test("run dir: metrics append and read, tolerating a truncated last line", 
   await assert.rejects(run.readMetrics(), /line 2 is not valid JSON/);
   await Deno.remove(root, { recursive: true });
 });
+
+Deno.test("recordBackend: a resumed run on another backend says its results will differ", async () => {
+  const { recordBackend } = await import("../run/session.ts");
+  type Backend = Parameters<typeof recordBackend>[1];
+  const root = await Deno.makeTempDir();
+  const said: string[] = [];
+  const error = console.error;
+  console.error = (...a: unknown[]) => void said.push(a.join(" "));
+  try {
+    const dir = await RunDir.create({ task: "t", root });
+    const be = (kind: string) => ({ info: { kind, reason: "test", device: "d" } }) as Backend;
+    await recordBackend(dir, be("webgpu"));
+    await recordBackend(dir, be("webgpu")); // resumed on the same one: no note
+    assert.ok(!said.some((l) => l.startsWith("note:")));
+    await recordBackend(dir, be("cpu"));
+    assert.match(
+      said.at(-1)!,
+      /^note: this run started on the webgpu backend and continues on cpu/,
+    );
+    assert.equal(JSON.parse(await Deno.readTextFile(dir.file("backend.json"))).kind, "cpu");
+  } finally {
+    console.error = error;
+    await Deno.remove(root, { recursive: true });
+  }
+});
