@@ -13,7 +13,8 @@ import {
   type MethodResult,
   randomShare,
 } from "../tasks/l1/methods.ts";
-import { decisionRows, trainController } from "../tasks/l1/training.ts";
+import { trainController } from "../tasks/l1/training.ts";
+import { decisionRows } from "../rl/trajectory.ts";
 import { MlpController } from "../rl/controller.ts";
 import { runEpisode } from "../rl/runner.ts";
 import { TrajectoryBuffer } from "../rl/trajectory.ts";

@@ -18,7 +18,7 @@ import {
 } from "../../rl/reinforce.ts";
 import { deriveSeed, runEpisode } from "../../rl/runner.ts";
 import { trainReinforce } from "../../rl/training.ts";
-import { TrajectoryBuffer } from "../../rl/trajectory.ts";
+import { decisionRows, TrajectoryBuffer } from "../../rl/trajectory.ts";
 import { backend } from "../../gpu/backend.ts";
 import { tensor } from "../../tensor/functional.ts";
 import { keep, noGrad, readMany, type Tensor, tidy } from "../../tensor/tensor.ts";
@@ -537,63 +537,6 @@ async function reinforcePerEpisode(
     buffer.dispose();
     dense?.dispose();
   }
-}
-
-/** A round's trajectories at its decisions (see {@link decisionRows}). */
-export interface DecisionRows {
-  /** Features at the decisions, [D, P, K]. */
-  features: Tensor;
-  /** Actions taken, i32 [D, P]. */
-  actions: Tensor;
-  /** Their log-probabilities, [D, P] (when recorded). */
-  logProbs?: Tensor;
-  /** Dense step rewards summed over each decision's steps, [D, P] (when recorded). */
-  rewards?: Tensor;
-  /** Frees what was made here (nothing for a decision interval of 1). */
-  dispose(): void;
-}
-
-/**
- * The rows of a trajectory buffer of T steps [T, P, ...] at the decisions of interval `every`
- * (steps 0, every, 2 every, ...; T a multiple of `every`), on the GPU: D = T / every rows of the
- * features, actions and log-probabilities, and the dense step rewards summed over the `every`
- * steps each decision held. `every` 1 returns the buffer's own tensors.
- */
-export function decisionRows(buffer: TrajectoryBuffer, every: number): DecisionRows {
-  const rewards = buffer.scalars.rewards;
-  const logProbs = buffer.scalars.logProbs;
-  if (every === 1) {
-    return {
-      features: buffer.features,
-      actions: buffer.actions,
-      ...(logProbs ? { logProbs } : {}),
-      ...(rewards ? { rewards } : {}),
-      dispose: () => {},
-    };
-  }
-  const t = buffer.steps;
-  if (t % every !== 0) throw new Error(`decisionRows: ${t} steps are not a multiple of ${every}`);
-  const d = t / every;
-  const [p, k] = [buffer.population, buffer.featureSize];
-  const first = (x: Tensor, width: number) =>
-    ops.slice(x.reshape([d, every, width]), [0, 0, 0], [d, 1, width]).reshape([d, width]);
-  const made = tidy(() =>
-    noGrad(() => ({
-      features: keep(first(buffer.features, p * k).reshape([d, p, k])),
-      actions: keep(first(buffer.actions, p)),
-      ...(logProbs ? { logProbs: keep(first(logProbs, p)) } : {}),
-      ...(rewards ? { rewards: keep(rewards.reshape([d, every, p]).sum(1)) } : {}),
-    }))
-  );
-  return {
-    ...made,
-    dispose() {
-      made.features.dispose();
-      made.actions.dispose();
-      made.logProbs?.dispose();
-      made.rewards?.dispose();
-    },
-  };
 }
 
 /** Runs a round remotely and writes its trajectories into `buffer` (as the local run records). */
