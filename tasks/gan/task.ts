@@ -1,60 +1,10 @@
 /**
  * The GAN as an AutoLoss {@link ScheduleTask} (paper sections 4.2 and 5.1.2): a DCGAN
- * (tasks/gan/model.ts) whose every step is either a generator update or a discriminator update,
- * with one Adam (lr 2e-4, beta1 0.5) over both parameter groups.
- *
- * ## Actions and losses
- *
- * Actions are `[G, D]` (index 0: update G; index 1: update D), as the authors' code. With logits
- * `D(x)` and the sigmoid cross-entropy `bce`:
- *
- * - D step: `l_D = (bce(D(x_real), 1) + bce(D(G(z)), 0)) / 2`, gradient on D's parameters only;
- * - G step: the non-saturating `l_G = bce(D(G(z)), 1)`, gradient on G's parameters only (D's
- *   weight gradients are not even computed).
- *
- * Every step draws one real batch (`BatchIterator`, resumable) and one noise batch from a stream
- * indexed by the step (`2t` for D steps, `2t + 1` for G steps), so a run is reproducible and a
- * resumed run continues exactly.
- *
- * ## Two ways to step
- *
- * - **GPU actions** (`step(Tensor)`): no host sync at all. Both branches are recorded, each in a
- *   gated region (tensor/gated.ts `whenGpu`) on its complementary flag, so the branch not taken
- *   costs no compute (WebGPU: zero-workgroup indirect dispatches; CPU: skipped) and changes
- *   nothing, batch-norm statistics and Adam's step counter included. This is what the learned
- *   loops of tasks/gan/driver.ts use: the controller's forward pass, its sample and the branch
- *   choice all stay on the GPU.
- * - **Host actions** (`step(Int32Array)`): the action is known on the host (fixed schedules), so
- *   only the chosen branch is recorded. Both ways give the same results.
- *
- * ## State and features, on the GPU
- *
- * After each step the task updates, with a handful of elementwise kernels and no readback:
- *
- * - losses, computed EVERY step as the authors' code does (both step kinds see one fake batch and
- *   one real batch): `gen_cost`, `d_real`, `d_fake` (the two halves of l_D), D's accuracy on the
- *   real and on the fake batch; and their EMAs (decay 0.9, the authors' `state_decay`);
- * - the normalized gradient norms `||grad l_G|| / sqrt(n_G)` and `||grad l_D|| / sqrt(n_D)`
- *   (nn/optim.ts `gradNorm`, one kernel), kept as LAZY history: each is refreshed only on
- *   steps of its own kind (the authors compute both every step, at the cost of a second backward
- *   pass; the paper's "most recent history values" avoids it);
- * - the per-action lazy losses of the paper's features (loss.G refreshed on G steps, loss.D on D
- *   steps);
- * - the inception score of `isSamples` generated images every `isEvery` steps (5 splits), and
- *   the EMAs of the IS and of its first and second differences (the paper's validation
- *   features);
- * - collapse and NaN detection: the length of the current run of identical actions, the count
- *   of G actions, and a count of steps whose losses or gradient norms were not finite.
- *
- * Feature sets (`features`): `authors` (4) and `paper` (12), named in tasks/gan/actions.ts.
- *
- * ## Collapse and NaN (the documented rule)
- *
- * The task only DETECTS, on the GPU: `metrics().collapsed` is 1 once the same action was taken
- * more than `maxRun` times in a row (the authors' 500), and `metrics().nonfinite` counts steps
- * whose losses or gradient norms were NaN or infinite. The driver reads both with its status reads
- * (tracking the longest run on the GPU in between) and applies the rule of tasks/gan/driver.ts: roll back to the last checkpoint and reset
- * the controller (the authors re-initialize the controller on collapse).
+ * (tasks/gan/model.ts) whose every step is either a generator update or a discriminator update
+ * (actions `[G, D]`), with one Adam over both parameter groups. Steps take GPU actions (both
+ * branches recorded in gated regions, no host sync) or host actions (only the chosen branch);
+ * losses, lazy gradient norms, the inception score and the collapse/NaN flags are kept on the
+ * GPU. The actions, losses, features and the collapse rule: tasks/gan/README.md.
  * @module
  */
 
@@ -112,7 +62,7 @@ export interface GanTaskOptions {
   maxRun?: number;
 }
 
-/** The GAN ScheduleTask (see the module doc). */
+/** The GAN ScheduleTask (see tasks/gan/README.md). */
 export class GanTask implements ScheduleTask {
   /** Registry name. */
   readonly name = "gan";
@@ -318,7 +268,7 @@ export class GanTask implements ScheduleTask {
   /**
    * Records one training step. `actions` (one entry: 0 = G, 1 = D) on the host records only that
    * branch; as an i32 GPU tensor it records both branches, each in a gated region on the GPU
-   * (see the module doc).
+   * (see tasks/gan/README.md).
    * Never awaits. Every `isEvery` steps the IS is evaluated afterwards.
    */
   step(actions: Tensor | Int32Array): void {
