@@ -145,7 +145,7 @@ export async function writeDictionary(path: string): Promise<void> {
 
 /** How {@link cliProcess} interrupts its run. */
 export interface CliStop {
-  /** Polled every 50 ms with the output so far: true sends the signal (once). */
+  /** Polled every 20 ms with the output so far: true sends the signal (once). */
   when: (output: string) => boolean | Promise<boolean>;
   /** The signal (SIGINT: Ctrl-C; SIGKILL: a crash). */
   signal: Deno.Signal;
@@ -180,7 +180,7 @@ export async function cliProcess(
         child.kill(stop.signal);
         return;
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await new Promise((r) => setTimeout(r, 20));
     }
   })();
   const { code } = await child.status;
