@@ -1,7 +1,8 @@
 /**
  * `--resume` through the command line, for the commands whose Ctrl-C stops with a checkpoint
  * (run/signals.ts `GracefulStop`): `train gan` (online PPO, episodic REINFORCE), `baseline gan` (a
- * fixed schedule), `train regression` and `train classifier`. Each runs in
+ * fixed schedule), `train regression`, `compare regression` (after a method) and `train
+ * classifier`. Each runs in
  * a subprocess, is interrupted with SIGINT partway, resumed, and must end with the files of an
  * uninterrupted run (wall times, dates and the machine aside). The other commands' resume tests:
  * tests/cli.test.ts (train/compare regression, transfer mlp), tests/task_gan.test.ts (compare,
@@ -142,6 +143,35 @@ Deno.test({
       ],
       3,
       /resuming .* after round \d+ of 30/,
+    ),
+});
+
+Deno.test({
+  name: "compare regression stopped by Ctrl-C after a method and resumed ends as the whole run",
+  sanitizeResources: false,
+  sanitizeOps: false,
+  fn: () =>
+    stopAndResume(
+      [
+        "compare",
+        "regression",
+        ...[
+          "data.dim=4",
+          "data.sizes=[40,40,40,40,40]",
+          "train.steps=200",
+          "compare.trials=2",
+          "compare.gridSteps=100",
+          "compare.dgsCount=4",
+          "compare.curvePoints=2",
+          "controller.population=2",
+          "controller.rounds=4",
+          "controller.steps=100",
+          "controller.hidden=4",
+          "controller.retrain=true",
+        ].flatMap((kv) => ["--set", kv]),
+      ],
+      2,
+      /resuming .*: \d+ methods finished before/,
     ),
 });
 

@@ -9,6 +9,7 @@
 import type { ControllerFile } from "../../rl/controller_file.ts";
 import { formatDuration } from "../../run/progress.ts";
 import type { RunDir } from "../../run/run_dir.ts";
+import { GracefulStop } from "../../run/signals.ts";
 import { linePlot } from "../../run/svg.ts";
 import { Rng } from "./data/rng.ts";
 import type { FeatureGroup } from "./task.ts";
@@ -29,12 +30,13 @@ import {
   untrainedLike,
   withoutL1,
 } from "./methods.ts";
-import type { TrainedController } from "./training.ts";
+import { type TrainedController, TrainingStopped } from "./training.ts";
 import type { ControllerTrainCheckpoint } from "./training_checkpoint.ts";
 import {
   loadTrainCheckpoint,
   MethodCache,
   openCommandRun,
+  RunStopped,
   syncRoundMetrics,
   TRAIN_CHECKPOINT,
 } from "./resume.ts";
@@ -362,7 +364,9 @@ export async function compareCommand<C extends SharedConfig>(
 ) {
   const { cfg, run, resumed } = await openCommandRun<C>(opts, spec.schema);
   const began = performance.now();
-  const cache = await MethodCache.open(run, resumed);
+  // Ctrl-C: the method (or controller round) in progress finishes and is kept, then the run stops.
+  const stop = new GracefulStop("method");
+  const cache = await MethodCache.open(run, resumed, () => stop.requested);
   const resume = resumed ? await loadTrainCheckpoint(run) : undefined;
   if (resumed) {
     await syncRoundMetrics(run, resume?.history ?? []);
@@ -376,7 +380,15 @@ export async function compareCommand<C extends SharedConfig>(
   const learner = await connectWorkers(opts, spec.name, cfg, run.path);
   try {
     await compareRun(spec, opts, cfg, run, problem, began, learner, cache, resume);
+  } catch (err) {
+    if (!(err instanceof RunStopped || err instanceof TrainingStopped)) throw err;
+    console.error(
+      `stopped (${err.message}); the finished methods are kept: continue with ` +
+        `compare ${spec.name} --resume ${run.path}`,
+    );
+    return 130;
   } finally {
+    stop.done();
     await learner?.close();
   }
   if (learner) console.log(`workers: ${JSON.stringify(learner.stats)}`);
@@ -446,6 +458,7 @@ async function compareRun<C extends SharedConfig>(
       remote: learner?.rounds,
       checkpoint: { path: run.file(TRAIN_CHECKPOINT), metadata: { preset: opts.preset } },
       resume,
+      shouldStop: cache.shouldStop,
     });
     await writeController(run, trained.file);
     learning = await writeLearningReport(run, trained.history, `${spec.name}: training`);

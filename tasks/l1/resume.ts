@@ -65,21 +65,37 @@ export async function syncRoundMetrics(run: RunDir, history: readonly RoundLog[]
   await run.writeFile("metrics.jsonl", lines.join(""));
 }
 
+/** Thrown after a method's result was recorded when a stop was asked for (Ctrl-C). */
+export class RunStopped extends Error {
+  /** After method `key`. */
+  constructor(key: string) {
+    super(`stopped after method ${key}`);
+  }
+}
+
 /**
  * The Table 1/2 methods of a run, each kept in metrics.jsonl when it finishes, so that a resumed
- * run takes the finished ones from there.
+ * run takes the finished ones from there. With `shouldStop`, recording a result while it holds
+ * ends the run ({@link RunStopped}): run/signals.ts `GracefulStop` for the compare commands.
  */
 export class MethodCache {
   readonly #run: RunDir;
   readonly #done = new Map<string, MethodResult>();
+  /** Polled after each recorded method (also by the controller training of the run). */
+  readonly shouldStop: () => boolean;
 
-  private constructor(run: RunDir) {
+  private constructor(run: RunDir, shouldStop: () => boolean) {
     this.#run = run;
+    this.shouldStop = shouldStop;
   }
 
   /** The cache of `run` (a resumed run's finished methods are read from its metrics). */
-  static async open(run: RunDir, resumed: boolean): Promise<MethodCache> {
-    const cache = new MethodCache(run);
+  static async open(
+    run: RunDir,
+    resumed: boolean,
+    shouldStop: () => boolean = () => false,
+  ): Promise<MethodCache> {
+    const cache = new MethodCache(run, shouldStop);
     if (resumed) {
       for (const r of await run.readMetrics()) {
         if (r.kind === "method") cache.#done.set(r.key as string, r.result as MethodResult);
@@ -102,6 +118,7 @@ export class MethodCache {
   async put(key: string, result: MethodResult): Promise<void> {
     this.#done.set(key, result);
     await this.#run.appendMetrics({ kind: "method", key, result });
+    if (this.shouldStop()) throw new RunStopped(key);
   }
 
   /** Method `key`'s result: the finished one, or `compute()`'s, recorded. */
