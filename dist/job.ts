@@ -27,7 +27,7 @@
  */
 
 import { createHash } from "node:crypto";
-import type { MethodSpec } from "../tasks/l1/compare.ts";
+import type { MethodSpec } from "../tasks/l1/table1.ts";
 import type { MethodResult } from "../tasks/l1/methods.ts";
 import type { RunOutcome } from "../tasks/gan/experiments.ts";
 import type { DcganArch } from "../tasks/gan/model.ts";

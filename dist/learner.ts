@@ -20,7 +20,7 @@
 import { DeliverPolicy, jetstream, type JetStreamManager } from "npm:@nats-io/jetstream@3.4.0";
 import type { MethodResult } from "../tasks/l1/methods.ts";
 import type { RemoteRoundRequest, RemoteRoundResult, RemoteRounds } from "../tasks/l1/training.ts";
-import type { MethodExec, MethodSpec } from "../tasks/l1/compare.ts";
+import type { MethodExec, MethodSpec } from "../tasks/l1/table1.ts";
 import type { GanConfig } from "../tasks/gan/config.ts";
 import type { GuidedRunExec } from "../tasks/gan/experiments.ts";
 import type { RemoteEpisode, RemoteEpisodes } from "../tasks/gan/episodic.ts";

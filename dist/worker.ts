@@ -26,7 +26,7 @@ import {
   WIRE_VERSION,
 } from "./job.ts";
 import { encodeEpisode, problemOf, runMemberEpisode } from "./episode.ts";
-import { type MethodSpec, runMethod } from "../tasks/l1/compare.ts";
+import { type MethodSpec, runMethod } from "../tasks/l1/table1.ts";
 import { runGanEpisodeJob, runGanRunJob } from "./gan.ts";
 import { runNmtRunJob } from "./nmt.ts";
 import {

@@ -20,7 +20,7 @@ import { escapeXml } from "../../run/svg.ts";
 import { recordBackend } from "../../run/session.ts";
 import { fileURLToPath } from "node:url";
 import type { SharedConfig } from "./config.ts";
-import { MATCHED, table1, UNTRAINED } from "./compare.ts";
+import { MATCHED, table1, UNTRAINED } from "./table1.ts";
 import { fmt, machine, type TaskSpec, trainFromConfig } from "./run.ts";
 import { type PairedDiff, pairedDiff } from "./stats.ts";
 import { mean, type MethodResult } from "./methods.ts";
