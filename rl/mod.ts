@@ -1,5 +1,5 @@
 /**
- * AutoLoss controllers and their training: features, controllers, REINFORCE, PPO (with GAE),
+ * AutoLoss controllers and their training: features, controllers, REINFORCE, PPO (with GAE), ES,
  * rewards, hand-designed schedules, controller files and the schedule runner. The contract with
  * tasks is rl/task.ts.
  * @module
@@ -15,6 +15,7 @@ export * from "./rewards.ts";
 export * from "./reinforce.ts";
 export * from "./gae.ts";
 export * from "./ppo.ts";
+export * from "./es.ts";
 export * from "./schedules.ts";
 export * from "./controller_file.ts";
 export * from "./runner.ts";

@@ -342,9 +342,10 @@ Deno.test("controller training: stopped after a round and resumed, it ends as un
   });
   const dir = await Deno.makeTempDir();
   try {
-    for (const updates of ["episode", "round"] as const) {
+    for (const updates of ["episode", "round", "es"] as const) {
       const o: ControllerTrainOptions = {
-        population: 3,
+        // ES runs antithetic pairs: an even population.
+        population: updates === "es" ? 4 : 3,
         rounds: 4,
         steps: 12,
         seed: 5,

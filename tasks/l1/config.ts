@@ -79,10 +79,11 @@ export type SharedSchema = {
     readonly advantageClip: Num;
     readonly stepReward: Bool;
     readonly stepRewardScale: Num;
-    readonly updates: Enum<"episode" | "round" | "ppo">;
+    readonly updates: Enum<"episode" | "round" | "ppo" | "es">;
     readonly baseline: Enum<"moving" | "round" | "zscore">;
     readonly ppoEpochs: Int;
     readonly ppoClip: Num;
+    readonly esSigma: Num;
     readonly entropy: Num;
     readonly normalize: Bool;
     readonly retrain: Bool;
@@ -254,10 +255,17 @@ export function sharedSections(d: TaskDefaults): SharedSchema {
         },
         updates: {
           type: "enum",
-          values: ["episode", "round", "ppo"],
+          values: ["episode", "round", "ppo", "es"],
           default: "episode",
-          doc: "one REINFORCE update per episode (authors), per round of P episodes, or PPO " +
-            "epochs over the round's episodes",
+          doc: "one REINFORCE update per episode (authors), per round of P episodes, PPO " +
+            "epochs over the round's episodes, or evolution strategies (antithetic pairs of " +
+            "perturbed controllers, one update per round)",
+        },
+        esSigma: {
+          type: "number",
+          gt: 0,
+          default: 0.1,
+          doc: "ES: the controller-parameter noise scale sigma",
         },
         baseline: {
           type: "enum",

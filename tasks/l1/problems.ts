@@ -53,6 +53,8 @@ export interface CreateOptions {
   patience?: number | null;
   /** All members start from the same initialization (see `L1TaskOptions.sharedInit`). */
   sharedInit?: boolean;
+  /** Members per initialization (`L1TaskOptions.initGroup`). */
+  initGroup?: number;
   /** The members are a slice of a larger population from here (`L1TaskOptions.memberOffset`). */
   memberOffset?: number;
 }
@@ -118,6 +120,7 @@ function sharedTaskOptions(c: CreateOptions, s: TrainSettings) {
     patience: c.patience ?? null,
     improvementDecay: s.improvementDecay,
     sharedInit: c.sharedInit,
+    initGroup: c.initGroup,
     memberOffset: c.memberOffset,
   };
 }

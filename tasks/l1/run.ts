@@ -182,7 +182,7 @@ export function curveSeries(results: MethodResult[]): Series[] {
   return results.map((r) => ({ name: r.name, x: r.curve.x, y: r.curve.y }));
 }
 
-/** "R rounds of P episodes in lockstep, U REINFORCE updates" for summaries. */
+/** "R rounds of P episodes in lockstep, U REINFORCE (PPO, ES) updates" for summaries. */
 export function trainingShape(cfg: SharedConfig, rounds: number): string {
   const c = cfg.controller;
   const updates = c.updates === "episode"
@@ -190,7 +190,11 @@ export function trainingShape(cfg: SharedConfig, rounds: number): string {
     : c.updates === "ppo"
     ? rounds * c.population * c.ppoEpochs
     : rounds;
-  const kind = c.updates === "ppo" ? "PPO" : "REINFORCE";
+  const kind = c.updates === "ppo"
+    ? "PPO"
+    : c.updates === "es"
+    ? `ES (${c.population / 2} antithetic pairs, sigma ${c.esSigma})`
+    : "REINFORCE";
   return `${rounds} rounds of ${c.population} episodes in lockstep, ${updates} ${kind} updates`;
 }
 
@@ -202,6 +206,15 @@ export async function trainFromConfig(
   extra: TrainExtras = {},
 ): Promise<TrainedController> {
   const c = cfg.controller;
+  if (c.updates === "es" && c.population % 2 !== 0) {
+    throw new UserError(
+      `controller.updates es runs antithetic pairs: controller.population (${c.population}) ` +
+        "must be even",
+    );
+  }
+  if (c.updates === "es" && c.actEvery !== 1) {
+    throw new UserError("controller.updates es acts at every step: set controller.actEvery=1");
+  }
   if (c.steps % c.actEvery !== 0) {
     throw new UserError(
       `controller.actEvery (${c.actEvery}) must divide controller.steps (${c.steps})`,
@@ -225,6 +238,7 @@ export async function trainFromConfig(
     baseline: c.baseline,
     ppoEpochs: c.ppoEpochs,
     ppoClip: c.ppoClip,
+    esSigma: c.esSigma,
     normalizeFeatures: c.normalize,
     sharedInit: c.sharedInit,
     actEvery: c.actEvery,

@@ -105,6 +105,12 @@ export interface L1TaskOptions {
    */
   sharedInit?: boolean;
   /**
+   * Members start in groups of this size from one initialization each (common random numbers
+   * within a group, e.g. 2 for the antithetic pairs of ES): member p draws from
+   * `memberSeed(seed, floor(p / initGroup))` (default 1: its own; `sharedInit` overrides).
+   */
+  initGroup?: number;
+  /**
    * Member m of this task is member `memberOffset + m` of a larger population: it draws from
    * `memberSeed(seed, memberOffset + m)` (default 0; a slice of a round run elsewhere, dist/).
    */
@@ -205,6 +211,7 @@ export abstract class L1ScheduleTask implements ScheduleTask {
       patience: opts.patience ?? null,
       improvementDecay: opts.improvementDecay ?? 0.9,
       sharedInit: opts.sharedInit ?? false,
+      initGroup: opts.initGroup ?? 1,
       memberOffset: opts.memberOffset ?? 0,
     };
   }
@@ -306,6 +313,12 @@ export abstract class L1ScheduleTask implements ScheduleTask {
     return t;
   }
 
+  /** The member whose initialization member m takes (see `L1TaskOptions.initGroup`). */
+  #initMember(m: number): number {
+    const { sharedInit, initGroup, memberOffset } = this.options;
+    return sharedInit ? 0 : Math.floor((memberOffset + m) / initGroup);
+  }
+
   /**
    * Re-initializes every member from `memberSeed(seed, memberOffset + p)` and evaluates the
    * initial state.
@@ -315,7 +328,7 @@ export abstract class L1ScheduleTask implements ScheduleTask {
     const host = new Float32Array(this.flat.size);
     for (let m = 0; m < p; m++) {
       const rng = new Rng(
-        memberSeed(seed, this.options.sharedInit ? 0 : this.options.memberOffset + m),
+        memberSeed(seed, this.#initMember(m)),
       );
       this.#specs.forEach((s) => {
         const vals = new Float32Array(s.perMember);

@@ -27,6 +27,7 @@ import { runningNormalization } from "../../rl/normalization.ts";
 import type { FeatureGroup, FeatureSetKind, L1ScheduleTask } from "./task.ts";
 import type { CreateOptions, L1Problem } from "./problems.ts";
 import { holdActions, mean, std, untrainedLike } from "./methods.ts";
+import { type ActedDiagnostics, actedDiagnostics, esRounds } from "./training_es.ts";
 import {
   type ControllerTrainCheckpoint,
   restoreTraining,
@@ -66,9 +67,13 @@ export interface ControllerTrainOptions {
   keep: "best" | "last";
   /**
    * "episode": one REINFORCE update per episode (the authors' S = 1), taken for each of the P
-   * episodes of a round in turn; "round": one update from all P episodes (core `trainReinforce`).
+   * episodes of a round in turn; "round": one update from all P episodes (core `trainReinforce`);
+   * "ppo": PPO epochs over the round's episodes; "es": evolution strategies, the P episodes as
+   * antithetic pairs of perturbed controllers, one update per round (tasks/l1/training_es.ts).
    */
-  updates?: "episode" | "round" | "ppo";
+  updates?: "episode" | "round" | "ppo" | "es";
+  /** ES (`updates: "es"`, rl/es.ts): the parameter noise scale sigma (default 0.1). */
+  esSigma?: number;
   /**
    * The baseline of the advantages: "moving" (the authors' moving average of rewards), "round"
    * (the mean reward of the round's P episodes) or "zscore" (the round's rewards standardized:
@@ -229,6 +234,11 @@ export async function trainController(
         `not ${actEvery}`,
     );
   }
+  if (o.updates === "es" && (actEvery > 1 || o.remote)) {
+    throw new Error(
+      "controller.updates es acts at every step, here (no controller.actEvery > 1, no --workers)",
+    );
+  }
   if (actEvery > 1 && (o.updates === "round" || o.remote)) {
     throw new Error(
       "controller.actEvery > 1 needs controller.updates episode or ppo, run here (no --workers)",
@@ -243,6 +253,8 @@ export async function trainController(
     features: o.features,
     dropFeatures: o.dropFeatures,
     sharedInit: o.sharedInit,
+    // ES: the two members of an antithetic pair start alike (common random numbers).
+    initGroup: o.updates === "es" ? 2 : 1,
   });
   const controller = new MlpController({
     featureNames: task.featureNames,
@@ -337,6 +349,9 @@ export async function trainController(
         reward: problem.reward,
         onEpisode: (log) => onRound(log.episode, log.rewards, log.metrics),
       });
+    } else if (o.updates === "es") {
+      const es = { rounds: o.rounds, steps: o.steps, seed: o.seed, sigma: o.esSigma ?? 0.1 };
+      await esRounds(task, reinforce, problem, es, start, onRound);
     } else {
       await reinforcePerEpisode(task, reinforce, problem, o, start, onRound, () => current);
     }
@@ -350,10 +365,7 @@ export async function trainController(
 }
 
 /** What a round of per-episode training measured besides rewards (see {@link RoundLog}). */
-type RoundDiagnostics = Pick<RoundLog, "advantage" | "entropy" | "l1ByTime" | "gradNorm">;
-
-/** Time bins of {@link RoundLog.l1ByTime}. */
-const TIME_BINS = 10;
+type RoundDiagnostics = ActedDiagnostics;
 
 /**
  * The advantages of one round's P episode rewards: the authors' moving-average baseline (updated
@@ -414,8 +426,6 @@ async function reinforcePerEpisode(
     logProbs: ppo,
   });
   const dense = a.stepReward ? new DenseStepReward(p, a.stepReward, a) : null;
-  const bins = Math.min(TIME_BINS, t);
-  const binEdges = Array.from({ length: bins + 1 }, (_, i) => Math.round((i * t) / bins));
   try {
     for (let round = start; round < o.rounds; round++) {
       dense?.reset();
@@ -454,18 +464,10 @@ async function reinforcePerEpisode(
       const adv = roundAdvantages(run.rewards, o.baseline ?? "moving", reinforce);
       const dec = decisionRows(buffer, every);
       // Diagnostics of the policy that acted, before it is updated.
-      const [entropy, l1ByTime] = tidy(() =>
-        noGrad(() => {
-          const all = dec.features.reshape([d * p, k]);
-          const acts = buffer.actions.cast("f32");
-          const byBin = binEdges.slice(0, -1).map((lo, i) =>
-            ops.slice(acts, [lo, 0], [binEdges[i + 1], p]).mean().reshape([1])
-          );
-          return [
-            keep(controller.entropy(all).mean().reshape([1])),
-            keep(ops.concat(byBin, 0)),
-          ];
-        })
+      const [entropy, l1ByTime] = actedDiagnostics(
+        controller,
+        dec.features.reshape([d * p, k]),
+        buffer.actions,
       );
       let gradNorms: Tensor = keep(tensor(new Float32Array(1), [1]));
       const addNorm = () => {

@@ -61,6 +61,7 @@ export function trainingSettings(
     sharedInit: o.sharedInit ?? false,
     ...((o.actEvery ?? 1) !== 1 ? { actEvery: o.actEvery } : {}),
     ...(o.updates === "ppo" ? { ppoEpochs: o.ppoEpochs ?? 4, ppoClip: o.ppoClip ?? 0.2 } : {}),
+    ...(o.updates === "es" ? { esSigma: o.esSigma ?? 0.1 } : {}),
     ...(o.normalizeFeatures ? { normalizeFeatures: true } : {}),
     features: o.features ?? problem.settings.features,
     dropFeatures: [...(o.dropFeatures ?? [])],
